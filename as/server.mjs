@@ -1,0 +1,64 @@
+// The authorization server behind certbound in the demo and the end-to-end
+// tests: a real oidc-provider, with no RFC 8705 support switched on, so that
+// every binding seen through Envoy is certbound's doing.
+//
+// Environment:
+//   AS_PORT         loopback port to listen on (required)
+//   AS_ISSUER       issuer URL (default http://127.0.0.1:$AS_PORT)
+//   AS_CLIENTS      path of a JSON file: oidc-provider client metadata array
+//   AS_REQUEST_LOG  path of a file that gets one JSON line per request received
+//
+// Prints "as ready <port>" when listening.
+import { appendFileSync, readFileSync } from 'node:fs';
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.AS_PORT);
+if (!port) {
+  console.error('AS_PORT is required');
+  process.exit(2);
+}
+const issuer = process.env.AS_ISSUER || `http://127.0.0.1:${port}`;
+const clients = JSON.parse(readFileSync(process.env.AS_CLIENTS, 'utf8'));
+const requestLog = process.env.AS_REQUEST_LOG;
+
+const provider = new Provider(issuer, {
+  clients,
+  features: {
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    devInteractions: { enabled: true },
+  },
+  // The demo's paths follow WSO2 Identity Server's.
+  routes: {
+    token: '/oauth2/token',
+    introspection: '/oauth2/introspect',
+    authorization: '/oauth2/authorize',
+    jwks: '/oauth2/jwks',
+    revocation: '/oauth2/revoke',
+    userinfo: '/oauth2/userinfo',
+  },
+  scopes: ['openid', 'offline_access', 'api'],
+  // Opaque access tokens are the case an AS without RFC 8705 presents.
+  ttl: { ClientCredentials: 600, AccessToken: 600 },
+});
+provider.proxy = true;
+
+// Log every request that reaches the AS, so tests can prove which did not.
+provider.use(async (ctx, next) => {
+  if (requestLog) {
+    appendFileSync(
+      requestLog,
+      `${JSON.stringify({
+        method: ctx.method,
+        path: ctx.path,
+        test_id: ctx.get('x-test-id') || null,
+        authorization: ctx.get('authorization') ? ctx.get('authorization').split(' ')[0] : null,
+      })}\n`,
+    );
+  }
+  await next();
+});
+
+provider.listen(port, '127.0.0.1', () => {
+  console.log(`as ready ${port}`);
+});

@@ -1,0 +1,298 @@
+//! Certificate in: the presented client certificate reduced to what RFC 8705
+//! binds to, its `x5t#S256` thumbprint (SHA-256 over the DER, base64url).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// SHA-256 of a certificate's DER encoding (RFC 8705 §3.1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thumbprint([u8; 32]);
+
+impl Thumbprint {
+    pub fn of_der(der: &[u8]) -> Self {
+        Thumbprint(Sha256::digest(der).into())
+    }
+
+    /// The `x5t#S256` value: base64url without padding.
+    pub fn x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Hex, as Envoy writes `connection.sha256_peer_certificate_digest` and XFCC `Hash=`.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses an `x5t#S256` string (base64url, no padding, 32 bytes).
+    pub fn from_x5t_s256(s: &str) -> Result<Self, CertError> {
+        if s.len() != 43 {
+            return Err(CertError::BadThumbprint("must be 43 base64url characters without padding"));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| CertError::BadThumbprint("not base64url"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CertError::BadThumbprint("not 32 bytes"))?;
+        Ok(Thumbprint(arr))
+    }
+
+    /// Parses the hex SHA-256 digest Envoy exposes for the peer certificate.
+    /// An empty string (no certificate on the connection) is `Ok(None)`.
+    pub fn from_hex_digest(s: &str) -> Result<Option<Self>, CertError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.len() != 64 {
+            return Err(CertError::BadThumbprint("hex digest must be 64 characters"));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let hi = hex_val(pair.first().copied());
+            let lo = hex_val(pair.get(1).copied());
+            match (hi, lo, out.get_mut(i)) {
+                (Some(h), Some(l), Some(slot)) => *slot = (h << 4) | l,
+                _ => return Err(CertError::BadThumbprint("hex digest has a non-hex character")),
+            }
+        }
+        Ok(Some(Thumbprint(out)))
+    }
+
+    /// Constant-time comparison: a timing difference must not tell an
+    /// attacker how much of a registered thumbprint they matched.
+    pub fn ct_eq(&self, other: &Thumbprint) -> bool {
+        ct_eq_bytes(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thumbprint({})", self.x5t_s256())
+    }
+}
+
+impl fmt::Display for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.x5t_s256())
+    }
+}
+
+fn hex_val(c: Option<u8>) -> Option<u8> {
+    match c? {
+        c @ b'0'..=b'9' => Some(c - b'0'),
+        c @ b'a'..=b'f' => Some(c - b'a' + 10),
+        c @ b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Equal-length byte comparison whose time does not depend on where the
+/// first difference is. Lengths are not secret.
+pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Validity period in Unix seconds, inclusive on both ends (RFC 5280 §4.1.2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    pub fn contains(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+/// A parsed certificate: its thumbprint and what client authentication needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub thumbprint: Thumbprint,
+    pub validity: Validity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertError {
+    NotPem,
+    WrongPemLabel(String),
+    NotX509(String),
+    TrailingData,
+    BadThumbprint(&'static str),
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::NotPem => f.write_str("not a PEM certificate"),
+            CertError::WrongPemLabel(l) => write!(f, "PEM label is {l:?}, expected \"CERTIFICATE\""),
+            CertError::NotX509(e) => write!(f, "not an X.509 certificate: {e}"),
+            CertError::TrailingData => f.write_str("more than one certificate where one is expected"),
+            CertError::BadThumbprint(why) => write!(f, "bad x5t#S256 thumbprint: {why}"),
+        }
+    }
+}
+
+/// Parses one DER certificate.
+pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| CertError::NotX509(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CertError::TrailingData);
+    }
+    let v = cert.validity();
+    Ok(ClientCert {
+        thumbprint: Thumbprint::of_der(der),
+        validity: Validity {
+            not_before: v.not_before.timestamp(),
+            not_after: v.not_after.timestamp(),
+        },
+    })
+}
+
+/// Parses exactly one PEM `CERTIFICATE` block (with newlines, as in a config file).
+pub fn parse_pem(pem: &str) -> Result<ClientCert, CertError> {
+    let (rest, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| CertError::NotPem)?;
+    if block.label != "CERTIFICATE" {
+        return Err(CertError::WrongPemLabel(block.label));
+    }
+    if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+        return Err(CertError::TrailingData);
+    }
+    parse_der(&block.contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x5t_s256_is_base64url_without_padding_of_sha256_over_der() {
+        // SHA-256 of the empty string, a fixed vector.
+        let t = Thumbprint::of_der(b"");
+        assert_eq!(t.x5t_s256(), "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
+        assert_eq!(
+            t.hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn thumbprint_round_trips_through_x5t_and_hex() {
+        let t = Thumbprint::of_der(b"certificate");
+        assert_eq!(Thumbprint::from_x5t_s256(&t.x5t_s256()), Ok(t));
+        assert_eq!(Thumbprint::from_hex_digest(&t.hex()), Ok(Some(t)));
+        assert_eq!(Thumbprint::from_hex_digest(&t.hex().to_uppercase()), Ok(Some(t)));
+    }
+
+    #[test]
+    fn empty_envoy_digest_means_no_certificate() {
+        assert_eq!(Thumbprint::from_hex_digest(""), Ok(None));
+    }
+
+    #[test]
+    fn malformed_thumbprints_are_refused() {
+        let good = Thumbprint::of_der(b"x").x5t_s256();
+        assert!(Thumbprint::from_x5t_s256(&format!("{good}=")).is_err());
+        assert!(Thumbprint::from_x5t_s256(&good[1..]).is_err());
+        assert!(Thumbprint::from_x5t_s256(&good.replace(|c: char| c.is_alphanumeric(), "+")).is_err());
+        assert!(Thumbprint::from_hex_digest("zz").is_err());
+        assert!(Thumbprint::from_hex_digest(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn constant_time_compare_matches_equality() {
+        let a = Thumbprint::of_der(b"a");
+        let b = Thumbprint::of_der(b"b");
+        assert!(a.ct_eq(&a));
+        assert!(!a.ct_eq(&b));
+        assert!(!ct_eq_bytes(b"ab", b"abc"));
+    }
+
+    fn openssl_x5t(pem: &str) -> String {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        // openssl x509 -outform der | openssl dgst -sha256 -binary, then base64url.
+        let mut der = Command::new("openssl")
+            .args(["x509", "-outform", "der"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl must be installed for this test");
+        der.stdin.take().unwrap().write_all(pem.as_bytes()).unwrap();
+        let der = der.wait_with_output().unwrap();
+        assert!(der.status.success());
+        let mut dgst = Command::new("openssl")
+            .args(["dgst", "-sha256", "-binary"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        dgst.stdin.take().unwrap().write_all(&der.stdout).unwrap();
+        let out = dgst.wait_with_output().unwrap();
+        assert!(out.status.success());
+        URL_SAFE_NO_PAD.encode(out.stdout)
+    }
+
+    fn generated_ec() -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn thumbprint_of_generated_ec_certificate_matches_openssl() {
+        let pem = generated_ec();
+        assert_eq!(parse_pem(&pem).unwrap().thumbprint.x5t_s256(), openssl_x5t(&pem));
+    }
+
+    #[test]
+    fn thumbprint_of_generated_rsa_certificate_matches_openssl() {
+        // ring cannot generate RSA keys; openssl generates this one.
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "/dev/null"])
+            .args(["-subj", "/CN=rsa-client", "-days", "1"])
+            .output()
+            .expect("openssl must be installed for this test");
+        assert!(out.status.success());
+        let pem = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(parse_pem(&pem).unwrap().thumbprint.x5t_s256(), openssl_x5t(&pem));
+    }
+
+    #[test]
+    fn pem_validity_period_is_read() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["c".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let cert = parse_pem(&params.self_signed(&key).unwrap().pem()).unwrap();
+        assert_eq!(cert.validity.not_before, 1_577_836_800);
+        assert_eq!(cert.validity.not_after, 1_609_459_200);
+        assert!(cert.validity.contains(1_600_000_000));
+        assert!(!cert.validity.contains(1_700_000_000));
+    }
+
+    #[test]
+    fn non_certificate_pem_is_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        assert!(matches!(parse_pem(&key.serialize_pem()), Err(CertError::WrongPemLabel(_))));
+        assert_eq!(parse_pem("hello"), Err(CertError::NotPem));
+        let bogus = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        assert!(matches!(parse_pem(bogus), Err(CertError::NotX509(_))));
+    }
+
+    #[test]
+    fn two_certificates_where_one_is_expected_are_refused() {
+        let pem = generated_ec();
+        assert_eq!(parse_pem(&format!("{pem}{pem}")), Err(CertError::TrailingData));
+    }
+}

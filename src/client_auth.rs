@@ -1,0 +1,305 @@
+//! Client authenticated: the token request's client, found from the form body
+//! or HTTP Basic, is authenticated by the certificate it presented (RFC 8705 §2).
+
+use crate::cert::Thumbprint;
+use crate::config::{ClientAuthMethod, Config};
+use crate::error::{OAuthError, Reason};
+use crate::form::{self, AuthorizationError, Form};
+
+/// What the filter saw of a token request.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    pub content_type: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The certificate presented on this request, reduced to its thumbprint.
+    pub certificate: Option<Thumbprint>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A client that proved possession of a registered certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub client_id: String,
+    pub thumbprint: Thumbprint,
+    /// The `Authorization` value to present upstream, or none.
+    pub upstream_authorization: Option<String>,
+}
+
+/// Parameters by which a client would authenticate another way (RFC 6749 §2.3,
+/// RFC 7523). A request may use one method only.
+const OTHER_CLIENT_AUTH_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "client_assertion_type"];
+
+/// Client ids are echoed in error descriptions; keep them short and printable.
+pub fn shown(id: &str) -> String {
+    id.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authenticated, OAuthError> {
+    if !req.content_type.map(form::is_form_content_type).unwrap_or(false) {
+        return Err(OAuthError::invalid_request(
+            Reason::BadRequest,
+            "token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = Form::parse(req.body).map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
+    let body_client_id = body
+        .single("client_id")
+        .map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
+
+    if let Some(p) = OTHER_CLIENT_AUTH_PARAMS.iter().find(|p| body.contains(p)) {
+        return Err(OAuthError::invalid_request(
+            Reason::MixedClientAuthentication,
+            format!("{p} must not be sent: the client authenticates with its certificate"),
+        ));
+    }
+
+    let basic_client_id = match req.authorization {
+        None => None,
+        Some(h) => match form::parse_basic(h) {
+            Ok(c) if c.secret.is_empty() => Some(c.client_id),
+            Ok(_) => {
+                return Err(OAuthError::invalid_request(
+                    Reason::MixedClientAuthentication,
+                    "a client secret must not be sent: the client authenticates with its certificate",
+                ))
+            }
+            Err(AuthorizationError::NotBasic) => {
+                return Err(OAuthError::invalid_request(
+                    Reason::BadRequest,
+                    "only HTTP Basic may carry the client_id at the token endpoint",
+                ))
+            }
+            Err(AuthorizationError::Malformed) => {
+                return Err(OAuthError::invalid_request(Reason::BadRequest, "malformed HTTP Basic credentials"))
+            }
+        },
+    };
+
+    let client_id = match (body_client_id, basic_client_id.as_deref()) {
+        (Some(b), Some(h)) if b != h => {
+            return Err(OAuthError::invalid_request(
+                Reason::ClientIdMismatch,
+                "client_id in the body and in HTTP Basic differ",
+            ))
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => {
+            return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required"))
+        }
+    };
+
+    let client = config.client(client_id).ok_or_else(|| {
+        OAuthError::invalid_client(Reason::UnknownClient, format!("client {:?} is not registered", shown(client_id)))
+    })?;
+
+    let presented = req.certificate.ok_or_else(|| {
+        OAuthError::invalid_client(Reason::NoCertificate, "a client certificate is required for this client")
+    })?;
+
+    let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &client.method;
+    // Compare against every pin, without stopping at the first match, so the
+    // time taken does not say which pin (if any) matched.
+    let mut matched = None;
+    for pin in pins {
+        if pin.thumbprint.ct_eq(&presented) {
+            matched = Some(pin);
+        }
+    }
+    let pin = matched.ok_or_else(|| {
+        OAuthError::invalid_client(
+            Reason::CertificateNotRegistered,
+            "the client certificate is not registered for this client",
+        )
+    })?;
+    if let Some(validity) = pin.validity {
+        if !validity.contains(req.now) {
+            return Err(OAuthError::invalid_client(
+                Reason::CertificateExpired,
+                "the client certificate is outside its validity period",
+            ));
+        }
+    }
+
+    Ok(Authenticated {
+        client_id: client.client_id.clone(),
+        thumbprint: presented,
+        upstream_authorization: client
+            .upstream
+            .as_ref()
+            .map(|u| form::basic_header(&client.client_id, u.client_secret.expose())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::parse_pem;
+    use crate::config;
+    use serde_json::json;
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+    const NOW: i64 = 1_800_000_000;
+
+    struct Fixture {
+        config: Config,
+        registered: Thumbprint,
+    }
+
+    fn cert_pem(not_after_year: i32) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn fixture_with(pem: &str) -> Fixture {
+        let config = config::parse(
+            json!({"clients":[
+                {"client_id":"c1","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                 "certificates":[pem],"upstream":{"client_secret":"up-secret"}},
+                {"client_id":"c2","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                 "thumbprints":[Thumbprint::of_der(b"rotated").x5t_s256(), Thumbprint::of_der(b"next").x5t_s256()]}
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        Fixture { config, registered: parse_pem(pem).unwrap().thumbprint }
+    }
+
+    fn fixture() -> Fixture {
+        fixture_with(&cert_pem(2099))
+    }
+
+    fn req<'a>(body: &'a [u8], cert: Option<Thumbprint>) -> TokenRequest<'a> {
+        TokenRequest { content_type: FORM, authorization: None, body, certificate: cert, now: NOW }
+    }
+
+    #[test]
+    fn registered_certificate_authenticates_and_upstream_secret_is_presented() {
+        let f = fixture();
+        let a = authenticate(&f.config, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered))).unwrap();
+        assert_eq!(a.client_id, "c1");
+        assert_eq!(a.thumbprint, f.registered);
+        assert_eq!(a.upstream_authorization, Some(form::basic_header("c1", "up-secret")));
+    }
+
+    #[test]
+    fn any_of_several_pinned_thumbprints_authenticates_for_rotation() {
+        let f = fixture();
+        for der in [&b"rotated"[..], b"next"] {
+            let a = authenticate(&f.config, &req(b"client_id=c2", Some(Thumbprint::of_der(der)))).unwrap();
+            assert_eq!(a.upstream_authorization, None);
+        }
+    }
+
+    #[test]
+    fn unregistered_certificate_is_invalid_client() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=c1", Some(Thumbprint::of_der(b"stranger")))).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::CertificateNotRegistered));
+    }
+
+    #[test]
+    fn another_clients_certificate_is_invalid_client() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=c2", Some(f.registered))).unwrap_err();
+        assert_eq!(e.reason, Reason::CertificateNotRegistered);
+    }
+
+    #[test]
+    fn no_certificate_is_invalid_client() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=c1", None)).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::NoCertificate));
+    }
+
+    #[test]
+    fn unknown_client_is_invalid_client() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=nobody", Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::UnknownClient));
+    }
+
+    #[test]
+    fn certificate_outside_validity_is_invalid_client() {
+        let f = fixture_with(&cert_pem(2021));
+        let e = authenticate(&f.config, &req(b"client_id=c1", Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.reason), (401, Reason::CertificateExpired));
+    }
+
+    #[test]
+    fn missing_client_id_is_invalid_request() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"grant_type=client_credentials", Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_request", Reason::MissingClientId));
+    }
+
+    #[test]
+    fn client_id_from_basic_is_accepted() {
+        let f = fixture();
+        let h = form::basic_header("c1", "");
+        let r = TokenRequest { authorization: Some(&h), ..req(b"grant_type=client_credentials", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap().client_id, "c1");
+    }
+
+    #[test]
+    fn client_id_in_basic_and_body_disagreeing_is_refused() {
+        let f = fixture();
+        let h = form::basic_header("c2", "");
+        let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap_err().reason, Reason::ClientIdMismatch);
+    }
+
+    #[test]
+    fn client_id_twice_is_invalid_request() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=c1&client_id=c1", Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.error), (400, "invalid_request"));
+    }
+
+    #[test]
+    fn a_client_secret_beside_the_certificate_is_refused() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=c1&client_secret=x", Some(f.registered))).unwrap_err();
+        assert_eq!(e.reason, Reason::MixedClientAuthentication);
+        let h = form::basic_header("c1", "x");
+        let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap_err().reason, Reason::MixedClientAuthentication);
+    }
+
+    #[test]
+    fn non_basic_authorization_is_refused() {
+        let f = fixture();
+        let r = TokenRequest { authorization: Some("Bearer x"), ..req(b"client_id=c1", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+    }
+
+    #[test]
+    fn non_form_body_is_invalid_request() {
+        let f = fixture();
+        let r = TokenRequest { content_type: Some("application/json"), ..req(b"{}", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+        let r = TokenRequest { content_type: None, ..req(b"client_id=c1", Some(f.registered)) };
+        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+    }
+
+    #[test]
+    fn unreadable_body_is_invalid_request() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=%zz", Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.error), (400, "invalid_request"));
+    }
+
+    #[test]
+    fn error_description_does_not_echo_long_or_control_input() {
+        let f = fixture();
+        let body = format!("client_id={}%0A", "a".repeat(500));
+        let e = authenticate(&f.config, &req(body.as_bytes(), Some(f.registered))).unwrap_err();
+        assert!(e.description.len() < 120, "{}", e.description);
+        assert!(!e.description.contains('\n'));
+    }
+}

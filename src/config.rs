@@ -1,0 +1,444 @@
+//! Plugin configuration: JSON as Envoy and Istio hand it over, validated and
+//! compiled once. Every error names the field it is about.
+
+use crate::cert::{parse_pem, Thumbprint, Validity};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+
+pub const DEFAULT_TOKEN_PATH: &str = "/oauth2/token";
+pub const DEFAULT_INTROSPECTION_PATH: &str = "/oauth2/introspect";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A config error: the field (a JSON path such as `clients[0].thumbprints[1]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config field {}: {}", self.field, self.message)
+    }
+}
+
+/// A secret from the config: never shown by `Debug` or in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    token_path: Option<String>,
+    introspection_path: Option<String>,
+    max_body_bytes: Option<usize>,
+    binding: Option<Value>,
+    #[serde(default)]
+    clients: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    default_ttl_seconds: Option<u64>,
+    max_ttl_seconds: Option<u64>,
+    refresh_token_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: String,
+    token_endpoint_auth_method: String,
+    #[serde(default)]
+    certificates: Vec<String>,
+    #[serde(default)]
+    thumbprints: Vec<String>,
+    upstream: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    client_secret: String,
+}
+
+/// How long bindings are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingPolicy {
+    /// For access tokens whose response has no `expires_in`.
+    pub default_ttl_seconds: u64,
+    /// Upper bound for every binding.
+    pub max_ttl_seconds: u64,
+    /// Refresh token responses carry no lifetime (RFC 6749 §5.1).
+    pub refresh_token_ttl_seconds: u64,
+}
+
+impl Default for BindingPolicy {
+    fn default() -> Self {
+        BindingPolicy {
+            default_ttl_seconds: 3600,
+            max_ttl_seconds: 30 * 24 * 3600,
+            refresh_token_ttl_seconds: 14 * 24 * 3600,
+        }
+    }
+}
+
+/// One registered certificate: its thumbprint, and its validity when the
+/// config gave the whole certificate (a bare thumbprint has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub thumbprint: Thumbprint,
+    pub validity: Option<Validity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// RFC 8705 §2.2: the client's self-signed certificate(s), pinned.
+    SelfSignedTlsClientAuth { pins: Vec<Pin> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCredentials {
+    pub client_secret: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub method: ClientAuthMethod,
+    /// What certbound presents to the AS once the certificate has authenticated the client.
+    pub upstream: Option<UpstreamCredentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub token_path: String,
+    pub introspection_path: String,
+    pub max_body_bytes: usize,
+    pub binding: BindingPolicy,
+    pub clients: HashMap<String, Client>,
+}
+
+impl Config {
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients.get(client_id)
+    }
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: Value, field: &str) -> Result<T, ConfigError> {
+    serde_json::from_value(v).map_err(|e| ConfigError::new(field, e.to_string()))
+}
+
+fn path_field(v: Option<String>, default: &str, field: &str) -> Result<String, ConfigError> {
+    let p = v.unwrap_or_else(|| default.to_string());
+    if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+        return Err(ConfigError::new(field, format!("{p:?} must be a path starting with '/', without query")));
+    }
+    Ok(p)
+}
+
+/// Parses and validates the plugin configuration.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ConfigError::new("(root)", "configuration is empty; expected a JSON object"));
+    }
+    let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::new("(root)", e.to_string()))?;
+
+    let token_path = path_field(raw.token_path, DEFAULT_TOKEN_PATH, "token_path")?;
+    let introspection_path = path_field(raw.introspection_path, DEFAULT_INTROSPECTION_PATH, "introspection_path")?;
+    if token_path == introspection_path {
+        return Err(ConfigError::new("introspection_path", "must differ from token_path"));
+    }
+
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 || max_body_bytes > MAX_MAX_BODY_BYTES {
+        return Err(ConfigError::new("max_body_bytes", format!("must be between 1 and {MAX_MAX_BODY_BYTES}")));
+    }
+
+    let binding = match raw.binding {
+        None => BindingPolicy::default(),
+        Some(v) => compile_binding(from_value(v, "binding")?)?,
+    };
+
+    let mut clients = HashMap::new();
+    for (i, v) in raw.clients.into_iter().enumerate() {
+        let field = format!("clients[{i}]");
+        let client = compile_client(from_value(v, &field)?, &field)?;
+        if clients.contains_key(&client.client_id) {
+            return Err(ConfigError::new(
+                format!("{field}.client_id"),
+                format!("client {:?} is registered more than once", client.client_id),
+            ));
+        }
+        clients.insert(client.client_id.clone(), client);
+    }
+
+    Ok(Config { token_path, introspection_path, max_body_bytes, binding, clients })
+}
+
+fn compile_binding(raw: RawBinding) -> Result<BindingPolicy, ConfigError> {
+    let d = BindingPolicy::default();
+    let p = BindingPolicy {
+        default_ttl_seconds: raw.default_ttl_seconds.unwrap_or(d.default_ttl_seconds),
+        max_ttl_seconds: raw.max_ttl_seconds.unwrap_or(d.max_ttl_seconds),
+        refresh_token_ttl_seconds: raw.refresh_token_ttl_seconds.unwrap_or(d.refresh_token_ttl_seconds),
+    };
+    for (name, v) in [
+        ("binding.default_ttl_seconds", p.default_ttl_seconds),
+        ("binding.max_ttl_seconds", p.max_ttl_seconds),
+        ("binding.refresh_token_ttl_seconds", p.refresh_token_ttl_seconds),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::new(name, "must be greater than 0"));
+        }
+    }
+    Ok(p)
+}
+
+fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
+    if raw.client_id.is_empty() {
+        return Err(ConfigError::new(format!("{field}.client_id"), "must not be empty"));
+    }
+    let method = match raw.token_endpoint_auth_method.as_str() {
+        "self_signed_tls_client_auth" => {
+            let mut pins = Vec::new();
+            for (j, pem) in raw.certificates.iter().enumerate() {
+                let cert = parse_pem(pem)
+                    .map_err(|e| ConfigError::new(format!("{field}.certificates[{j}]"), e.to_string()))?;
+                pins.push(Pin { thumbprint: cert.thumbprint, validity: Some(cert.validity) });
+            }
+            for (j, t) in raw.thumbprints.iter().enumerate() {
+                let thumbprint = Thumbprint::from_x5t_s256(t)
+                    .map_err(|e| ConfigError::new(format!("{field}.thumbprints[{j}]"), e.to_string()))?;
+                pins.push(Pin { thumbprint, validity: None });
+            }
+            if pins.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.certificates"),
+                    "self_signed_tls_client_auth needs at least one entry in certificates or thumbprints",
+                ));
+            }
+            ClientAuthMethod::SelfSignedTlsClientAuth { pins }
+        }
+        "tls_client_auth" => {
+            return Err(ConfigError::new(
+                format!("{field}.token_endpoint_auth_method"),
+                "tls_client_auth is not supported by this version of certbound",
+            ))
+        }
+        other => {
+            return Err(ConfigError::new(
+                format!("{field}.token_endpoint_auth_method"),
+                format!("{other:?} is not a certificate method; expected \"self_signed_tls_client_auth\""),
+            ))
+        }
+    };
+    let upstream = match raw.upstream {
+        None => None,
+        Some(v) => {
+            let f = format!("{field}.upstream");
+            let u: RawUpstream = from_value(v, &f)?;
+            if u.client_secret.is_empty() {
+                return Err(ConfigError::new(format!("{f}.client_secret"), "must not be empty"));
+            }
+            Some(UpstreamCredentials { client_secret: Secret(u.client_secret) })
+        }
+    };
+    Ok(Client { client_id: raw.client_id, method, upstream })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["c".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn thumb() -> String {
+        Thumbprint::of_der(b"x").x5t_s256()
+    }
+
+    fn err(v: Value) -> ConfigError {
+        parse(v.to_string().as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_wso2_paths_and_defaults() {
+        let c = parse(br#"{"clients":[]}"#).unwrap();
+        assert_eq!(c.token_path, "/oauth2/token");
+        assert_eq!(c.introspection_path, "/oauth2/introspect");
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.binding, BindingPolicy::default());
+    }
+
+    #[test]
+    fn a_full_client_compiles_with_certificates_and_thumbprints() {
+        let c = parse(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                "certificates":[pem()],"thumbprints":[thumb()],"upstream":{"client_secret":"s"}}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let client = c.client("a").unwrap();
+        let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &client.method;
+        assert_eq!(pins.len(), 2);
+        assert!(pins[0].validity.is_some());
+        assert!(pins[1].validity.is_none());
+        assert_eq!(client.upstream.as_ref().unwrap().client_secret.expose(), "s");
+    }
+
+    #[test]
+    fn empty_config_is_refused() {
+        assert_eq!(parse(b"").unwrap_err().field, "(root)");
+    }
+
+    #[test]
+    fn config_that_is_not_json_is_refused() {
+        assert_eq!(parse(b"{clients").unwrap_err().field, "(root)");
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_refused_by_name() {
+        let e = err(json!({"clients":[],"token_pth":"/x"}));
+        assert_eq!(e.field, "(root)");
+        assert!(e.message.contains("token_pth"), "{e}");
+    }
+
+    #[test]
+    fn unknown_client_field_is_refused_by_name() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"secret":"x"}]}));
+        assert_eq!(e.field, "clients[0]");
+        assert!(e.message.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn unknown_upstream_field_is_refused_by_name() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"upstream":{"client_secret":"s","password":"p"}}]}));
+        assert_eq!(e.field, "clients[0].upstream");
+        assert!(e.message.contains("password"), "{e}");
+    }
+
+    #[test]
+    fn bad_pem_is_refused_naming_the_certificate() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "certificates":[pem(), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]}]}));
+        assert_eq!(e.field, "clients[0].certificates[1]");
+    }
+
+    #[test]
+    fn bad_thumbprint_is_refused_naming_it() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb(), "not-a-thumbprint"]}]}));
+        assert_eq!(e.field, "clients[0].thumbprints[1]");
+    }
+
+    #[test]
+    fn duplicate_client_is_refused() {
+        let c = json!({"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]});
+        let e = err(json!({"clients":[c.clone(), c]}));
+        assert_eq!(e.field, "clients[1].client_id");
+        assert!(e.message.contains("more than once"));
+    }
+
+    #[test]
+    fn client_without_any_registered_certificate_is_refused() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth"}]}));
+        assert_eq!(e.field, "clients[0].certificates");
+    }
+
+    #[test]
+    fn non_certificate_auth_method_is_refused() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"client_secret_basic","thumbprints":[thumb()]}]}));
+        assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn tls_client_auth_is_refused_until_supported() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","thumbprints":[thumb()]}]}));
+        assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn missing_client_id_is_refused() {
+        let e = err(json!({"clients":[{"token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}));
+        assert_eq!(e.field, "clients[0]");
+        assert!(e.message.contains("client_id"));
+    }
+
+    #[test]
+    fn empty_client_id_is_refused() {
+        let e = err(json!({"clients":[{"client_id":"","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}));
+        assert_eq!(e.field, "clients[0].client_id");
+    }
+
+    #[test]
+    fn empty_upstream_secret_is_refused() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"upstream":{"client_secret":""}}]}));
+        assert_eq!(e.field, "clients[0].upstream.client_secret");
+    }
+
+    #[test]
+    fn path_must_be_absolute_without_query() {
+        assert_eq!(err(json!({"token_path":"oauth2/token"})).field, "token_path");
+        assert_eq!(err(json!({"introspection_path":"/i?x=1"})).field, "introspection_path");
+    }
+
+    #[test]
+    fn token_and_introspection_paths_must_differ() {
+        assert_eq!(err(json!({"token_path":"/t","introspection_path":"/t"})).field, "introspection_path");
+    }
+
+    #[test]
+    fn body_limit_must_be_bounded() {
+        assert_eq!(err(json!({"max_body_bytes":0})).field, "max_body_bytes");
+        assert_eq!(err(json!({"max_body_bytes":10_000_000})).field, "max_body_bytes");
+    }
+
+    #[test]
+    fn zero_binding_lifetime_is_refused() {
+        assert_eq!(err(json!({"binding":{"max_ttl_seconds":0}})).field, "binding.max_ttl_seconds");
+        assert_eq!(err(json!({"binding":{"ttl":5}})).field, "binding");
+    }
+
+    #[test]
+    fn secret_is_hidden_from_debug() {
+        let c = parse(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                "thumbprints":[thumb()],"upstream":{"client_secret":"hunter2"}}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Host calls that can fail, each mapped to a value or an error the caller handles.
+
+use crate::binding::{self, Binding, PutDecision};
+use crate::cert::Thumbprint;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+use std::time::UNIX_EPOCH;
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+}
+
+pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
+}
+
+pub fn body(buffer: BufferType, size: usize) -> Result<Vec<u8>, Status> {
+    Ok(hostcalls::get_buffer(buffer, 0, size)?.unwrap_or_default())
+}
+
+pub fn replace_body(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), Status> {
+    hostcalls::set_buffer(buffer, 0, size, data)
+}
+
+/// Unix seconds from the host clock.
+pub fn now() -> Option<i64> {
+    let t = hostcalls::get_current_time().ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
+}
+
+/// The certificate of the TLS connection Envoy terminated, as its SHA-256
+/// (Envoy attribute `connection.sha256_peer_certificate_digest`, hex).
+pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
+    let raw = hostcalls::get_property(vec!["connection", "sha256_peer_certificate_digest"])
+        .map_err(|s| format!("cannot read connection.sha256_peer_certificate_digest: {s:?}"))?;
+    let Some(raw) = raw else { return Ok(None) };
+    let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
+    Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Host(Status),
+    Conflict,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Host(s) => write!(f, "shared data call failed: {s:?}"),
+            StoreError::Conflict => f.write_str("a live binding to another certificate exists"),
+        }
+    }
+}
+
+/// Bindings in Envoy shared data, visible to every worker of this VM.
+pub struct SharedDataStore;
+
+impl SharedDataStore {
+    pub fn put(key: &str, binding: &Binding, now: i64) -> Result<PutDecision, StoreError> {
+        let (existing, cas) = hostcalls::get_shared_data(key).map_err(StoreError::Host)?;
+        match binding::put_decision(existing.as_deref(), binding, now) {
+            PutDecision::Write => {
+                // The cas makes a concurrent writer's update fail instead of being overwritten.
+                hostcalls::set_shared_data(key, Some(&binding.encode()), cas).map_err(StoreError::Host)?;
+                Ok(PutDecision::Write)
+            }
+            PutDecision::AlreadyBound => Ok(PutDecision::AlreadyBound),
+            PutDecision::Conflict => Err(StoreError::Conflict),
+        }
+    }
+
+    pub fn get(key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
+        let (value, _) = hostcalls::get_shared_data(key).map_err(StoreError::Host)?;
+        Ok(binding::live(value.as_deref(), now))
+    }
+}

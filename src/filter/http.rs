@@ -1,0 +1,362 @@
+//! One HTTP stream: routes the token and introspection endpoints through the
+//! pure core and applies its decisions.
+
+use super::host::{self, SharedDataStore};
+use super::metrics::Metrics;
+use crate::binding::{self, Binding, PutDecision};
+use crate::cert::Thumbprint;
+use crate::client_auth::{self, Authenticated, TokenRequest};
+use crate::config::Config;
+use crate::error::OAuthError;
+use crate::introspection::{self, Patch};
+use log::{debug, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType};
+use std::rc::Rc;
+
+enum Route {
+    /// Not an endpoint certbound acts on.
+    Other,
+    /// A local reply was sent; nothing more to do.
+    Answered,
+    Token(TokenState),
+    Introspect { key: Option<String>, binding: Option<Binding> },
+}
+
+struct TokenState {
+    certificate: Option<Thumbprint>,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    authenticated: Option<Authenticated>,
+}
+
+pub struct Http {
+    id: u32,
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+    request_id: String,
+    route: Route,
+}
+
+fn path_only(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+impl Http {
+    pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>) -> Self {
+        Http { id, config, metrics, request_id: "-".into(), route: Route::Other }
+    }
+
+    /// Answers with an OAuth error, logs why and counts it.
+    fn refuse(&mut self, e: OAuthError) -> Action {
+        warn!(
+            "[{} {}] certbound refused: {} ({}): {}",
+            self.id,
+            self.request_id,
+            e.error,
+            e.reason.as_str(),
+            e.description
+        );
+        self.metrics.refused(e.reason);
+        self.route = Route::Answered;
+        let headers = e.headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Err(status) = hostcalls::send_http_response(e.status, headers, Some(&e.body())) {
+            warn!("[{} {}] certbound could not send its reply: {status:?}", self.id, self.request_id);
+            // Without a reply the request must still not pass: reset it.
+            let _ = hostcalls::reset_http_request();
+        }
+        Action::Pause
+    }
+
+    fn now(&mut self) -> Result<i64, OAuthError> {
+        host::now().ok_or_else(|| OAuthError::internal("the proxy clock is unavailable"))
+    }
+
+    fn token_request_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
+        match host::request_header(":method").as_deref() {
+            Some("POST") => {}
+            // CORS preflight carries no credentials and gets no token.
+            Some("OPTIONS") => return Action::Continue,
+            _ => return self.refuse(OAuthError::method_not_allowed("the token endpoint accepts POST only")),
+        }
+        if end_of_stream {
+            return self.refuse(OAuthError::invalid_request(
+                crate::error::Reason::BadRequest,
+                "token request has no body",
+            ));
+        }
+        if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
+            if len > config.max_body_bytes {
+                return self.refuse(OAuthError::too_large(format!(
+                    "token request body exceeds {} bytes",
+                    config.max_body_bytes
+                )));
+            }
+        }
+        let certificate = match host::connection_certificate() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("[{} {}] certbound: {e}; treating the request as having no certificate", self.id, self.request_id);
+                None
+            }
+        };
+        // The response must be readable to bind its tokens.
+        let _ = host::set_request_header("accept-encoding", None);
+        self.route = Route::Token(TokenState {
+            certificate,
+            content_type: host::request_header("content-type"),
+            authorization: host::request_header("authorization"),
+            authenticated: None,
+        });
+        Action::Pause
+    }
+
+    fn token_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            return self.refuse(OAuthError::too_large(format!("token request body exceeds {} bytes", config.max_body_bytes)));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = match host::body(BufferType::HttpRequestBody, body_size) {
+            Ok(b) => b,
+            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
+        };
+        let now = match self.now() {
+            Ok(n) => n,
+            Err(e) => return self.refuse(e),
+        };
+        let Route::Token(state) = &self.route else { return Action::Continue };
+        let req = TokenRequest {
+            content_type: state.content_type.as_deref(),
+            authorization: state.authorization.as_deref(),
+            body: &body,
+            certificate: state.certificate,
+            now,
+        };
+        match client_auth::authenticate(config, &req) {
+            Ok(auth) => {
+                if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
+                    return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
+                }
+                info!(
+                    "[{} {}] certbound authenticated client {:?} by certificate x5t#S256={}",
+                    self.id,
+                    self.request_id,
+                    client_auth::shown(&auth.client_id),
+                    auth.thumbprint
+                );
+                self.metrics.client_authenticated();
+                if let Route::Token(state) = &mut self.route {
+                    state.authenticated = Some(auth);
+                }
+                Action::Continue
+            }
+            Err(e) => self.refuse(e),
+        }
+    }
+
+    fn token_response_headers(&mut self, end_of_stream: bool) -> Action {
+        let success = host::response_header(":status").map(|s| s.starts_with('2')).unwrap_or(false);
+        if !success {
+            return Action::Continue; // An error response carries no token to bind.
+        }
+        if end_of_stream {
+            return self.refuse(OAuthError::unbindable("the authorization server answered without a body"));
+        }
+        if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+            return self.refuse(OAuthError::unbindable("the token response is encoded and cannot be bound"));
+        }
+        Action::Pause
+    }
+
+    fn token_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            return self.refuse(OAuthError::unbindable("the token response is too large to bind"));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let Route::Token(TokenState { authenticated: Some(auth), .. }) = &self.route else {
+            return Action::Continue;
+        };
+        let (thumbprint, client_id) = (auth.thumbprint, client_auth::shown(&auth.client_id));
+        let body = match host::body(BufferType::HttpResponseBody, body_size) {
+            Ok(b) => b,
+            Err(s) => return self.refuse(OAuthError::unbindable(format!("cannot read the token response: {s:?}"))),
+        };
+        let now = match self.now() {
+            Ok(n) => n,
+            Err(e) => return self.refuse(e),
+        };
+        let to_bind = match binding::bindings_for_response(&body, thumbprint, &config.binding, now) {
+            Ok(b) => b,
+            Err(e) => return self.refuse(OAuthError::unbindable(e.to_string())),
+        };
+        for b in &to_bind {
+            let why = match SharedDataStore::put(&b.key, &b.binding, now) {
+                Ok(PutDecision::Write) | Ok(PutDecision::AlreadyBound) => continue,
+                Ok(PutDecision::Conflict) => "store did not accept the binding".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return self.refuse(OAuthError::store_unavailable(format!(
+                "the token could not be bound ({why}); it was not released"
+            )));
+        }
+        info!(
+            "[{} {}] certbound bound {} token(s) of client {:?} to x5t#S256={}",
+            self.id,
+            self.request_id,
+            to_bind.len(),
+            client_id,
+            thumbprint
+        );
+        self.metrics.tokens_bound(to_bind.len());
+        Action::Continue
+    }
+
+    fn introspection_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            return self.refuse(OAuthError::too_large(format!(
+                "introspection request body exceeds {} bytes",
+                config.max_body_bytes
+            )));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let key = host::body(BufferType::HttpRequestBody, body_size)
+            .ok()
+            .and_then(|b| introspection::token_param(&b))
+            .map(|t| binding::key_for_token(&t));
+        self.route = Route::Introspect { key, binding: None };
+        Action::Continue
+    }
+
+    fn introspection_response_headers(&mut self) -> Action {
+        let Route::Introspect { key: Some(key), .. } = &self.route else { return Action::Continue };
+        if host::response_header(":status").as_deref() != Some("200") {
+            return Action::Continue;
+        }
+        let found = match host::now().map(|now| SharedDataStore::get(key, now)) {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
+                warn!("[{} {}] certbound: binding lookup failed: {e}", self.id, self.request_id);
+                None
+            }
+            None => {
+                warn!("[{} {}] certbound: binding lookup skipped: no clock", self.id, self.request_id);
+                None
+            }
+        };
+        let Some(b) = found else {
+            debug!("[{} {}] certbound: introspected token is not bound", self.id, self.request_id);
+            self.metrics.introspection_unpatched();
+            return Action::Continue;
+        };
+        if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+            warn!("[{} {}] certbound: encoded introspection response left unpatched", self.id, self.request_id);
+            self.metrics.introspection_unpatched();
+            return Action::Continue;
+        }
+        if let Route::Introspect { binding, .. } = &mut self.route {
+            *binding = Some(b);
+        }
+        Action::Pause
+    }
+
+    fn introspection_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Route::Introspect { binding: Some(b), .. } = &self.route else { return Action::Continue };
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let thumbprint = b.thumbprint;
+        let body = match host::body(BufferType::HttpResponseBody, body_size) {
+            Ok(b) => b,
+            Err(s) => {
+                warn!("[{} {}] certbound: cannot read the introspection response: {s:?}", self.id, self.request_id);
+                self.metrics.introspection_unpatched();
+                return Action::Continue;
+            }
+        };
+        match introspection::add_cnf(&body, &thumbprint) {
+            Patch::Patched(patched) => {
+                let applied = host::replace_body(BufferType::HttpResponseBody, body_size, &patched)
+                    .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
+                match applied {
+                    Ok(()) => {
+                        info!("[{} {}] certbound added cnf x5t#S256={} to introspection", self.id, self.request_id, thumbprint);
+                        self.metrics.introspection_patched();
+                    }
+                    Err(s) => {
+                        // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
+                        warn!("[{} {}] certbound: cannot patch the introspection response: {s:?}", self.id, self.request_id);
+                        return self.refuse(OAuthError::internal("the introspection response could not be completed"));
+                    }
+                }
+            }
+            Patch::Unchanged(why) => {
+                debug!("[{} {}] certbound: introspection response unchanged: {why:?}", self.id, self.request_id);
+                self.metrics.introspection_unpatched();
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(id) = host::request_header("x-request-id") {
+            self.request_id = id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+        }
+        let Some(config) = self.config.clone() else {
+            return self.refuse(OAuthError::not_configured());
+        };
+        let path = host::request_header(":path").unwrap_or_default();
+        let path = path_only(&path);
+        if path == config.token_path {
+            return self.token_request_headers(&config, end_of_stream);
+        }
+        if path == config.introspection_path
+            && host::request_header(":method").as_deref() == Some("POST")
+            && !end_of_stream
+        {
+            let _ = host::set_request_header("accept-encoding", None);
+            self.route = Route::Introspect { key: None, binding: None };
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else { return Action::Continue };
+        match self.route {
+            Route::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
+            Route::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
+            Route::Other | Route::Answered => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.route {
+            Route::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
+            Route::Introspect { .. } => self.introspection_response_headers(),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else { return Action::Continue };
+        match self.route {
+            Route::Token(TokenState { authenticated: Some(_), .. }) => {
+                self.token_response_body(&config, body_size, end_of_stream)
+            }
+            Route::Introspect { .. } => self.introspection_response_body(body_size, end_of_stream),
+            _ => Action::Continue,
+        }
+    }
+}

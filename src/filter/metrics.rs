@@ -1,0 +1,70 @@
+//! Envoy counters for every decision (shown by Envoy as `wasmcustom.certbound.*`).
+
+use crate::error::Reason;
+use log::debug;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    client_authenticated: Option<u32>,
+    tokens_bound: Option<u32>,
+    introspection_patched: Option<u32>,
+    introspection_unpatched: Option<u32>,
+    refused: Vec<(Reason, Option<u32>)>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("certbound: cannot define counter {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn bump(id: Option<u32>, by: i64) {
+    if let Some(id) = id {
+        if let Err(status) = hostcalls::increment_metric(id, by) {
+            debug!("certbound: counter {id} not incremented: {status:?}");
+        }
+    }
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        Metrics {
+            client_authenticated: counter("certbound.client_authenticated"),
+            tokens_bound: counter("certbound.tokens_bound"),
+            introspection_patched: counter("certbound.introspection_patched"),
+            introspection_unpatched: counter("certbound.introspection_unpatched"),
+            refused: Reason::ALL
+                .iter()
+                .map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str()))))
+                .collect(),
+        }
+    }
+
+    pub fn client_authenticated(&self) {
+        bump(self.client_authenticated, 1);
+    }
+
+    pub fn tokens_bound(&self, n: usize) {
+        bump(self.tokens_bound, n as i64);
+    }
+
+    pub fn introspection_patched(&self) {
+        bump(self.introspection_patched, 1);
+    }
+
+    pub fn introspection_unpatched(&self) {
+        bump(self.introspection_unpatched, 1);
+    }
+
+    pub fn refused(&self, reason: Reason) {
+        if let Some((_, id)) = self.refused.iter().find(|(r, _)| *r == reason) {
+            bump(*id, 1);
+        }
+    }
+}

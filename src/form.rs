@@ -1,0 +1,216 @@
+//! `application/x-www-form-urlencoded` bodies and HTTP Basic credentials,
+//! as the token and introspection endpoints receive them (RFC 6749 §2.3.1).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormError {
+    BadPercentEncoding,
+    NotUtf8,
+    Repeated(String),
+}
+
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormError::BadPercentEncoding => f.write_str("body is not valid form encoding"),
+            FormError::NotUtf8 => f.write_str("body is not UTF-8"),
+            FormError::Repeated(name) => write!(f, "parameter {name} is included more than once"),
+        }
+    }
+}
+
+/// A decoded form body. Parameters keep their order; repeats are kept so the
+/// caller can refuse them (RFC 6749 §3.2: parameters MUST NOT repeat).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Result<Form, FormError> {
+        let mut pairs = Vec::new();
+        for part in body.split(|b| *b == b'&') {
+            if part.is_empty() {
+                continue;
+            }
+            let mut kv = part.splitn(2, |b| *b == b'=');
+            let k = decode_component(kv.next().unwrap_or_default())?;
+            let v = decode_component(kv.next().unwrap_or_default())?;
+            pairs.push((k, v));
+        }
+        Ok(Form { pairs })
+    }
+
+    /// The single value of `name`: `Ok(None)` when absent, an error when repeated.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, FormError> {
+        let mut found = None;
+        for (k, v) in &self.pairs {
+            if k == name {
+                if found.is_some() {
+                    return Err(FormError::Repeated(name.to_string()));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// Percent-decoding with `+` as space, as form encoding defines it.
+pub fn decode_component(raw: &[u8]) -> Result<String, FormError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+                let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => return Err(FormError::BadPercentEncoding),
+                }
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError::NotUtf8)
+}
+
+/// Form-encodes one component (RFC 6749 §2.3.1 asks for it in Basic credentials).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Credentials of an `Authorization: Basic` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    pub client_id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationError {
+    NotBasic,
+    Malformed,
+}
+
+/// Parses `Basic base64(urlencode(id):urlencode(secret))`.
+pub fn parse_basic(header: &str) -> Result<BasicCredentials, AuthorizationError> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').ok_or(AuthorizationError::NotBasic)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthorizationError::NotBasic);
+    }
+    let raw = STANDARD
+        .decode(rest.trim())
+        .map_err(|_| AuthorizationError::Malformed)?;
+    let raw = String::from_utf8(raw).map_err(|_| AuthorizationError::Malformed)?;
+    let (id, secret) = raw.split_once(':').ok_or(AuthorizationError::Malformed)?;
+    Ok(BasicCredentials {
+        client_id: decode_component(id.as_bytes()).map_err(|_| AuthorizationError::Malformed)?,
+        secret: decode_component(secret.as_bytes()).map_err(|_| AuthorizationError::Malformed)?,
+    })
+}
+
+/// Builds the `Authorization: Basic` value for credentials sent upstream.
+pub fn basic_header(client_id: &str, secret: &str) -> String {
+    let joined = format!("{}:{}", encode_component(client_id), encode_component(secret));
+    format!("Basic {}", STANDARD.encode(joined))
+}
+
+/// True when a `Content-Type` value names form encoding (parameters ignored).
+pub fn is_form_content_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .map(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_percent_decoded_with_plus_as_space() {
+        let f = Form::parse(b"grant_type=client_credentials&scope=a+b%20c&x=%C3%A9").unwrap();
+        assert_eq!(f.single("grant_type").unwrap(), Some("client_credentials"));
+        assert_eq!(f.single("scope").unwrap(), Some("a b c"));
+        assert_eq!(f.single("x").unwrap(), Some("é"));
+        assert_eq!(f.single("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn repeated_parameter_is_an_error_when_read() {
+        let f = Form::parse(b"client_id=a&client_id=b").unwrap();
+        assert_eq!(f.single("client_id"), Err(FormError::Repeated("client_id".into())));
+    }
+
+    #[test]
+    fn broken_percent_encoding_and_non_utf8_are_refused() {
+        assert_eq!(Form::parse(b"a=%4"), Err(FormError::BadPercentEncoding));
+        assert_eq!(Form::parse(b"a=%zz"), Err(FormError::BadPercentEncoding));
+        assert_eq!(Form::parse(b"a=%ff"), Err(FormError::NotUtf8));
+    }
+
+    #[test]
+    fn empty_pairs_and_valueless_keys_are_tolerated() {
+        let f = Form::parse(b"&&a&b=").unwrap();
+        assert_eq!(f.single("a").unwrap(), Some(""));
+        assert_eq!(f.single("b").unwrap(), Some(""));
+    }
+
+    #[test]
+    fn basic_credentials_round_trip_with_form_encoding() {
+        let h = basic_header("client:1", "s3cr3t/+");
+        let c = parse_basic(&h).unwrap();
+        assert_eq!(c.client_id, "client:1");
+        assert_eq!(c.secret, "s3cr3t/+");
+    }
+
+    #[test]
+    fn basic_debug_hides_the_secret() {
+        let c = parse_basic(&basic_header("id", "hunter2")).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn non_basic_or_malformed_authorization_is_refused() {
+        assert_eq!(parse_basic("Bearer abc"), Err(AuthorizationError::NotBasic));
+        assert_eq!(parse_basic("Basic !!!"), Err(AuthorizationError::Malformed));
+        assert_eq!(parse_basic("Basic bm9jb2xvbg=="), Err(AuthorizationError::Malformed));
+    }
+
+    #[test]
+    fn form_content_type_ignores_parameters_and_case() {
+        assert!(is_form_content_type("application/x-www-form-urlencoded; charset=UTF-8"));
+        assert!(is_form_content_type("Application/X-WWW-Form-Urlencoded"));
+        assert!(!is_form_content_type("application/json"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Response patched: an introspection response (RFC 7662) for a bound, active
+//! token gains `"cnf": {"x5t#S256": ...}` (RFC 8705 §3.2).
+
+use crate::cert::Thumbprint;
+use crate::form::Form;
+use serde_json::{Map, Value};
+
+/// The `token` parameter of an introspection request, if it has exactly one.
+pub fn token_param(body: &[u8]) -> Option<String> {
+    Form::parse(body).ok()?.single("token").ok()?.filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patch {
+    Patched(Vec<u8>),
+    Unchanged(Unchanged),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unchanged {
+    NotJsonObject,
+    Inactive,
+    /// The AS already states the same binding.
+    AlreadyBound,
+    /// The AS states a binding to another certificate: left as the AS said it, and logged.
+    Conflict,
+}
+
+/// Adds the binding to an introspection response body.
+pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+        return Patch::Unchanged(Unchanged::NotJsonObject);
+    };
+    if obj.get("active") != Some(&Value::Bool(true)) {
+        return Patch::Unchanged(Unchanged::Inactive);
+    }
+    let x5t = thumbprint.x5t_s256();
+    match obj.get_mut("cnf") {
+        None => {
+            // Insert before the closing brace so the AS's own bytes stay as they were.
+            let Some(end) = body.iter().rposition(|b| *b == b'}') else {
+                return Patch::Unchanged(Unchanged::NotJsonObject);
+            };
+            let member = format!(",\"cnf\":{{\"x5t#S256\":\"{x5t}\"}}");
+            let mut out = Vec::with_capacity(body.len() + member.len());
+            out.extend_from_slice(body.get(..end).unwrap_or_default());
+            out.extend_from_slice(member.as_bytes());
+            out.extend_from_slice(body.get(end..).unwrap_or_default());
+            Patch::Patched(out)
+        }
+        Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+            Some(Value::String(s)) if s == &x5t => Patch::Unchanged(Unchanged::AlreadyBound),
+            Some(_) => Patch::Unchanged(Unchanged::Conflict),
+            None => {
+                cnf.insert("x5t#S256".into(), Value::String(x5t));
+                Patch::Patched(Value::Object(obj).to_string().into_bytes())
+            }
+        },
+        Some(_) => {
+            let mut cnf = Map::new();
+            cnf.insert("x5t#S256".into(), Value::String(x5t));
+            obj.insert("cnf".into(), Value::Object(cnf));
+            Patch::Patched(Value::Object(obj).to_string().into_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Thumbprint {
+        Thumbprint::of_der(b"client")
+    }
+
+    fn patched(body: &str) -> Value {
+        match add_cnf(body.as_bytes(), &t()) {
+            Patch::Patched(b) => serde_json::from_slice(&b).unwrap(),
+            other => panic!("not patched: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn active_bound_token_gains_cnf_x5t_s256() {
+        let v = patched(r#"{"active":true,"client_id":"c","exp":5}"#);
+        assert_eq!(v["cnf"]["x5t#S256"], t().x5t_s256());
+        assert_eq!(v["client_id"], "c");
+    }
+
+    #[test]
+    fn patch_keeps_the_as_bytes_and_appends_cnf() {
+        let body = "{\"active\": true, \"scope\": \"a b\"}\n";
+        let Patch::Patched(out) = add_cnf(body.as_bytes(), &t()) else { panic!() };
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("{\"active\": true, \"scope\": \"a b\",\"cnf\""), "{out}");
+        assert!(out.ends_with("}\n"));
+    }
+
+    #[test]
+    fn inactive_token_passes_unchanged() {
+        assert_eq!(add_cnf(br#"{"active":false}"#, &t()), Patch::Unchanged(Unchanged::Inactive));
+        assert_eq!(add_cnf(br#"{"active":"true"}"#, &t()), Patch::Unchanged(Unchanged::Inactive));
+        assert_eq!(add_cnf(br#"{}"#, &t()), Patch::Unchanged(Unchanged::Inactive));
+    }
+
+    #[test]
+    fn non_json_passes_unchanged() {
+        assert_eq!(add_cnf(b"eyJhbGciOi.jwt.response", &t()), Patch::Unchanged(Unchanged::NotJsonObject));
+        assert_eq!(add_cnf(b"[true]", &t()), Patch::Unchanged(Unchanged::NotJsonObject));
+    }
+
+    #[test]
+    fn existing_cnf_object_is_merged() {
+        let v = patched(r#"{"active":true,"cnf":{"jkt":"abc"}}"#);
+        assert_eq!(v["cnf"]["jkt"], "abc");
+        assert_eq!(v["cnf"]["x5t#S256"], t().x5t_s256());
+    }
+
+    #[test]
+    fn as_stated_binding_is_not_overridden() {
+        let same = format!(r#"{{"active":true,"cnf":{{"x5t#S256":"{}"}}}}"#, t().x5t_s256());
+        assert_eq!(add_cnf(same.as_bytes(), &t()), Patch::Unchanged(Unchanged::AlreadyBound));
+        let other = r#"{"active":true,"cnf":{"x5t#S256":"other"}}"#;
+        assert_eq!(add_cnf(other.as_bytes(), &t()), Patch::Unchanged(Unchanged::Conflict));
+    }
+
+    #[test]
+    fn token_parameter_is_read_once() {
+        assert_eq!(token_param(b"token=abc&token_type_hint=access_token"), Some("abc".into()));
+        assert_eq!(token_param(b"token=a&token=b"), None);
+        assert_eq!(token_param(b"token="), None);
+        assert_eq!(token_param(b"x=1"), None);
+    }
+}

