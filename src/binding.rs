@@ -136,11 +136,8 @@ pub fn bindings_for_response(
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or(UnbindableResponse::NoAccessToken)?;
-    let access_ttl = obj
-        .get("expires_in")
-        .and_then(Value::as_u64)
-        .unwrap_or(policy.default_ttl_seconds)
-        .min(policy.max_ttl_seconds);
+    let access_ttl =
+        obj.get("expires_in").and_then(Value::as_u64).unwrap_or(policy.default_ttl_seconds).min(policy.max_ttl_seconds);
     let mut out = vec![ToBind {
         key: key_for_token(access),
         binding: Binding { thumbprint, kind: TokenKind::Access, expires_at: now.saturating_add(access_ttl as i64) },
@@ -185,7 +182,8 @@ mod tests {
 
     #[test]
     fn malformed_records_decode_to_nothing() {
-        let good = String::from_utf8(Binding { thumbprint: t(b"c"), kind: TokenKind::Access, expires_at: 5 }.encode()).unwrap();
+        let good = String::from_utf8(Binding { thumbprint: t(b"c"), kind: TokenKind::Access, expires_at: 5 }.encode())
+            .unwrap();
         assert!(Binding::decode(b"").is_none());
         assert!(Binding::decode(good.replacen('1', "2", 1).as_bytes()).is_none());
         assert!(Binding::decode(format!("{good} extra").as_bytes()).is_none());
@@ -214,7 +212,9 @@ mod tests {
     #[test]
     fn access_token_is_bound_for_expires_in() {
         let p = BindingPolicy::default();
-        let out = bindings_for_response(br#"{"access_token":"at","token_type":"Bearer","expires_in":600}"#, t(b"c"), &p, NOW).unwrap();
+        let out =
+            bindings_for_response(br#"{"access_token":"at","token_type":"Bearer","expires_in":600}"#, t(b"c"), &p, NOW)
+                .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].key, key_for_token("at"));
         assert_eq!(out[0].binding, Binding { thumbprint: t(b"c"), kind: TokenKind::Access, expires_at: NOW + 600 });
@@ -223,7 +223,9 @@ mod tests {
     #[test]
     fn refresh_token_is_bound_too_for_the_configured_lifetime() {
         let p = BindingPolicy { refresh_token_ttl_seconds: 7200, ..BindingPolicy::default() };
-        let out = bindings_for_response(br#"{"access_token":"at","refresh_token":"rt","expires_in":60}"#, t(b"c"), &p, NOW).unwrap();
+        let out =
+            bindings_for_response(br#"{"access_token":"at","refresh_token":"rt","expires_in":60}"#, t(b"c"), &p, NOW)
+                .unwrap();
         assert_eq!(out[1].key, key_for_token("rt"));
         assert_eq!(out[1].binding.kind, TokenKind::Refresh);
         assert_eq!(out[1].binding.expires_at, NOW + 7200);
@@ -235,7 +237,13 @@ mod tests {
         let out = bindings_for_response(br#"{"access_token":"at","refresh_token":"rt"}"#, t(b"c"), &p, NOW).unwrap();
         assert_eq!(out[0].binding.expires_at, NOW + 50);
         assert_eq!(out[1].binding.expires_at, NOW + 50);
-        let out = bindings_for_response(br#"{"access_token":"at","expires_in":1e99}"#, t(b"c"), &BindingPolicy::default(), NOW).unwrap();
+        let out = bindings_for_response(
+            br#"{"access_token":"at","expires_in":1e99}"#,
+            t(b"c"),
+            &BindingPolicy::default(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(out[0].binding.expires_at, NOW + 3600);
     }
 
@@ -244,7 +252,13 @@ mod tests {
         let p = BindingPolicy::default();
         assert_eq!(bindings_for_response(b"<html>", t(b"c"), &p, NOW), Err(UnbindableResponse::NotJson));
         assert_eq!(bindings_for_response(b"[1]", t(b"c"), &p, NOW), Err(UnbindableResponse::NotJson));
-        assert_eq!(bindings_for_response(br#"{"access_token":""}"#, t(b"c"), &p, NOW), Err(UnbindableResponse::NoAccessToken));
-        assert_eq!(bindings_for_response(br#"{"id_token":"x"}"#, t(b"c"), &p, NOW), Err(UnbindableResponse::NoAccessToken));
+        assert_eq!(
+            bindings_for_response(br#"{"access_token":""}"#, t(b"c"), &p, NOW),
+            Err(UnbindableResponse::NoAccessToken)
+        );
+        assert_eq!(
+            bindings_for_response(br#"{"id_token":"x"}"#, t(b"c"), &p, NOW),
+            Err(UnbindableResponse::NoAccessToken)
+        );
     }
 }

@@ -31,12 +31,8 @@ impl Thumbprint {
         if s.len() != 43 {
             return Err(CertError::BadThumbprint("must be 43 base64url characters without padding"));
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| CertError::BadThumbprint("not base64url"))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CertError::BadThumbprint("not 32 bytes"))?;
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CertError::BadThumbprint("not base64url"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| CertError::BadThumbprint("not 32 bytes"))?;
         Ok(Thumbprint(arr))
     }
 
@@ -143,25 +139,20 @@ impl fmt::Display for CertError {
 
 /// Parses one DER certificate.
 pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
-    let (rest, cert) =
-        X509Certificate::from_der(der).map_err(|e| CertError::NotX509(e.to_string()))?;
+    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::NotX509(e.to_string()))?;
     if !rest.is_empty() {
         return Err(CertError::TrailingData);
     }
     let v = cert.validity();
     Ok(ClientCert {
         thumbprint: Thumbprint::of_der(der),
-        validity: Validity {
-            not_before: v.not_before.timestamp(),
-            not_after: v.not_after.timestamp(),
-        },
+        validity: Validity { not_before: v.not_before.timestamp(), not_after: v.not_after.timestamp() },
     })
 }
 
 /// Parses exactly one PEM `CERTIFICATE` block (with newlines, as in a config file).
 pub fn parse_pem(pem: &str) -> Result<ClientCert, CertError> {
-    let (rest, block) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| CertError::NotPem)?;
+    let (rest, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| CertError::NotPem)?;
     if block.label != "CERTIFICATE" {
         return Err(CertError::WrongPemLabel(block.label));
     }
@@ -180,10 +171,7 @@ mod tests {
         // SHA-256 of the empty string, a fixed vector.
         let t = Thumbprint::of_der(b"");
         assert_eq!(t.x5t_s256(), "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
-        assert_eq!(
-            t.hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(t.hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

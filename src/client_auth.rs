@@ -44,9 +44,8 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
         ));
     }
     let body = Form::parse(req.body).map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
-    let body_client_id = body
-        .single("client_id")
-        .map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
+    let body_client_id =
+        body.single("client_id").map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
 
     if let Some(p) = OTHER_CLIENT_AUTH_PARAMS.iter().find(|p| body.contains(p)) {
         return Err(OAuthError::invalid_request(
@@ -85,9 +84,7 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
             ))
         }
         (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => {
-            return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required"))
-        }
+        (None, None) => return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required")),
     };
 
     let client = config.client(client_id).ok_or_else(|| {
@@ -181,7 +178,8 @@ mod tests {
     #[test]
     fn registered_certificate_authenticates_and_upstream_secret_is_presented() {
         let f = fixture();
-        let a = authenticate(&f.config, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered))).unwrap();
+        let a =
+            authenticate(&f.config, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered))).unwrap();
         assert_eq!(a.client_id, "c1");
         assert_eq!(a.thumbprint, f.registered);
         assert_eq!(a.upstream_authorization, Some(form::basic_header("c1", "up-secret")));

@@ -363,7 +363,8 @@ mod tests {
 
     #[test]
     fn duplicate_client_is_refused() {
-        let c = json!({"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]});
+        let c =
+            json!({"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]});
         let e = err(json!({"clients":[c.clone(), c]}));
         assert_eq!(e.field, "clients[1].client_id");
         assert!(e.message.contains("more than once"));
@@ -377,26 +378,34 @@ mod tests {
 
     #[test]
     fn non_certificate_auth_method_is_refused() {
-        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"client_secret_basic","thumbprints":[thumb()]}]}));
+        let e = err(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"client_secret_basic","thumbprints":[thumb()]}]}),
+        );
         assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
     }
 
     #[test]
     fn tls_client_auth_is_refused_until_supported() {
-        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","thumbprints":[thumb()]}]}));
+        let e = err(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","thumbprints":[thumb()]}]}),
+        );
         assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
     }
 
     #[test]
     fn missing_client_id_is_refused() {
-        let e = err(json!({"clients":[{"token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}));
+        let e = err(
+            json!({"clients":[{"token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}),
+        );
         assert_eq!(e.field, "clients[0]");
         assert!(e.message.contains("client_id"));
     }
 
     #[test]
     fn empty_client_id_is_refused() {
-        let e = err(json!({"clients":[{"client_id":"","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}));
+        let e = err(
+            json!({"clients":[{"client_id":"","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb()]}]}),
+        );
         assert_eq!(e.field, "clients[0].client_id");
     }
 

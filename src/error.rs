@@ -131,9 +131,7 @@ impl OAuthError {
     }
 
     pub fn body(&self) -> Vec<u8> {
-        json!({ "error": self.error, "error_description": self.description })
-            .to_string()
-            .into_bytes()
+        json!({ "error": self.error, "error_description": self.description }).to_string().into_bytes()
     }
 
     /// Headers of the error response (RFC 6749 §5.1: no caching).

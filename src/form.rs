@@ -107,10 +107,7 @@ pub struct BasicCredentials {
 
 impl std::fmt::Debug for BasicCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicCredentials")
-            .field("client_id", &self.client_id)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("BasicCredentials").field("client_id", &self.client_id).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -127,9 +124,7 @@ pub fn parse_basic(header: &str) -> Result<BasicCredentials, AuthorizationError>
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(AuthorizationError::NotBasic);
     }
-    let raw = STANDARD
-        .decode(rest.trim())
-        .map_err(|_| AuthorizationError::Malformed)?;
+    let raw = STANDARD.decode(rest.trim()).map_err(|_| AuthorizationError::Malformed)?;
     let raw = String::from_utf8(raw).map_err(|_| AuthorizationError::Malformed)?;
     let (id, secret) = raw.split_once(':').ok_or(AuthorizationError::Malformed)?;
     Ok(BasicCredentials {
@@ -146,11 +141,7 @@ pub fn basic_header(client_id: &str, secret: &str) -> String {
 
 /// True when a `Content-Type` value names form encoding (parameters ignored).
 pub fn is_form_content_type(value: &str) -> bool {
-    value
-        .split(';')
-        .next()
-        .map(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-        .unwrap_or(false)
+    value.split(';').next().map(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")).unwrap_or(false)
 }
 
 #[cfg(test)]

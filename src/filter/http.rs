@@ -21,7 +21,10 @@ enum Route {
     /// A local reply was sent; nothing more to do.
     Answered,
     Token(TokenState),
-    Introspect { key: Option<String>, binding: Option<Binding> },
+    Introspect {
+        key: Option<String>,
+        binding: Option<Binding>,
+    },
 }
 
 struct TokenState {
@@ -82,10 +85,8 @@ impl Http {
             _ => return self.refuse(OAuthError::method_not_allowed("the token endpoint accepts POST only")),
         }
         if end_of_stream {
-            return self.refuse(OAuthError::invalid_request(
-                crate::error::Reason::BadRequest,
-                "token request has no body",
-            ));
+            return self
+                .refuse(OAuthError::invalid_request(crate::error::Reason::BadRequest, "token request has no body"));
         }
         if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
             if len > config.max_body_bytes {
@@ -98,7 +99,10 @@ impl Http {
         let certificate = match host::connection_certificate() {
             Ok(c) => c,
             Err(e) => {
-                warn!("[{} {}] certbound: {e}; treating the request as having no certificate", self.id, self.request_id);
+                warn!(
+                    "[{} {}] certbound: {e}; treating the request as having no certificate",
+                    self.id, self.request_id
+                );
                 None
             }
         };
@@ -115,7 +119,8 @@ impl Http {
 
     fn token_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         if body_size > config.max_body_bytes {
-            return self.refuse(OAuthError::too_large(format!("token request body exceeds {} bytes", config.max_body_bytes)));
+            return self
+                .refuse(OAuthError::too_large(format!("token request body exceeds {} bytes", config.max_body_bytes)));
         }
         if !end_of_stream {
             return Action::Pause;
@@ -287,12 +292,18 @@ impl Http {
                     .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
                 match applied {
                     Ok(()) => {
-                        info!("[{} {}] certbound added cnf x5t#S256={} to introspection", self.id, self.request_id, thumbprint);
+                        info!(
+                            "[{} {}] certbound added cnf x5t#S256={} to introspection",
+                            self.id, self.request_id, thumbprint
+                        );
                         self.metrics.introspection_patched();
                     }
                     Err(s) => {
                         // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
-                        warn!("[{} {}] certbound: cannot patch the introspection response: {s:?}", self.id, self.request_id);
+                        warn!(
+                            "[{} {}] certbound: cannot patch the introspection response: {s:?}",
+                            self.id, self.request_id
+                        );
                         return self.refuse(OAuthError::internal("the introspection response could not be completed"));
                     }
                 }

@@ -39,10 +39,7 @@ impl Metrics {
             tokens_bound: counter("certbound.tokens_bound"),
             introspection_patched: counter("certbound.introspection_patched"),
             introspection_unpatched: counter("certbound.introspection_unpatched"),
-            refused: Reason::ALL
-                .iter()
-                .map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str()))))
-                .collect(),
+            refused: Reason::ALL.iter().map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str())))).collect(),
         }
     }
 

@@ -67,11 +67,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(
-            context_id,
-            self.config.clone(),
-            self.metrics.clone().unwrap_or_default(),
-        )))
+        Some(Box::new(Http::new(context_id, self.config.clone(), self.metrics.clone().unwrap_or_default())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

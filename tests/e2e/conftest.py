@@ -1,0 +1,111 @@
+"""The stack every end-to-end test runs against: real Envoy with the built
+certbound.wasm, real oidc-provider, an echo API, certificates made here."""
+
+import base64
+import hashlib
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+import harness
+
+UPSTREAM_SECRETS = {
+    "good-client": "good-upstream-secret",
+    "rsa-client": "rsa-upstream-secret",
+    "pinned-client": "pinned-upstream-secret",
+    "rotating-client": "rotating-upstream-secret",
+    "expired-client": "expired-upstream-secret",
+}
+
+
+def x5t_by_openssl(cert_path: Path) -> str:
+    """x5t#S256 the way the issue and RFC 8705 §3.1 define it, computed by openssl."""
+    der = subprocess.run(["openssl", "x509", "-in", str(cert_path), "-outform", "der"], capture_output=True, check=True).stdout
+    digest = subprocess.run(["openssl", "dgst", "-sha256", "-binary"], input=der, capture_output=True, check=True).stdout
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def x5t_of(cert: harness.Cert) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(cert.der()).digest()).decode().rstrip("=")
+
+
+class Client:
+    """A test's view of the running stack."""
+
+    def __init__(self, stack: harness.Stack):
+        self.stack = stack
+        self.ca = str(stack.pki.ca_path)
+
+    def post(self, path: str, *, cert: harness.Cert | None = None, data=None, headers=None, auth=None):
+        test_id = uuid.uuid4().hex
+        h = {"x-test-id": test_id, **(headers or {})}
+        r = requests.post(
+            self.stack.envoy.url + path,
+            data=data,
+            headers=h,
+            auth=auth,
+            cert=cert.pair if cert else None,
+            verify=self.ca,
+            timeout=15,
+        )
+        r.test_id = test_id
+        return r
+
+    def token(self, cert: harness.Cert | None, client_id: str | None, **kw):
+        data = {"grant_type": "client_credentials"}
+        if client_id is not None:
+            data["client_id"] = client_id
+        data.update(kw.pop("extra", {}))
+        return self.post("/oauth2/token", cert=cert, data=data, **kw)
+
+    def introspect(self, token: str, **extra):
+        return self.post("/oauth2/introspect", data={"token": token, **extra}, auth=("demo-rs", "demo-rs-secret"))
+
+    def as_saw(self, response) -> bool:
+        return self.stack.auth_server.saw(response.test_id)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("stack")
+    pki = harness.Pki(workdir / "certs")
+    certs = {
+        "good": pki.client("good"),
+        "rsa": pki.client("rsa", rsa_key=True),
+        "pinned": pki.client("pinned"),
+        "rotation-old": pki.client("rotation-old"),
+        "rotation-new": pki.client("rotation-new"),
+        "expired": pki.client("expired", valid_days=(-30, -1)),
+        "stranger": pki.client("stranger"),
+    }
+    as_clients = [harness.as_client(cid, secret, ["client_credentials"]) for cid, secret in UPSTREAM_SECRETS.items()]
+    as_clients.append(harness.as_client("demo-rs", "demo-rs-secret", []))
+    auth_server = harness.AuthorizationServer(workdir, as_clients)
+    api = harness.EchoApi()
+    plugin_config = {
+        "token_path": "/oauth2/token",
+        "introspection_path": "/oauth2/introspect",
+        "clients": [
+            harness.certbound_client("good-client", certificates=[certs["good"].pem], upstream_secret=UPSTREAM_SECRETS["good-client"]),
+            harness.certbound_client("rsa-client", certificates=[certs["rsa"].pem], upstream_secret=UPSTREAM_SECRETS["rsa-client"]),
+            harness.certbound_client("pinned-client", thumbprints=[x5t_of(certs["pinned"])], upstream_secret=UPSTREAM_SECRETS["pinned-client"]),
+            harness.certbound_client(
+                "rotating-client",
+                certificates=[certs["rotation-old"].pem, certs["rotation-new"].pem],
+                upstream_secret=UPSTREAM_SECRETS["rotating-client"],
+            ),
+            harness.certbound_client("expired-client", certificates=[certs["expired"].pem], upstream_secret=UPSTREAM_SECRETS["expired-client"]),
+        ],
+    }
+    envoy = harness.Envoy(workdir, plugin_config, cert_dir=pki.dir, as_port=auth_server.port, api_port=api.port)
+    s = harness.Stack(workdir, pki, auth_server, api, envoy, certs)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def client(stack):
+    return Client(stack)

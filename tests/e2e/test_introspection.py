@@ -1,0 +1,81 @@
+"""RFC 8705 §3.2: introspection of bound tokens carries cnf.x5t#S256."""
+
+import requests
+
+from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+
+
+def token_for(client, stack, name="good", client_id="good-client"):
+    r = client.token(stack.clients[name], client_id)
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def test_bound_token_introspects_with_the_openssl_thumbprint(client, stack):
+    token = token_for(client, stack)
+    r = client.introspect(token)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["active"] is True
+    assert body["client_id"] == "good-client"
+    assert body["cnf"] == {"x5t#S256": x5t_by_openssl(stack.clients["good"].cert_path)}
+
+
+def test_rsa_certificate_thumbprint_matches_openssl(client, stack):
+    token = token_for(client, stack, "rsa", "rsa-client")
+    body = client.introspect(token).json()
+    assert body["cnf"]["x5t#S256"] == x5t_by_openssl(stack.clients["rsa"].cert_path)
+
+
+def test_token_is_bound_to_the_certificate_actually_presented(client, stack):
+    old = token_for(client, stack, "rotation-old", "rotating-client")
+    new = token_for(client, stack, "rotation-new", "rotating-client")
+    assert client.introspect(old).json()["cnf"]["x5t#S256"] == x5t_by_openssl(stack.clients["rotation-old"].cert_path)
+    assert client.introspect(new).json()["cnf"]["x5t#S256"] == x5t_by_openssl(stack.clients["rotation-new"].cert_path)
+
+
+def test_content_length_matches_the_patched_body(client, stack):
+    token = token_for(client, stack)
+    r = client.introspect(token)
+    assert "cnf" in r.json()
+    assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_token_type_hint_does_not_change_the_answer(client, stack):
+    token = token_for(client, stack)
+    body = client.introspect(token, token_type_hint="access_token").json()
+    assert body["cnf"]["x5t#S256"] == x5t_by_openssl(stack.clients["good"].cert_path)
+
+
+def test_unbound_token_from_the_as_directly_has_no_cnf(client, stack):
+    direct = requests.post(
+        stack.auth_server.url + "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=("good-client", UPSTREAM_SECRETS["good-client"]),
+        timeout=10,
+    )
+    assert direct.status_code == 200, direct.text
+    r = client.introspect(direct.json()["access_token"])
+    body = r.json()
+    assert body["active"] is True
+    assert "cnf" not in body
+    assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_inactive_token_has_no_cnf(client, stack):
+    body = client.introspect("not-a-token-anyone-issued").json()
+    assert body == {"active": False}
+
+
+def test_introspection_error_passes_unchanged(client, stack):
+    # Wrong introspecting credentials: the AS's own error reaches the caller.
+    r = client.post("/oauth2/introspect", data={"token": token_for(client, stack)}, auth=("demo-rs", "wrong"))
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert "cnf" not in r.json()
+
+
+def test_introspection_patches_are_counted(client, stack):
+    before = stack.envoy.counter("certbound.introspection_patched")
+    client.introspect(token_for(client, stack))
+    assert stack.envoy.counter("certbound.introspection_patched") == before + 1
