@@ -38,6 +38,8 @@ const provider = new Provider(issuer, {
     userinfo: '/oauth2/userinfo',
   },
   scopes: ['openid', 'offline_access', 'api'],
+  // Rotate refresh tokens on every use, so tests see rotated tokens bound again.
+  rotateRefreshToken: true,
   // Opaque access tokens are the case an AS without RFC 8705 presents.
   ttl: { ClientCredentials: 600, AccessToken: 600 },
 });

@@ -3,6 +3,7 @@
 
 use crate::cert::Thumbprint;
 use crate::config::BindingPolicy;
+use crate::error::{OAuthError, Reason};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
@@ -96,6 +97,24 @@ pub fn put_decision(existing: Option<&[u8]>, new: &Binding, now: i64) -> PutDeci
         None => PutDecision::Write,
         Some(b) if b.thumbprint.ct_eq(&new.thumbprint) => PutDecision::AlreadyBound,
         Some(_) => PutDecision::Conflict,
+    }
+}
+
+/// RFC 8705 §4 and WSO2 IS's refresh check: a bound refresh token is only
+/// refreshed with the certificate it is bound to. An unbound one (issued
+/// elsewhere, or to a public client without a certificate) is the AS's to judge.
+pub fn check_refresh(bound: Option<&Binding>, presented: Option<&Thumbprint>) -> Result<(), OAuthError> {
+    match (bound, presented) {
+        (None, _) => Ok(()),
+        (Some(b), Some(p)) if b.thumbprint.ct_eq(p) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            Reason::RefreshCertificateMismatch,
+            "the refresh token is bound to another certificate",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_grant(
+            Reason::RefreshWithoutCertificate,
+            "the refresh token is certificate-bound; present that certificate",
+        )),
     }
 }
 
@@ -260,5 +279,21 @@ mod tests {
             bindings_for_response(br#"{"id_token":"x"}"#, t(b"c"), &p, NOW),
             Err(UnbindableResponse::NoAccessToken)
         );
+    }
+
+    #[test]
+    fn bound_refresh_token_refreshes_only_with_its_certificate() {
+        let b = Binding { thumbprint: t(b"a"), kind: TokenKind::Refresh, expires_at: NOW };
+        assert_eq!(check_refresh(Some(&b), Some(&t(b"a"))), Ok(()));
+        let e = check_refresh(Some(&b), Some(&t(b"b"))).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::RefreshCertificateMismatch));
+        let e = check_refresh(Some(&b), None).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::RefreshWithoutCertificate));
+    }
+
+    #[test]
+    fn unbound_refresh_token_is_left_to_the_as() {
+        assert_eq!(check_refresh(None, None), Ok(()));
+        assert_eq!(check_refresh(None, Some(&t(b"a"))), Ok(()));
     }
 }

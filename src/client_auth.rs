@@ -1,8 +1,9 @@
 //! Client authenticated: the token request's client, found from the form body
 //! or HTTP Basic, is authenticated by the certificate it presented (RFC 8705 §2).
 
+use crate::binding::key_for_token;
 use crate::cert::Thumbprint;
-use crate::config::{ClientAuthMethod, Config};
+use crate::config::{ClientAuthMethod, Config, Pin};
 use crate::error::{OAuthError, Reason};
 use crate::form::{self, AuthorizationError, Form};
 
@@ -18,13 +19,19 @@ pub struct TokenRequest<'a> {
     pub now: i64,
 }
 
-/// A client that proved possession of a registered certificate.
+/// A token request that may go upstream: its client, and the certificate its
+/// tokens are to be bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
     pub client_id: String,
-    pub thumbprint: Thumbprint,
+    /// The certificate the tokens get bound to; `None` only for a public
+    /// client that presented none and may have unbound tokens.
+    pub thumbprint: Option<Thumbprint>,
     /// The `Authorization` value to present upstream, or none.
     pub upstream_authorization: Option<String>,
+    /// For the `refresh_token` grant: the store key of the refresh token, whose
+    /// binding must be checked before the request goes upstream.
+    pub refresh_key: Option<String>,
 }
 
 /// Parameters by which a client would authenticate another way (RFC 6749 §2.3,
@@ -91,11 +98,44 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
         OAuthError::invalid_client(Reason::UnknownClient, format!("client {:?} is not registered", shown(client_id)))
     })?;
 
-    let presented = req.certificate.ok_or_else(|| {
+    let thumbprint = match &client.method {
+        ClientAuthMethod::SelfSignedTlsClientAuth { pins } => Some(match_pins(pins, req.certificate, req.now)?),
+        ClientAuthMethod::None { require_certificate } => match req.certificate {
+            Some(presented) => Some(presented),
+            None if *require_certificate => {
+                return Err(OAuthError::invalid_client(
+                    Reason::NoCertificate,
+                    "this client is registered for certificate-bound tokens and presented no certificate",
+                ))
+            }
+            None => None,
+        },
+    };
+
+    let bad = |e: form::FormError| OAuthError::invalid_request(Reason::BadRequest, e.to_string());
+    let refresh_key = match body.single("grant_type").map_err(bad)? {
+        Some("refresh_token") => {
+            body.single("refresh_token").map_err(bad)?.filter(|t| !t.is_empty()).map(key_for_token)
+        }
+        _ => None,
+    };
+
+    Ok(Authenticated {
+        client_id: client.client_id.clone(),
+        thumbprint,
+        upstream_authorization: client
+            .upstream
+            .as_ref()
+            .map(|u| form::basic_header(&client.client_id, u.client_secret.expose())),
+        refresh_key,
+    })
+}
+
+/// RFC 8705 §2.2: the presented certificate must be one of the client's pins.
+fn match_pins(pins: &[Pin], presented: Option<Thumbprint>, now: i64) -> Result<Thumbprint, OAuthError> {
+    let presented = presented.ok_or_else(|| {
         OAuthError::invalid_client(Reason::NoCertificate, "a client certificate is required for this client")
     })?;
-
-    let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &client.method;
     // Compare against every pin, without stopping at the first match, so the
     // time taken does not say which pin (if any) matched.
     let mut matched = None;
@@ -111,22 +151,14 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
         )
     })?;
     if let Some(validity) = pin.validity {
-        if !validity.contains(req.now) {
+        if !validity.contains(now) {
             return Err(OAuthError::invalid_client(
                 Reason::CertificateExpired,
                 "the client certificate is outside its validity period",
             ));
         }
     }
-
-    Ok(Authenticated {
-        client_id: client.client_id.clone(),
-        thumbprint: presented,
-        upstream_authorization: client
-            .upstream
-            .as_ref()
-            .map(|u| form::basic_header(&client.client_id, u.client_secret.expose())),
-    })
+    Ok(presented)
 }
 
 #[cfg(test)]
@@ -158,7 +190,9 @@ mod tests {
                 {"client_id":"c1","token_endpoint_auth_method":"self_signed_tls_client_auth",
                  "certificates":[pem],"upstream":{"client_secret":"up-secret"}},
                 {"client_id":"c2","token_endpoint_auth_method":"self_signed_tls_client_auth",
-                 "thumbprints":[Thumbprint::of_der(b"rotated").x5t_s256(), Thumbprint::of_der(b"next").x5t_s256()]}
+                 "thumbprints":[Thumbprint::of_der(b"rotated").x5t_s256(), Thumbprint::of_der(b"next").x5t_s256()]},
+                {"client_id":"public","token_endpoint_auth_method":"none"},
+                {"client_id":"public-bound","token_endpoint_auth_method":"none","tls_client_certificate_bound_access_tokens":true}
             ]})
             .to_string()
             .as_bytes(),
@@ -181,7 +215,8 @@ mod tests {
         let a =
             authenticate(&f.config, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered))).unwrap();
         assert_eq!(a.client_id, "c1");
-        assert_eq!(a.thumbprint, f.registered);
+        assert_eq!(a.thumbprint, Some(f.registered));
+        assert_eq!(a.refresh_key, None);
         assert_eq!(a.upstream_authorization, Some(form::basic_header("c1", "up-secret")));
     }
 
@@ -299,5 +334,42 @@ mod tests {
         let e = authenticate(&f.config, &req(body.as_bytes(), Some(f.registered))).unwrap_err();
         assert!(e.description.len() < 120, "{}", e.description);
         assert!(!e.description.contains('\n'));
+    }
+
+    #[test]
+    fn public_client_with_a_certificate_gets_bound_tokens() {
+        let f = fixture();
+        let t = Thumbprint::of_der(b"any self-chosen certificate");
+        let a = authenticate(&f.config, &req(b"client_id=public", Some(t))).unwrap();
+        assert_eq!((a.thumbprint, a.upstream_authorization), (Some(t), None));
+    }
+
+    #[test]
+    fn public_client_without_a_certificate_gets_unbound_tokens_by_default() {
+        let f = fixture();
+        assert_eq!(authenticate(&f.config, &req(b"client_id=public", None)).unwrap().thumbprint, None);
+    }
+
+    #[test]
+    fn public_client_registered_for_bound_tokens_needs_a_certificate() {
+        let f = fixture();
+        let e = authenticate(&f.config, &req(b"client_id=public-bound", None)).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::NoCertificate));
+    }
+
+    #[test]
+    fn refresh_grant_names_the_refresh_token_by_its_hash() {
+        let f = fixture();
+        let body = b"grant_type=refresh_token&refresh_token=rt-1&client_id=c1";
+        let a = authenticate(&f.config, &req(body, Some(f.registered))).unwrap();
+        assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
+    }
+
+    #[test]
+    fn refresh_token_twice_is_invalid_request() {
+        let f = fixture();
+        let body = b"grant_type=refresh_token&refresh_token=a&refresh_token=b&client_id=c1";
+        let e = authenticate(&f.config, &req(body, Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.error), (400, "invalid_request"));
     }
 }

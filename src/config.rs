@@ -75,6 +75,7 @@ struct RawClient {
     certificates: Vec<String>,
     #[serde(default)]
     thumbprints: Vec<String>,
+    tls_client_certificate_bound_access_tokens: Option<bool>,
     upstream: Option<Value>,
 }
 
@@ -117,6 +118,14 @@ pub struct Pin {
 pub enum ClientAuthMethod {
     /// RFC 8705 §2.2: the client's self-signed certificate(s), pinned.
     SelfSignedTlsClientAuth { pins: Vec<Pin> },
+    /// A public client (`none`, RFC 8705 §4): no client authentication; its
+    /// tokens are bound when it presents a certificate.
+    None {
+        /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: when
+        /// true, a call without a certificate is refused instead of getting
+        /// unbound tokens.
+        require_certificate: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +230,32 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
     if raw.client_id.is_empty() {
         return Err(ConfigError::new(format!("{field}.client_id"), "must not be empty"));
     }
+    let bound_field = format!("{field}.tls_client_certificate_bound_access_tokens");
     let method = match raw.token_endpoint_auth_method.as_str() {
+        "none" => {
+            if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.certificates"),
+                    "a public client (none) authenticates with no certificate; remove certificates and thumbprints",
+                ));
+            }
+            if raw.upstream.is_some() {
+                return Err(ConfigError::new(
+                    format!("{field}.upstream"),
+                    "a public client (none) has no credentials to present upstream",
+                ));
+            }
+            ClientAuthMethod::None {
+                require_certificate: raw.tls_client_certificate_bound_access_tokens.unwrap_or(false),
+            }
+        }
         "self_signed_tls_client_auth" => {
+            if raw.tls_client_certificate_bound_access_tokens == Some(false) {
+                return Err(ConfigError::new(
+                    bound_field,
+                    "a client authenticated by certificate always gets certificate-bound tokens; false is allowed only for none",
+                ));
+            }
             let mut pins = Vec::new();
             for (j, pem) in raw.certificates.iter().enumerate() {
                 let cert = parse_pem(pem)
@@ -251,7 +284,7 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
         other => {
             return Err(ConfigError::new(
                 format!("{field}.token_endpoint_auth_method"),
-                format!("{other:?} is not a certificate method; expected \"self_signed_tls_client_auth\""),
+                format!("{other:?} is not supported; expected \"self_signed_tls_client_auth\" or \"none\""),
             ))
         }
     };
@@ -307,7 +340,7 @@ mod tests {
         )
         .unwrap();
         let client = c.client("a").unwrap();
-        let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &client.method;
+        let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &client.method else { panic!() };
         assert_eq!(pins.len(), 2);
         assert!(pins[0].validity.is_some());
         assert!(pins[1].validity.is_none());
@@ -382,6 +415,35 @@ mod tests {
             json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"client_secret_basic","thumbprints":[thumb()]}]}),
         );
         assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn public_client_defaults_to_unbound_tokens_without_a_certificate() {
+        let c = parse(br#"{"clients":[{"client_id":"spa","token_endpoint_auth_method":"none"}]}"#).unwrap();
+        assert_eq!(c.client("spa").unwrap().method, ClientAuthMethod::None { require_certificate: false });
+        let c = parse(
+            br#"{"clients":[{"client_id":"spa","token_endpoint_auth_method":"none","tls_client_certificate_bound_access_tokens":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.client("spa").unwrap().method, ClientAuthMethod::None { require_certificate: true });
+    }
+
+    #[test]
+    fn public_client_with_pins_or_upstream_credentials_is_refused() {
+        let e =
+            err(json!({"clients":[{"client_id":"spa","token_endpoint_auth_method":"none","thumbprints":[thumb()]}]}));
+        assert_eq!(e.field, "clients[0].certificates");
+        let e = err(
+            json!({"clients":[{"client_id":"spa","token_endpoint_auth_method":"none","upstream":{"client_secret":"s"}}]}),
+        );
+        assert_eq!(e.field, "clients[0].upstream");
+    }
+
+    #[test]
+    fn certificate_client_cannot_opt_out_of_bound_tokens() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"tls_client_certificate_bound_access_tokens":false}]}));
+        assert_eq!(e.field, "clients[0].tls_client_certificate_bound_access_tokens");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Reason {
     UnbindableTokenResponse,
     NotConfigured,
     HostError,
+    RefreshCertificateMismatch,
+    RefreshWithoutCertificate,
 }
 
 impl Reason {
@@ -40,10 +42,12 @@ impl Reason {
             Reason::UnbindableTokenResponse => "unbindable_token_response",
             Reason::NotConfigured => "not_configured",
             Reason::HostError => "host_error",
+            Reason::RefreshCertificateMismatch => "refresh_certificate_mismatch",
+            Reason::RefreshWithoutCertificate => "refresh_without_certificate",
         }
     }
 
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -58,6 +62,8 @@ impl Reason {
         Reason::UnbindableTokenResponse,
         Reason::NotConfigured,
         Reason::HostError,
+        Reason::RefreshCertificateMismatch,
+        Reason::RefreshWithoutCertificate,
     ];
 }
 
@@ -77,6 +83,10 @@ impl OAuthError {
 
     pub fn invalid_request(reason: Reason, description: impl Into<String>) -> Self {
         OAuthError { status: 400, error: "invalid_request", description: description.into(), reason }
+    }
+
+    pub fn invalid_grant(reason: Reason, description: impl Into<String>) -> Self {
+        OAuthError { status: 400, error: "invalid_grant", description: description.into(), reason }
     }
 
     pub fn too_large(description: impl Into<String>) -> Self {

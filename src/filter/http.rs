@@ -32,6 +32,8 @@ struct TokenState {
     content_type: Option<String>,
     authorization: Option<String>,
     authenticated: Option<Authenticated>,
+    /// Set when the response carries tokens to bind and is held for it.
+    binding_response: bool,
 }
 
 pub struct Http {
@@ -113,6 +115,7 @@ impl Http {
             content_type: host::request_header("content-type"),
             authorization: host::request_header("authorization"),
             authenticated: None,
+            binding_response: false,
         });
         Action::Pause
     }
@@ -141,26 +144,41 @@ impl Http {
             certificate: state.certificate,
             now,
         };
-        match client_auth::authenticate(config, &req) {
-            Ok(auth) => {
-                if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
-                    return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
+        let auth = match client_auth::authenticate(config, &req) {
+            Ok(auth) => auth,
+            Err(e) => return self.refuse(e),
+        };
+        if let Some(key) = &auth.refresh_key {
+            // The refresh token's binding is checked before the AS sees the request.
+            let bound = match SharedDataStore::get(key, now) {
+                Ok(b) => b,
+                Err(e) => {
+                    return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")))
                 }
-                info!(
-                    "[{} {}] certbound authenticated client {:?} by certificate x5t#S256={}",
-                    self.id,
-                    self.request_id,
-                    client_auth::shown(&auth.client_id),
-                    auth.thumbprint
-                );
-                self.metrics.client_authenticated();
-                if let Route::Token(state) = &mut self.route {
-                    state.authenticated = Some(auth);
-                }
-                Action::Continue
+            };
+            if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref()) {
+                return self.refuse(e);
             }
-            Err(e) => self.refuse(e),
         }
+        if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
+            return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
+        }
+        let client_id = client_auth::shown(&auth.client_id);
+        match auth.thumbprint {
+            Some(t) => info!(
+                "[{} {}] certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens",
+                self.id, self.request_id
+            ),
+            None => info!(
+                "[{} {}] certbound: public client {client_id:?} without certificate: its tokens will be unbound",
+                self.id, self.request_id
+            ),
+        }
+        self.metrics.client_authenticated();
+        if let Route::Token(state) = &mut self.route {
+            state.authenticated = Some(auth);
+        }
+        Action::Continue
     }
 
     fn token_response_headers(&mut self, end_of_stream: bool) -> Action {
@@ -168,11 +186,21 @@ impl Http {
         if !success {
             return Action::Continue; // An error response carries no token to bind.
         }
+        if let Route::Token(TokenState { authenticated: Some(Authenticated { thumbprint: None, .. }), .. }) =
+            &self.route
+        {
+            // A public client that presented no certificate and may have unbound tokens.
+            self.metrics.unbound_token_response();
+            return Action::Continue;
+        }
         if end_of_stream {
             return self.refuse(OAuthError::unbindable("the authorization server answered without a body"));
         }
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
             return self.refuse(OAuthError::unbindable("the token response is encoded and cannot be bound"));
+        }
+        if let Route::Token(state) = &mut self.route {
+            state.binding_response = true;
         }
         Action::Pause
     }
@@ -187,7 +215,8 @@ impl Http {
         let Route::Token(TokenState { authenticated: Some(auth), .. }) = &self.route else {
             return Action::Continue;
         };
-        let (thumbprint, client_id) = (auth.thumbprint, client_auth::shown(&auth.client_id));
+        let client_id = client_auth::shown(&auth.client_id);
+        let Some(thumbprint) = auth.thumbprint else { return Action::Continue };
         let body = match host::body(BufferType::HttpResponseBody, body_size) {
             Ok(b) => b,
             Err(s) => return self.refuse(OAuthError::unbindable(format!("cannot read the token response: {s:?}"))),
@@ -363,7 +392,7 @@ impl HttpContext for Http {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
         match self.route {
-            Route::Token(TokenState { authenticated: Some(_), .. }) => {
+            Route::Token(TokenState { binding_response: true, .. }) => {
                 self.token_response_body(&config, body_size, end_of_stream)
             }
             Route::Introspect { .. } => self.introspection_response_body(body_size, end_of_stream),

@@ -9,6 +9,7 @@ use proxy_wasm::types::MetricType;
 pub struct Metrics {
     client_authenticated: Option<u32>,
     tokens_bound: Option<u32>,
+    unbound_token_responses: Option<u32>,
     introspection_patched: Option<u32>,
     introspection_unpatched: Option<u32>,
     refused: Vec<(Reason, Option<u32>)>,
@@ -37,6 +38,7 @@ impl Metrics {
         Metrics {
             client_authenticated: counter("certbound.client_authenticated"),
             tokens_bound: counter("certbound.tokens_bound"),
+            unbound_token_responses: counter("certbound.unbound_token_responses"),
             introspection_patched: counter("certbound.introspection_patched"),
             introspection_unpatched: counter("certbound.introspection_unpatched"),
             refused: Reason::ALL.iter().map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str())))).collect(),
@@ -49,6 +51,10 @@ impl Metrics {
 
     pub fn tokens_bound(&self, n: usize) {
         bump(self.tokens_bound, n as i64);
+    }
+
+    pub fn unbound_token_response(&self) {
+        bump(self.unbound_token_responses, 1);
     }
 
     pub fn introspection_patched(&self) {

@@ -18,7 +18,9 @@ UPSTREAM_SECRETS = {
     "pinned-client": "pinned-upstream-secret",
     "rotating-client": "rotating-upstream-secret",
     "expired-client": "expired-upstream-secret",
+    "web-app": "web-app-upstream-secret",
 }
+CODE_GRANTS = ["authorization_code", "refresh_token"]
 
 
 def x5t_by_openssl(cert_path: Path) -> str:
@@ -80,9 +82,18 @@ def stack(tmp_path_factory):
         "rotation-new": pki.client("rotation-new"),
         "expired": pki.client("expired", valid_days=(-30, -1)),
         "stranger": pki.client("stranger"),
+        "web": pki.client("web"),
+        "spa": pki.client("spa"),
     }
-    as_clients = [harness.as_client(cid, secret, ["client_credentials"]) for cid, secret in UPSTREAM_SECRETS.items()]
-    as_clients.append(harness.as_client("demo-rs", "demo-rs-secret", []))
+    as_clients = [
+        harness.as_client(cid, secret, CODE_GRANTS if cid == "web-app" else ["client_credentials"])
+        for cid, secret in UPSTREAM_SECRETS.items()
+    ]
+    as_clients += [
+        harness.as_client("demo-rs", "demo-rs-secret", []),
+        harness.as_client("spa", None, CODE_GRANTS),
+        harness.as_client("spa-bound", None, CODE_GRANTS),
+    ]
     auth_server = harness.AuthorizationServer(workdir, as_clients)
     api = harness.EchoApi()
     plugin_config = {
@@ -98,6 +109,9 @@ def stack(tmp_path_factory):
                 upstream_secret=UPSTREAM_SECRETS["rotating-client"],
             ),
             harness.certbound_client("expired-client", certificates=[certs["expired"].pem], upstream_secret=UPSTREAM_SECRETS["expired-client"]),
+            harness.certbound_client("web-app", certificates=[certs["web"].pem], upstream_secret=UPSTREAM_SECRETS["web-app"]),
+            harness.certbound_public_client("spa"),
+            harness.certbound_public_client("spa-bound", require_certificate=True),
         ],
     }
     envoy = harness.Envoy(workdir, plugin_config, cert_dir=pki.dir, as_port=auth_server.port, api_port=api.port)

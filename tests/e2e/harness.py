@@ -341,15 +341,82 @@ class Envoy:
 # ---------------------------------------------------------------- the stack
 
 
+REDIRECT_URI = "https://client.example/cb"
+
+
 def as_client(client_id: str, secret: str | None, grants: list[str]) -> dict:
     """oidc-provider metadata for a client of the AS behind certbound."""
-    c = {"client_id": client_id, "grant_types": grants, "redirect_uris": [], "response_types": []}
+    code = "authorization_code" in grants
+    c = {
+        "client_id": client_id,
+        "grant_types": grants,
+        "redirect_uris": [REDIRECT_URI] if code else [],
+        "response_types": ["code"] if code else [],
+    }
     if secret is None:
         c["token_endpoint_auth_method"] = "none"
     else:
         c["client_secret"] = secret
         c["token_endpoint_auth_method"] = "client_secret_basic"
     return c
+
+
+def certbound_public_client(client_id: str, *, require_certificate: bool | None = None) -> dict:
+    """certbound's registration of a public client (none)."""
+    c = {"client_id": client_id, "token_endpoint_auth_method": "none"}
+    if require_certificate is not None:
+        c["tls_client_certificate_bound_access_tokens"] = require_certificate
+    return c
+
+
+def authorization_code(as_url: str, client_id: str, scope: str = "openid offline_access") -> tuple[str, str]:
+    """The front channel, driven as a browser would against the AS's own pages:
+    authorize, log in, consent. Returns (code, PKCE code_verifier)."""
+    import base64
+    import hashlib
+    import re
+    import secrets
+    from urllib.parse import parse_qs, urljoin, urlparse
+
+    import requests
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    browser = requests.Session()
+    r = browser.get(
+        f"{as_url}/oauth2/authorize",
+        params={
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "scope": scope,
+            "prompt": "consent",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": secrets.token_urlsafe(8),
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    for _ in range(12):
+        if r.is_redirect:
+            location = urljoin(r.url, r.headers["location"])
+            if location.startswith(REDIRECT_URI):
+                query = parse_qs(urlparse(location).query)
+                if "code" not in query:
+                    raise AssertionError(f"authorization failed: {query}")
+                return query["code"][0], verifier
+            r = browser.get(location, allow_redirects=False, timeout=10)
+            continue
+        form = re.search(r'<form[^>]*action="([^"]+)"', r.text)
+        prompt = re.search(r'name="prompt" value="([^"]+)"', r.text)
+        if not form or not prompt:
+            raise AssertionError(f"unexpected page from the AS ({r.status_code}): {r.text[:500]}")
+        fields = {"prompt": prompt.group(1)}
+        if prompt.group(1) == "login":
+            fields.update(login="alice", password="any")
+        r = browser.post(urljoin(r.url, form.group(1)), data=fields, allow_redirects=False, timeout=10)
+    raise AssertionError("the authorization flow did not end at the redirect URI")
 
 
 def certbound_client(client_id: str, *, certificates=(), thumbprints=(), upstream_secret: str | None = None) -> dict:
