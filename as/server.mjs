@@ -7,10 +7,15 @@
 //   AS_ISSUER       issuer URL (default http://127.0.0.1:$AS_PORT)
 //   AS_CLIENTS      path of a JSON file: oidc-provider client metadata array
 //   AS_REQUEST_LOG  path of a file that gets one JSON line per request received
+//   AS_NATIVE_MTLS_HEADER  when set, the AS's own RFC 8705 feature binds the
+//                  tokens of clients registered with
+//                  tls_client_certificate_bound_access_tokens to the URL-encoded
+//                  PEM in this header (tests call the AS directly with it, to
+//                  get JWT access tokens that carry their own cnf claim)
 //
 // Prints "as ready <port>" when listening.
 import { appendFileSync, readFileSync } from 'node:fs';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.AS_PORT);
 if (!port) {
@@ -20,6 +25,10 @@ if (!port) {
 const issuer = process.env.AS_ISSUER || `http://127.0.0.1:${port}`;
 const clients = JSON.parse(readFileSync(process.env.AS_CLIENTS, 'utf8'));
 const requestLog = process.env.AS_REQUEST_LOG;
+const nativeMtlsHeader = process.env.AS_NATIVE_MTLS_HEADER;
+
+// Access tokens for this resource are JWTs (others stay opaque).
+const JWT_RESOURCE = 'https://api.certbound.test';
 
 const provider = new Provider(issuer, {
   clients,
@@ -27,6 +36,25 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     devInteractions: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => {
+        if (resource !== JWT_RESOURCE) {
+          throw new errors.InvalidTarget();
+        }
+        return { scope: 'api', audience: JWT_RESOURCE, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+    mTLS: {
+      enabled: Boolean(nativeMtlsHeader),
+      certificateBoundAccessTokens: Boolean(nativeMtlsHeader),
+      getCertificate: (ctx) => {
+        const value = nativeMtlsHeader && ctx.get(nativeMtlsHeader);
+        return value ? decodeURIComponent(value) : undefined;
+      },
+    },
   },
   // The demo's paths follow WSO2 Identity Server's.
   routes: {

@@ -2,6 +2,7 @@
 //! compiled once. Every error names the field it is about.
 
 use crate::cert::{parse_pem, Thumbprint, Validity};
+use crate::resource::{MissingTokenPolicy, ProtectedRoute, UnboundPolicy};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,6 +57,25 @@ struct RawConfig {
     binding: Option<Value>,
     #[serde(default)]
     clients: Vec<Value>,
+    #[serde(default)]
+    protected_routes: Vec<Value>,
+    jwt_claims: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path_prefix: String,
+    unbound_tokens: Option<String>,
+    missing_token: Option<String>,
+    thumbprint_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwtClaims {
+    metadata_namespace: Option<String>,
+    payload_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +168,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub binding: BindingPolicy,
     pub clients: HashMap<String, Client>,
+    pub protected_routes: Vec<ProtectedRoute>,
+    /// Where Envoy's `jwt_authn` leaves verified JWT payloads; `None`: JWT claims are not read.
+    pub jwt_claims: Option<JwtClaims>,
+}
+
+/// The dynamic metadata that `jwt_authn` writes with `payload_in_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtClaims {
+    pub metadata_namespace: String,
+    pub payload_key: String,
 }
 
 impl Config {
@@ -204,7 +234,84 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         clients.insert(client.client_id.clone(), client);
     }
 
-    Ok(Config { token_path, introspection_path, max_body_bytes, binding, clients })
+    let mut protected_routes: Vec<ProtectedRoute> = Vec::new();
+    for (i, v) in raw.protected_routes.into_iter().enumerate() {
+        let field = format!("protected_routes[{i}]");
+        let route = compile_route(from_value(v, &field)?, &field)?;
+        for endpoint in [&token_path, &introspection_path] {
+            if endpoint.starts_with(&route.path_prefix) {
+                return Err(ConfigError::new(
+                    format!("{field}.path_prefix"),
+                    format!("{:?} would cover the AS endpoint {endpoint}", route.path_prefix),
+                ));
+            }
+        }
+        if protected_routes.iter().any(|r| r.path_prefix == route.path_prefix) {
+            return Err(ConfigError::new(format!("{field}.path_prefix"), "the same prefix is listed twice"));
+        }
+        protected_routes.push(route);
+    }
+
+    let jwt_claims = match raw.jwt_claims {
+        None => None,
+        Some(v) => {
+            let r: RawJwtClaims = from_value(v, "jwt_claims")?;
+            let c = JwtClaims {
+                metadata_namespace: r.metadata_namespace.unwrap_or_else(|| "envoy.filters.http.jwt_authn".into()),
+                payload_key: r.payload_key.unwrap_or_else(|| "jwt_payload".into()),
+            };
+            if c.metadata_namespace.is_empty() || c.payload_key.is_empty() {
+                return Err(ConfigError::new("jwt_claims", "metadata_namespace and payload_key must not be empty"));
+            }
+            Some(c)
+        }
+    };
+
+    Ok(Config { token_path, introspection_path, max_body_bytes, binding, clients, protected_routes, jwt_claims })
+}
+
+fn is_header_name(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigError> {
+    if !raw.path_prefix.starts_with('/') {
+        return Err(ConfigError::new(format!("{field}.path_prefix"), "must start with '/'"));
+    }
+    let unbound_tokens = match raw.unbound_tokens.as_deref() {
+        None | Some("require_binding") => UnboundPolicy::RequireBinding,
+        Some("allow") => UnboundPolicy::Allow,
+        Some(o) => {
+            return Err(ConfigError::new(
+                format!("{field}.unbound_tokens"),
+                format!("{o:?}: expected \"require_binding\" or \"allow\""),
+            ))
+        }
+    };
+    let missing_token = match raw.missing_token.as_deref() {
+        None | Some("reject") => MissingTokenPolicy::Reject,
+        Some("pass") => MissingTokenPolicy::Pass,
+        Some(o) => {
+            return Err(ConfigError::new(
+                format!("{field}.missing_token"),
+                format!("{o:?}: expected \"reject\" or \"pass\""),
+            ))
+        }
+    };
+    if let Some(h) = &raw.thumbprint_header {
+        if !is_header_name(h) || h == "authorization" || h == "host" {
+            return Err(ConfigError::new(
+                format!("{field}.thumbprint_header"),
+                format!("{h:?} must be a lowercase header name other than authorization or host"),
+            ));
+        }
+    }
+    Ok(ProtectedRoute {
+        path_prefix: raw.path_prefix,
+        unbound_tokens,
+        missing_token,
+        thumbprint_header: raw.thumbprint_header,
+    })
 }
 
 fn compile_binding(raw: RawBinding) -> Result<BindingPolicy, ConfigError> {
@@ -511,5 +618,56 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn protected_routes_default_to_the_strict_policies() {
+        let c = parse(br#"{"protected_routes":[{"path_prefix":"/api/"}],"jwt_claims":{}}"#).unwrap();
+        let r = &c.protected_routes[0];
+        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject));
+        let j = c.jwt_claims.unwrap();
+        assert_eq!(
+            (j.metadata_namespace.as_str(), j.payload_key.as_str()),
+            ("envoy.filters.http.jwt_authn", "jwt_payload")
+        );
+    }
+
+    #[test]
+    fn unknown_route_policy_is_refused_by_field() {
+        assert_eq!(
+            err(json!({"protected_routes":[{"path_prefix":"/api/","unbound_tokens":"maybe"}]})).field,
+            "protected_routes[0].unbound_tokens"
+        );
+        assert_eq!(
+            err(json!({"protected_routes":[{"path_prefix":"/api/","missing_token":"drop"}]})).field,
+            "protected_routes[0].missing_token"
+        );
+        assert_eq!(
+            err(json!({"protected_routes":[{"path_prefix":"/api/","prefix":"/x"}]})).field,
+            "protected_routes[0]"
+        );
+    }
+
+    #[test]
+    fn protected_route_over_the_token_endpoint_is_refused() {
+        assert_eq!(
+            err(json!({"protected_routes":[{"path_prefix":"/oauth2/"}]})).field,
+            "protected_routes[0].path_prefix"
+        );
+        assert_eq!(err(json!({"protected_routes":[{"path_prefix":"api"}]})).field, "protected_routes[0].path_prefix");
+    }
+
+    #[test]
+    fn duplicate_protected_prefix_is_refused() {
+        let e = err(json!({"protected_routes":[{"path_prefix":"/api/"},{"path_prefix":"/api/"}]}));
+        assert_eq!(e.field, "protected_routes[1].path_prefix");
+    }
+
+    #[test]
+    fn thumbprint_header_must_be_a_plain_header_name() {
+        for bad in ["Authorization", "authorization", "x y", ""] {
+            let e = err(json!({"protected_routes":[{"path_prefix":"/api/","thumbprint_header":bad}]}));
+            assert_eq!(e.field, "protected_routes[0].thumbprint_header", "{bad}");
+        }
     }
 }

@@ -22,6 +22,12 @@ pub enum Reason {
     HostError,
     RefreshCertificateMismatch,
     RefreshWithoutCertificate,
+    MissingToken,
+    UnboundToken,
+    TokenWithoutCertificate,
+    TokenCertificateMismatch,
+    BadCnfClaim,
+    TokenInUri,
 }
 
 impl Reason {
@@ -44,10 +50,16 @@ impl Reason {
             Reason::HostError => "host_error",
             Reason::RefreshCertificateMismatch => "refresh_certificate_mismatch",
             Reason::RefreshWithoutCertificate => "refresh_without_certificate",
+            Reason::MissingToken => "missing_token",
+            Reason::UnboundToken => "unbound_token",
+            Reason::TokenWithoutCertificate => "token_without_certificate",
+            Reason::TokenCertificateMismatch => "token_certificate_mismatch",
+            Reason::BadCnfClaim => "bad_cnf_claim",
+            Reason::TokenInUri => "token_in_uri",
         }
     }
 
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 22] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -64,6 +76,12 @@ impl Reason {
         Reason::HostError,
         Reason::RefreshCertificateMismatch,
         Reason::RefreshWithoutCertificate,
+        Reason::MissingToken,
+        Reason::UnboundToken,
+        Reason::TokenWithoutCertificate,
+        Reason::TokenCertificateMismatch,
+        Reason::BadCnfClaim,
+        Reason::TokenInUri,
     ];
 }
 

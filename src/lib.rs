@@ -4,7 +4,8 @@
 //! The data path, one module per step, none of them touching the host:
 //! [`cert`] (certificate in) -> [`client_auth`] (client authenticated) ->
 //! [`binding`] (token bound, binding looked up) -> [`introspection`]
-//! (response patched). [`filter`] is the proxy-wasm glue that wires them.
+//! (response patched) -> [`resource`] (binding enforced at resource
+//! servers). [`filter`] is the proxy-wasm glue that wires them.
 
 pub mod binding;
 pub mod cert;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod form;
 pub mod introspection;
+pub mod resource;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -67,6 +67,15 @@ def main() -> int:
                         upstream_secret=DEMO_CLIENT_UPSTREAM_SECRET,
                     )
                 ],
+                "protected_routes": [
+                    {
+                        "path_prefix": "/api/",
+                        "unbound_tokens": "require_binding",
+                        "missing_token": "reject",
+                        "thumbprint_header": "x-certbound-x5t",
+                    }
+                ],
+                "jwt_claims": {},
             },
             cert_dir=cert_dir,
             as_port=auth_server.port,
@@ -85,6 +94,8 @@ certbound demo: Envoy with certbound on https://localhost:{port}, admin on http:
   curl --cacert {c}/ca.pem --cert {c}/demo-client.pem --key {c}/demo-client.key \\
        -d 'grant_type=client_credentials&client_id=demo-client' https://localhost:{port}/oauth2/token
   curl --cacert {c}/ca.pem -u demo-rs:demo-rs-secret -d token=<access_token> https://localhost:{port}/oauth2/introspect
+  curl --cacert {c}/ca.pem --cert {c}/demo-client.pem --key {c}/demo-client.key \
+       -H "Authorization: Bearer <access_token>" https://localhost:{port}/api/hello
 
 certbound demo ready (Ctrl-C stops it)""",
             flush=True,

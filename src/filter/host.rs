@@ -46,6 +46,16 @@ pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
     Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
 }
 
+/// `cnf.x5t#S256` of the JWT payload that Envoy's `jwt_authn` verified and
+/// left in dynamic metadata. A client cannot write dynamic metadata, so this
+/// is believed; a header carrying a payload would not be.
+pub fn verified_jwt_cnf(namespace: &str, payload_key: &str) -> Option<String> {
+    let raw = hostcalls::get_property(vec!["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"])
+        .ok()
+        .flatten()?;
+    String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+}
+
 #[derive(Debug)]
 pub enum StoreError {
     Host(Status),

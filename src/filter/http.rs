@@ -7,8 +7,10 @@ use crate::binding::{self, Binding, PutDecision};
 use crate::cert::Thumbprint;
 use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::Config;
-use crate::error::OAuthError;
+use crate::error::{OAuthError, Reason};
+use crate::form;
 use crate::introspection::{self, Patch};
+use crate::resource::{self, Allowed, Presented, ProtectedRoute, ResourceError};
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -25,6 +27,8 @@ enum Route {
         key: Option<String>,
         binding: Option<Binding>,
     },
+    /// A protected request whose form body is checked for a token.
+    ResourceForm,
 }
 
 struct TokenState {
@@ -55,24 +59,126 @@ impl Http {
 
     /// Answers with an OAuth error, logs why and counts it.
     fn refuse(&mut self, e: OAuthError) -> Action {
-        warn!(
-            "[{} {}] certbound refused: {} ({}): {}",
-            self.id,
-            self.request_id,
-            e.error,
-            e.reason.as_str(),
-            e.description
-        );
-        self.metrics.refused(e.reason);
+        self.reply(e.status, e.headers(), e.body(), e.reason, e.error, &e.description)
+    }
+
+    /// Answers a protected-resource request with an RFC 6750 error.
+    fn refuse_resource(&mut self, e: ResourceError) -> Action {
+        self.reply(e.status, e.headers(), e.body(), e.reason, e.error.unwrap_or("no_token"), &e.description)
+    }
+
+    fn reply(
+        &mut self,
+        status: u32,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        reason: Reason,
+        error: &str,
+        description: &str,
+    ) -> Action {
+        warn!("[{} {}] certbound refused: {error} ({}): {description}", self.id, self.request_id, reason.as_str());
+        self.metrics.refused(reason);
         self.route = Route::Answered;
-        let headers = e.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(status) = hostcalls::send_http_response(e.status, headers, Some(&e.body())) {
+        if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
             warn!("[{} {}] certbound could not send its reply: {status:?}", self.id, self.request_id);
             // Without a reply the request must still not pass: reset it.
             let _ = hostcalls::reset_http_request();
         }
         Action::Pause
+    }
+
+    fn resource_request(
+        &mut self,
+        config: &Config,
+        route: &ProtectedRoute,
+        full_path: &str,
+        end_of_stream: bool,
+    ) -> Action {
+        if let Some(h) = &route.thumbprint_header {
+            // Only certbound says which certificate a request proved.
+            let _ = host::set_request_header(h, None);
+        }
+        if resource::query_has_access_token(full_path) {
+            return self.refuse_resource(resource::token_in_uri());
+        }
+        let authorization = host::request_header("authorization");
+        let token = resource::bearer_token(authorization.as_deref());
+        let now = match host::now() {
+            Some(n) => n,
+            None => return self.refuse(OAuthError::internal("the proxy clock is unavailable")),
+        };
+        let stored = match token.map(|t| SharedDataStore::get(&binding::key_for_token(t), now)) {
+            None => None,
+            Some(Ok(b)) => b.map(|b| b.thumbprint),
+            Some(Err(e)) => {
+                warn!("[{} {}] certbound: binding lookup failed: {e}", self.id, self.request_id);
+                return self.refuse_resource(ResourceError {
+                    status: 401,
+                    error: Some("invalid_token"),
+                    description: "the token's binding cannot be checked now".into(),
+                    reason: Reason::BindingStoreFailed,
+                });
+            }
+        };
+        let claim = match (&config.jwt_claims, token) {
+            (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
+            _ => None,
+        };
+        let certificate = match host::connection_certificate() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(
+                    "[{} {}] certbound: {e}; treating the request as having no certificate",
+                    self.id, self.request_id
+                );
+                None
+            }
+        };
+        let presented = Presented { token: token.is_some(), stored, verified_claim: claim.as_deref(), certificate };
+        match resource::decide(route, &presented) {
+            Ok(Allowed::Bound(t)) => {
+                if let Some(h) = &route.thumbprint_header {
+                    if let Err(s) = host::set_request_header(h, Some(&t.x5t_s256())) {
+                        return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
+                    }
+                }
+                debug!(
+                    "[{} {}] certbound: bound token used with its certificate x5t#S256={t}",
+                    self.id, self.request_id
+                );
+                self.metrics.resource_allowed();
+            }
+            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
+                debug!("[{} {}] certbound: unbound or no token, allowed by route policy", self.id, self.request_id);
+                self.metrics.resource_allowed_unbound();
+            }
+            Err(e) => return self.refuse_resource(e),
+        }
+        // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
+        let form = host::request_header("content-type").is_some_and(|c| form::is_form_content_type(&c));
+        if form && !end_of_stream {
+            self.route = Route::ResourceForm;
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn resource_form_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            return self.refuse(OAuthError::too_large(format!("form body exceeds {} bytes", config.max_body_bytes)));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let has_token = host::body(BufferType::HttpRequestBody, body_size)
+            .map(|b| crate::form::Form::parse(&b).map(|f| f.contains("access_token")).unwrap_or(false))
+            .unwrap_or(false);
+        if has_token {
+            return self.refuse_resource(resource::token_in_uri());
+        }
+        self.route = Route::Other;
+        Action::Continue
     }
 
     fn now(&mut self) -> Result<i64, OAuthError> {
@@ -356,8 +462,8 @@ impl HttpContext for Http {
         let Some(config) = self.config.clone() else {
             return self.refuse(OAuthError::not_configured());
         };
-        let path = host::request_header(":path").unwrap_or_default();
-        let path = path_only(&path);
+        let full_path = host::request_header(":path").unwrap_or_default();
+        let path = path_only(&full_path);
         if path == config.token_path {
             return self.token_request_headers(&config, end_of_stream);
         }
@@ -369,6 +475,10 @@ impl HttpContext for Http {
             self.route = Route::Introspect { key: None, binding: None };
             return Action::Pause;
         }
+        if let Some(route) = resource::route_for(&config.protected_routes, path) {
+            let route = route.clone();
+            return self.resource_request(&config, &route, &full_path, end_of_stream);
+        }
         Action::Continue
     }
 
@@ -377,6 +487,7 @@ impl HttpContext for Http {
         match self.route {
             Route::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
             Route::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
+            Route::ResourceForm => self.resource_form_body(&config, body_size, end_of_stream),
             Route::Other | Route::Answered => Action::Continue,
         }
     }

@@ -11,6 +11,8 @@ pub struct Metrics {
     tokens_bound: Option<u32>,
     unbound_token_responses: Option<u32>,
     introspection_patched: Option<u32>,
+    resource_allowed: Option<u32>,
+    resource_allowed_unbound: Option<u32>,
     introspection_unpatched: Option<u32>,
     refused: Vec<(Reason, Option<u32>)>,
 }
@@ -40,6 +42,8 @@ impl Metrics {
             tokens_bound: counter("certbound.tokens_bound"),
             unbound_token_responses: counter("certbound.unbound_token_responses"),
             introspection_patched: counter("certbound.introspection_patched"),
+            resource_allowed: counter("certbound.resource_allowed"),
+            resource_allowed_unbound: counter("certbound.resource_allowed_unbound"),
             introspection_unpatched: counter("certbound.introspection_unpatched"),
             refused: Reason::ALL.iter().map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str())))).collect(),
         }
@@ -55,6 +59,14 @@ impl Metrics {
 
     pub fn unbound_token_response(&self) {
         bump(self.unbound_token_responses, 1);
+    }
+
+    pub fn resource_allowed(&self) {
+        bump(self.resource_allowed, 1);
+    }
+
+    pub fn resource_allowed_unbound(&self) {
+        bump(self.resource_allowed_unbound, 1);
     }
 
     pub fn introspection_patched(&self) {

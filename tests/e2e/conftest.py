@@ -20,6 +20,8 @@ UPSTREAM_SECRETS = {
     "expired-client": "expired-upstream-secret",
     "web-app": "web-app-upstream-secret",
 }
+JWT_CLIENT_SECRET = "jwt-client-secret"
+THUMBPRINT_HEADER = "x-certbound-x5t"
 CODE_GRANTS = ["authorization_code", "refresh_token"]
 
 
@@ -56,6 +58,18 @@ class Client:
         r.test_id = test_id
         return r
 
+    def get(self, path: str, *, cert: harness.Cert | None = None, token: str | None = None, headers=None):
+        test_id = uuid.uuid4().hex
+        h = {"x-test-id": test_id, **(headers or {})}
+        if token is not None:
+            h["authorization"] = f"Bearer {token}"
+        r = requests.get(self.stack.envoy.url + path, headers=h, cert=cert.pair if cert else None, verify=self.ca, timeout=15)
+        r.test_id = test_id
+        return r
+
+    def api_saw(self, response) -> list[dict]:
+        return [x for x in self.stack.api.received if x["headers"].get("x-test-id") == response.test_id]
+
     def token(self, cert: harness.Cert | None, client_id: str | None, **kw):
         data = {"grant_type": "client_credentials"}
         if client_id is not None:
@@ -84,6 +98,7 @@ def stack(tmp_path_factory):
         "stranger": pki.client("stranger"),
         "web": pki.client("web"),
         "spa": pki.client("spa"),
+        "jwt": pki.client("jwt"),
     }
     as_clients = [
         harness.as_client(cid, secret, CODE_GRANTS if cid == "web-app" else ["client_credentials"])
@@ -93,8 +108,11 @@ def stack(tmp_path_factory):
         harness.as_client("demo-rs", "demo-rs-secret", []),
         harness.as_client("spa", None, CODE_GRANTS),
         harness.as_client("spa-bound", None, CODE_GRANTS),
+        # Bound natively by the AS's own RFC 8705 feature (JWT with cnf), not through certbound.
+        {**harness.as_client("jwt-client", JWT_CLIENT_SECRET, ["client_credentials"]),
+         "tls_client_certificate_bound_access_tokens": True},
     ]
-    auth_server = harness.AuthorizationServer(workdir, as_clients)
+    auth_server = harness.AuthorizationServer(workdir, as_clients, native_mtls=True)
     api = harness.EchoApi()
     plugin_config = {
         "token_path": "/oauth2/token",
@@ -113,6 +131,12 @@ def stack(tmp_path_factory):
             harness.certbound_public_client("spa"),
             harness.certbound_public_client("spa-bound", require_certificate=True),
         ],
+        "protected_routes": [
+            {"path_prefix": "/api/", "unbound_tokens": "require_binding", "missing_token": "reject",
+             "thumbprint_header": THUMBPRINT_HEADER},
+            {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"},
+        ],
+        "jwt_claims": {},
     }
     envoy = harness.Envoy(workdir, plugin_config, cert_dir=pki.dir, as_port=auth_server.port, api_port=api.port)
     s = harness.Stack(workdir, pki, auth_server, api, envoy, certs)

@@ -200,7 +200,9 @@ class Process:
 class AuthorizationServer:
     """oidc-provider on a loopback port, logging every request it receives."""
 
-    def __init__(self, workdir: Path, clients: list[dict], port: int | None = None):
+    NATIVE_MTLS_HEADER = "x-as-client-cert"
+
+    def __init__(self, workdir: Path, clients: list[dict], port: int | None = None, native_mtls: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.request_log = workdir / "as-requests.jsonl"
@@ -211,7 +213,12 @@ class AuthorizationServer:
             "oidc-provider",
             ["node", str(AS_DIR / "server.mjs")],
             workdir / "as.log",
-            env={"AS_PORT": str(self.port), "AS_CLIENTS": str(clients_file), "AS_REQUEST_LOG": str(self.request_log)},
+            env={
+                "AS_PORT": str(self.port),
+                "AS_CLIENTS": str(clients_file),
+                "AS_REQUEST_LOG": str(self.request_log),
+                **({"AS_NATIVE_MTLS_HEADER": self.NATIVE_MTLS_HEADER} if native_mtls else {}),
+            },
         )
         wait_until("the AS to listen", lambda: "as ready" in self.proc.log(), proc=self.proc)
 
@@ -292,6 +299,7 @@ class Envoy:
             # A JSON string literal is a valid YAML double-quoted scalar.
             PLUGIN_CONFIG=json.dumps(config),
             AS_PORT=as_port,
+            AS_ISSUER=f"http://127.0.0.1:{as_port}",
             API_PORT=api_port,
         )
         self.config_path = workdir / f"{name}.yaml"

@@ -61,6 +61,17 @@ def test_demo_starts_answers_the_readme_curls_and_stops_on_ctrl_c(tmp_path):
         assert body["active"] is True
         assert body["cnf"] == {"x5t#S256": x5t_by_openssl(c / "demo-client.pem")}
 
+        demo_cert = ["--cert", str(c / "demo-client.pem"), "--key", str(c / "demo-client.key")]
+        bearer = ["-H", f"Authorization: Bearer {token}"]
+        code, body = curl("--cacert", ca, *demo_cert, *bearer, f"{url}/api/hello")
+        assert code == 200, body
+        assert body["headers"]["x-certbound-x5t"] == x5t_by_openssl(c / "demo-client.pem")
+        code, body = curl("--cacert", ca, "--cert", str(c / "stranger.pem"), "--key", str(c / "stranger.key"), *bearer,
+                          f"{url}/api/hello")
+        assert code == 401 and body["error"] == "invalid_token"
+        code, body = curl("--cacert", ca, *bearer, f"{url}/api/hello")
+        assert code == 401 and body["error"] == "invalid_token"
+
         for args in (
             ["--cert", str(c / "stranger.pem"), "--key", str(c / "stranger.key"), "-d", "grant_type=client_credentials&client_id=demo-client"],
             ["-d", "grant_type=client_credentials&client_id=demo-client"],
