@@ -83,6 +83,9 @@ provider.use(async (ctx, next) => {
         path: ctx.path,
         test_id: ctx.get('x-test-id') || null,
         authorization: ctx.get('authorization') ? ctx.get('authorization').split(' ')[0] : null,
+        headers: Object.keys(ctx.headers),
+        // What certbound forwarded as the verified certificate (tests configure this name).
+        forwarded_cert: ctx.get('x-as-cert') || null,
       })}\n`,
     );
   }

@@ -1,11 +1,12 @@
 //! Certificate in: the presented client certificate reduced to what RFC 8705
 //! binds to, its `x5t#S256` thumbprint (SHA-256 over the DER, base64url).
 
+use crate::dn::Dn;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// SHA-256 of a certificate's DER encoding (RFC 8705 §3.1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,11 +110,24 @@ impl Validity {
     }
 }
 
+/// Subject alternative names (RFC 5280 §4.2.1.6) that `tls_client_auth` matches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sans {
+    pub dns: Vec<String>,
+    pub uri: Vec<String>,
+    /// 4 bytes (IPv4) or 16 (IPv6), as encoded.
+    pub ip: Vec<Vec<u8>>,
+    pub email: Vec<String>,
+}
+
 /// A parsed certificate: its thumbprint and what client authentication needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCert {
     pub thumbprint: Thumbprint,
     pub validity: Validity,
+    pub subject: Dn,
+    pub sans: Sans,
+    pub der: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,9 +158,40 @@ pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
         return Err(CertError::TrailingData);
     }
     let v = cert.validity();
+    let subject = Dn::from_rdns(
+        cert.subject()
+            .iter_rdn()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|atv| {
+                        let value = match atv.as_str() {
+                            Ok(s) => s.to_string(),
+                            Err(_) => String::from_utf8_lossy(atv.as_slice()).into_owned(),
+                        };
+                        (atv.attr_type().to_id_string(), value)
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let mut sans = Sans::default();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
+                GeneralName::URI(u) => sans.uri.push(u.to_string()),
+                GeneralName::IPAddress(ip) => sans.ip.push(ip.to_vec()),
+                GeneralName::RFC822Name(e) => sans.email.push(e.to_string()),
+                _ => {}
+            }
+        }
+    }
     Ok(ClientCert {
         thumbprint: Thumbprint::of_der(der),
         validity: Validity { not_before: v.not_before.timestamp(), not_after: v.not_after.timestamp() },
+        subject,
+        sans,
+        der: der.to_vec(),
     })
 }
 
@@ -282,5 +327,25 @@ mod tests {
     fn two_certificates_where_one_is_expected_are_refused() {
         let pem = generated_ec();
         assert_eq!(parse_pem(&format!("{pem}{pem}")), Err(CertError::TrailingData));
+    }
+
+    #[test]
+    fn subject_and_sans_are_read_for_tls_client_auth() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CountryName, "US");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Example");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "client");
+        params.subject_alt_names.push(rcgen::SanType::URI("spiffe://example/client".try_into().unwrap()));
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("10.1.2.3".parse().unwrap()));
+        params.subject_alt_names.push(rcgen::SanType::Rfc822Name("client@example.com".try_into().unwrap()));
+        let cert = parse_pem(&params.self_signed(&key).unwrap().pem()).unwrap();
+        assert_eq!(cert.subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
+        assert_eq!(cert.sans.dns, vec!["client.example"]);
+        assert_eq!(cert.sans.uri, vec!["spiffe://example/client"]);
+        assert_eq!(cert.sans.ip, vec![vec![10, 1, 2, 3]]);
+        assert_eq!(cert.sans.email, vec!["client@example.com"]);
+        assert_eq!(Thumbprint::of_der(&cert.der), cert.thumbprint);
     }
 }

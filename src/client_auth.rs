@@ -2,8 +2,10 @@
 //! or HTTP Basic, is authenticated by the certificate it presented (RFC 8705 §2).
 
 use crate::binding::key_for_token;
+use crate::cert::ClientCert;
 use crate::cert::Thumbprint;
-use crate::config::{ClientAuthMethod, Config, Pin};
+use crate::cert_source::Presented;
+use crate::config::{ClientAuthMethod, Config, Pin, TlsClientAuthRule};
 use crate::error::{OAuthError, Reason};
 use crate::form::{self, AuthorizationError, Form};
 
@@ -13,8 +15,8 @@ pub struct TokenRequest<'a> {
     pub content_type: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub body: &'a [u8],
-    /// The certificate presented on this request, reduced to its thumbprint.
-    pub certificate: Option<Thumbprint>,
+    /// The certificate presented on this request, from its trusted source.
+    pub certificate: Option<&'a Presented>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -99,8 +101,11 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
     })?;
 
     let thumbprint = match &client.method {
-        ClientAuthMethod::SelfSignedTlsClientAuth { pins } => Some(match_pins(pins, req.certificate, req.now)?),
-        ClientAuthMethod::None { require_certificate } => match req.certificate {
+        ClientAuthMethod::SelfSignedTlsClientAuth { pins } => {
+            Some(match_pins(pins, req.certificate.map(|p| p.thumbprint), req.now)?)
+        }
+        ClientAuthMethod::TlsClientAuth { rule } => Some(match_tls_client_auth(rule, req.certificate, req.now)?),
+        ClientAuthMethod::None { require_certificate } => match req.certificate.map(|p| p.thumbprint) {
             Some(presented) => Some(presented),
             None if *require_certificate => {
                 return Err(OAuthError::invalid_client(
@@ -129,6 +134,56 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
             .map(|u| form::basic_header(&client.client_id, u.client_secret.expose())),
         refresh_key,
     })
+}
+
+/// RFC 8705 §2.1: a certificate whose chain the terminator verified, with
+/// the registered subject DN or SAN.
+fn match_tls_client_auth(
+    rule: &TlsClientAuthRule,
+    presented: Option<&Presented>,
+    now: i64,
+) -> Result<Thumbprint, OAuthError> {
+    let presented = presented.ok_or_else(|| {
+        OAuthError::invalid_client(Reason::NoCertificate, "a client certificate is required for this client")
+    })?;
+    if !presented.chain_verified {
+        return Err(OAuthError::invalid_client(
+            Reason::ChainNotVerified,
+            "tls_client_auth needs a certificate whose chain was verified by the TLS terminator",
+        ));
+    }
+    let Some(cert) = &presented.cert else {
+        return Err(OAuthError::invalid_client(
+            Reason::ChainNotVerified,
+            "the certificate's subject is not available from this source; forward the certificate in a header",
+        ));
+    };
+    if !cert.validity.contains(now) {
+        return Err(OAuthError::invalid_client(
+            Reason::CertificateExpired,
+            "the client certificate is outside its validity period",
+        ));
+    }
+    if tls_client_auth_matches(rule, cert) {
+        Ok(cert.thumbprint)
+    } else {
+        Err(OAuthError::invalid_client(
+            Reason::CertificateDoesNotMatch,
+            "the client certificate does not have the registered subject",
+        ))
+    }
+}
+
+/// RFC 8705 §2.1.2: DN compared by structure, DNS names case-insensitively,
+/// IP addresses as bytes, URIs and e-mail addresses exactly.
+pub fn tls_client_auth_matches(rule: &TlsClientAuthRule, cert: &ClientCert) -> bool {
+    match rule {
+        TlsClientAuthRule::SubjectDn(dn) => &cert.subject == dn,
+        TlsClientAuthRule::SanDns(d) => cert.sans.dns.iter().any(|x| x.eq_ignore_ascii_case(d)),
+        TlsClientAuthRule::SanUri(u) => cert.sans.uri.iter().any(|x| x == u),
+        TlsClientAuthRule::SanIp(ip) => cert.sans.ip.iter().any(|x| x == ip),
+        TlsClientAuthRule::SanEmail(e) => cert.sans.email.iter().any(|x| x == e),
+    }
 }
 
 /// RFC 8705 §2.2: the presented certificate must be one of the client's pins.
@@ -165,6 +220,7 @@ fn match_pins(pins: &[Pin], presented: Option<Thumbprint>, now: i64) -> Result<T
 mod tests {
     use super::*;
     use crate::cert::parse_pem;
+    use crate::cert_source::Origin;
     use crate::config;
     use serde_json::json;
 
@@ -205,8 +261,12 @@ mod tests {
         fixture_with(&cert_pem(2099))
     }
 
+    fn presented(t: Thumbprint) -> &'static Presented {
+        Box::leak(Box::new(Presented { thumbprint: t, cert: None, chain_verified: false, origin: Origin::Connection }))
+    }
+
     fn req<'a>(body: &'a [u8], cert: Option<Thumbprint>) -> TokenRequest<'a> {
-        TokenRequest { content_type: FORM, authorization: None, body, certificate: cert, now: NOW }
+        TokenRequest { content_type: FORM, authorization: None, body, certificate: cert.map(presented), now: NOW }
     }
 
     #[test]
@@ -371,5 +431,92 @@ mod tests {
         let body = b"grant_type=refresh_token&refresh_token=a&refresh_token=b&client_id=c1";
         let e = authenticate(&f.config, &req(body, Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error), (400, "invalid_request"));
+    }
+
+    fn tls_cert(customize: impl FnOnce(&mut rcgen::CertificateParams)) -> ClientCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CountryName, "US");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Example Org");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "client");
+        params.subject_alt_names.push(rcgen::SanType::URI("spiffe://example/client".try_into().unwrap()));
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("2001:db8::1".parse().unwrap()));
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("10.1.2.3".parse().unwrap()));
+        params.subject_alt_names.push(rcgen::SanType::Rfc822Name("client@example.com".try_into().unwrap()));
+        customize(&mut params);
+        parse_pem(&params.self_signed(&key).unwrap().pem()).unwrap()
+    }
+
+    fn tls_config(field: &str, value: &str) -> Config {
+        config::parse(
+            json!({"clients":[{"client_id":"t","token_endpoint_auth_method":"tls_client_auth", field: value}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn tls_auth(field: &str, value: &str, cert: &ClientCert, verified: bool) -> Result<Authenticated, OAuthError> {
+        let p = Presented {
+            thumbprint: cert.thumbprint,
+            cert: Some(cert.clone()),
+            chain_verified: verified,
+            origin: Origin::Header(0),
+        };
+        authenticate(&tls_config(field, value), &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) })
+    }
+
+    #[test]
+    fn tls_client_auth_matches_and_mismatches_each_field() {
+        let c = tls_cert(|_| {});
+        for (field, good, bad) in [
+            ("tls_client_auth_subject_dn", "CN=client,O=Example Org,C=US", "CN=other,O=Example Org,C=US"),
+            ("tls_client_auth_san_dns", "CLIENT.example", "other.example"),
+            ("tls_client_auth_san_uri", "spiffe://example/client", "spiffe://example/other"),
+            ("tls_client_auth_san_ip", "10.1.2.3", "10.1.2.4"),
+            ("tls_client_auth_san_ip", "2001:db8:0::1", "2001:db8::2"),
+            ("tls_client_auth_san_email", "client@example.com", "other@example.com"),
+        ] {
+            assert_eq!(tls_auth(field, good, &c, true).unwrap().thumbprint, Some(c.thumbprint), "{field}={good}");
+            let e = tls_auth(field, bad, &c, true).unwrap_err();
+            assert_eq!((e.status, e.reason), (401, Reason::CertificateDoesNotMatch), "{field}={bad}");
+        }
+    }
+
+    #[test]
+    fn tls_client_auth_dns_differing_only_in_spacing_or_type_case_match_but_not_in_order() {
+        let c = tls_cert(|_| {});
+        assert!(tls_auth("tls_client_auth_subject_dn", "cn=client , o=Example Org, c=US", &c, true).is_ok());
+        assert!(tls_auth("tls_client_auth_subject_dn", "C=US,O=Example Org,CN=client", &c, true).is_err());
+    }
+
+    #[test]
+    fn tls_client_auth_needs_a_verified_chain() {
+        let c = tls_cert(|_| {});
+        let e = tls_auth("tls_client_auth_san_dns", "client.example", &c, false).unwrap_err();
+        assert_eq!((e.status, e.reason), (401, Reason::ChainNotVerified));
+    }
+
+    #[test]
+    fn tls_client_auth_needs_the_certificate_not_only_its_digest() {
+        let f = tls_config("tls_client_auth_san_dns", "client.example");
+        let p = Presented {
+            thumbprint: Thumbprint::of_der(b"x"),
+            cert: None,
+            chain_verified: true,
+            origin: Origin::Connection,
+        };
+        let e = authenticate(&f, &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) }).unwrap_err();
+        assert_eq!(e.reason, Reason::ChainNotVerified);
+    }
+
+    #[test]
+    fn tls_client_auth_refuses_a_certificate_outside_its_validity() {
+        let c = tls_cert(|p| p.not_after = rcgen::date_time_ymd(2021, 1, 1));
+        let e = tls_auth("tls_client_auth_san_dns", "client.example", &c, true).unwrap_err();
+        assert_eq!(e.reason, Reason::CertificateExpired);
     }
 }

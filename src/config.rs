@@ -2,6 +2,9 @@
 //! compiled once. Every error names the field it is about.
 
 use crate::cert::{parse_pem, Thumbprint, Validity};
+use crate::cert_header::{ForwardFormat, HeaderFormat, XfccElement};
+use crate::cert_source::{Cidr, Forward, HeaderSource, Prefer, Sources, Trust};
+use crate::dn::Dn;
 use crate::resource::{MissingTokenPolicy, ProtectedRoute, UnboundPolicy};
 use serde::Deserialize;
 use serde_json::Value;
@@ -60,6 +63,48 @@ struct RawConfig {
     #[serde(default)]
     protected_routes: Vec<Value>,
     jwt_claims: Option<Value>,
+    certificate_sources: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSources {
+    connection: Option<bool>,
+    connection_chain_verified: Option<bool>,
+    #[serde(default)]
+    headers: Vec<Value>,
+    prefer: Option<String>,
+    max_header_bytes: Option<usize>,
+    forward: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderSource {
+    name: String,
+    format: Option<String>,
+    xfcc_element: Option<String>,
+    trust: Value,
+    chain_verified: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    always: Option<bool>,
+    #[serde(default)]
+    source_cidrs: Vec<String>,
+    #[serde(default)]
+    peer_subjects: Vec<String>,
+    #[serde(default)]
+    peer_dns_sans: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    name: String,
+    format: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +141,11 @@ struct RawClient {
     #[serde(default)]
     thumbprints: Vec<String>,
     tls_client_certificate_bound_access_tokens: Option<bool>,
+    tls_client_auth_subject_dn: Option<String>,
+    tls_client_auth_san_dns: Option<String>,
+    tls_client_auth_san_uri: Option<String>,
+    tls_client_auth_san_ip: Option<String>,
+    tls_client_auth_san_email: Option<String>,
     upstream: Option<Value>,
 }
 
@@ -138,6 +188,8 @@ pub struct Pin {
 pub enum ClientAuthMethod {
     /// RFC 8705 §2.2: the client's self-signed certificate(s), pinned.
     SelfSignedTlsClientAuth { pins: Vec<Pin> },
+    /// RFC 8705 §2.1: a certificate from a verified chain, with this subject or SAN.
+    TlsClientAuth { rule: TlsClientAuthRule },
     /// A public client (`none`, RFC 8705 §4): no client authentication; its
     /// tokens are bound when it presents a certificate.
     None {
@@ -146,6 +198,17 @@ pub enum ClientAuthMethod {
         /// unbound tokens.
         require_certificate: bool,
     },
+}
+
+/// The one certificate field a `tls_client_auth` client is registered by (RFC 8705 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClientAuthRule {
+    SubjectDn(Dn),
+    SanDns(String),
+    SanUri(String),
+    /// 4 or 16 bytes.
+    SanIp(Vec<u8>),
+    SanEmail(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +234,7 @@ pub struct Config {
     pub protected_routes: Vec<ProtectedRoute>,
     /// Where Envoy's `jwt_authn` leaves verified JWT payloads; `None`: JWT claims are not read.
     pub jwt_claims: Option<JwtClaims>,
+    pub sources: Sources,
 }
 
 /// The dynamic metadata that `jwt_authn` writes with `payload_in_metadata`.
@@ -267,7 +331,165 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
     };
 
-    Ok(Config { token_path, introspection_path, max_body_bytes, binding, clients, protected_routes, jwt_claims })
+    let sources = match raw.certificate_sources {
+        None => Sources::default(),
+        Some(v) => compile_sources(from_value(v, "certificate_sources")?)?,
+    };
+
+    Ok(Config {
+        token_path,
+        introspection_path,
+        max_body_bytes,
+        binding,
+        clients,
+        protected_routes,
+        jwt_claims,
+        sources,
+    })
+}
+
+fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
+    let d = Sources::default();
+    let mut headers = Vec::new();
+    for (i, v) in raw.headers.into_iter().enumerate() {
+        let field = format!("certificate_sources.headers[{i}]");
+        let h: RawHeaderSource = from_value(v, &field)?;
+        if !is_header_name(&h.name) || h.name.starts_with(':') {
+            return Err(ConfigError::new(
+                format!("{field}.name"),
+                format!("{:?} must be a lowercase header name", h.name),
+            ));
+        }
+        let format = match h.format.as_deref() {
+            None => HeaderFormat::Auto,
+            Some(f) => HeaderFormat::parse(f).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{field}.format"),
+                    format!("{f:?}: expected auto, pem, url_encoded_pem, base64_der, rfc9440, xfcc or traefik"),
+                )
+            })?,
+        };
+        let xfcc_element = match h.xfcc_element.as_deref() {
+            None | Some("last") => XfccElement::Last,
+            Some("first") => XfccElement::First,
+            Some(o) => {
+                return Err(ConfigError::new(format!("{field}.xfcc_element"), format!("{o:?}: expected last or first")))
+            }
+        };
+        let tf = format!("{field}.trust");
+        let t: RawTrust = from_value(h.trust, &tf)?;
+        let mut trust = Trust { always: t.always.unwrap_or(false), ..Trust::default() };
+        for (j, c) in t.source_cidrs.iter().enumerate() {
+            trust.source_cidrs.push(
+                Cidr::parse(c).ok_or_else(|| {
+                    ConfigError::new(format!("{tf}.source_cidrs[{j}]"), format!("{c:?} is not a CIDR"))
+                })?,
+            );
+        }
+        for (j, s) in t.peer_subjects.iter().enumerate() {
+            trust.peer_subjects.push(
+                crate::dn::parse(s).map_err(|e| ConfigError::new(format!("{tf}.peer_subjects[{j}]"), e.to_string()))?,
+            );
+        }
+        trust.peer_dns_sans = t.peer_dns_sans;
+        if trust == Trust::default() {
+            return Err(ConfigError::new(
+                tf,
+                "names no trusted sender: set always, source_cidrs, peer_subjects or peer_dns_sans",
+            ));
+        }
+        if headers.iter().any(|x: &HeaderSource| x.name == h.name) {
+            return Err(ConfigError::new(format!("{field}.name"), "the same header is listed twice"));
+        }
+        headers.push(HeaderSource {
+            name: h.name,
+            format,
+            xfcc_element,
+            trust,
+            chain_verified: h.chain_verified.unwrap_or(false),
+        });
+    }
+    let prefer = match raw.prefer.as_deref() {
+        None | Some("connection") => Prefer::Connection,
+        Some("header") => Prefer::Header,
+        Some(o) => {
+            return Err(ConfigError::new("certificate_sources.prefer", format!("{o:?}: expected connection or header")))
+        }
+    };
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(d.max_header_bytes);
+    if max_header_bytes == 0 || max_header_bytes > 64 * 1024 {
+        return Err(ConfigError::new("certificate_sources.max_header_bytes", "must be between 1 and 65536"));
+    }
+    let forward = match raw.forward {
+        None => None,
+        Some(v) => {
+            let f: RawForward = from_value(v, "certificate_sources.forward")?;
+            if !is_header_name(&f.name) || f.name == "authorization" {
+                return Err(ConfigError::new(
+                    "certificate_sources.forward.name",
+                    format!("{:?} must be a lowercase header name", f.name),
+                ));
+            }
+            let format = ForwardFormat::parse(&f.format).ok_or_else(|| {
+                ConfigError::new(
+                    "certificate_sources.forward.format",
+                    format!("{:?}: expected pem, url_encoded_pem, base64_der or rfc9440", f.format),
+                )
+            })?;
+            Some(Forward { name: f.name, format })
+        }
+    };
+    let connection = raw.connection.unwrap_or(true);
+    if !connection && headers.is_empty() {
+        return Err(ConfigError::new("certificate_sources", "no certificate source is enabled"));
+    }
+    Ok(Sources {
+        connection,
+        connection_chain_verified: raw.connection_chain_verified.unwrap_or(false),
+        headers,
+        prefer,
+        max_header_bytes,
+        forward,
+    })
+}
+
+fn tls_client_auth_rule(raw: &RawClient, field: &str) -> Result<TlsClientAuthRule, ConfigError> {
+    let given: Vec<(&str, &String)> = [
+        ("tls_client_auth_subject_dn", &raw.tls_client_auth_subject_dn),
+        ("tls_client_auth_san_dns", &raw.tls_client_auth_san_dns),
+        ("tls_client_auth_san_uri", &raw.tls_client_auth_san_uri),
+        ("tls_client_auth_san_ip", &raw.tls_client_auth_san_ip),
+        ("tls_client_auth_san_email", &raw.tls_client_auth_san_email),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+    .collect();
+    let [(name, value)] = given.as_slice() else {
+        return Err(ConfigError::new(
+            format!("{field}.token_endpoint_auth_method"),
+            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
+        ));
+    };
+    let f = format!("{field}.{name}");
+    if value.is_empty() {
+        return Err(ConfigError::new(f, "must not be empty"));
+    }
+    Ok(match *name {
+        "tls_client_auth_subject_dn" => {
+            TlsClientAuthRule::SubjectDn(crate::dn::parse(value).map_err(|e| ConfigError::new(f, e.to_string()))?)
+        }
+        "tls_client_auth_san_dns" => TlsClientAuthRule::SanDns(value.to_string()),
+        "tls_client_auth_san_uri" => TlsClientAuthRule::SanUri(value.to_string()),
+        "tls_client_auth_san_ip" => {
+            let ip: std::net::IpAddr =
+                value.parse().map_err(|_| ConfigError::new(f, format!("{value:?} is not an IP address")))?;
+            TlsClientAuthRule::SanIp(match ip {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            })
+        }
+        _ => TlsClientAuthRule::SanEmail(value.to_string()),
+    })
 }
 
 fn is_header_name(h: &str) -> bool {
@@ -338,6 +560,18 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
         return Err(ConfigError::new(format!("{field}.client_id"), "must not be empty"));
     }
     let bound_field = format!("{field}.tls_client_certificate_bound_access_tokens");
+    if raw.token_endpoint_auth_method != "tls_client_auth"
+        && (raw.tls_client_auth_subject_dn.is_some()
+            || raw.tls_client_auth_san_dns.is_some()
+            || raw.tls_client_auth_san_uri.is_some()
+            || raw.tls_client_auth_san_ip.is_some()
+            || raw.tls_client_auth_san_email.is_some())
+    {
+        return Err(ConfigError::new(
+            format!("{field}.token_endpoint_auth_method"),
+            "tls_client_auth_* fields are only for tls_client_auth clients",
+        ));
+    }
     let method = match raw.token_endpoint_auth_method.as_str() {
         "none" => {
             if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
@@ -383,15 +617,26 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
             ClientAuthMethod::SelfSignedTlsClientAuth { pins }
         }
         "tls_client_auth" => {
-            return Err(ConfigError::new(
-                format!("{field}.token_endpoint_auth_method"),
-                "tls_client_auth is not supported by this version of certbound",
-            ))
+            if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.certificates"),
+                    "tls_client_auth matches a subject or SAN, not pinned certificates",
+                ));
+            }
+            if raw.tls_client_certificate_bound_access_tokens == Some(false) {
+                return Err(ConfigError::new(
+                    bound_field,
+                    "a client authenticated by certificate always gets certificate-bound tokens; false is allowed only for none",
+                ));
+            }
+            ClientAuthMethod::TlsClientAuth { rule: tls_client_auth_rule(&raw, field)? }
         }
         other => {
             return Err(ConfigError::new(
                 format!("{field}.token_endpoint_auth_method"),
-                format!("{other:?} is not supported; expected \"self_signed_tls_client_auth\" or \"none\""),
+                format!(
+                "{other:?} is not supported; expected \"tls_client_auth\", \"self_signed_tls_client_auth\" or \"none\""
+            ),
             ))
         }
     };
@@ -554,11 +799,85 @@ mod tests {
     }
 
     #[test]
-    fn tls_client_auth_is_refused_until_supported() {
+    fn tls_client_auth_with_pinned_certificates_is_refused() {
         let e = err(
             json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","thumbprints":[thumb()]}]}),
         );
+        assert_eq!(e.field, "clients[0].certificates");
+    }
+
+    #[test]
+    fn tls_client_auth_needs_exactly_one_field() {
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth"}]}));
         assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth",
+            "tls_client_auth_san_dns":"a.example","tls_client_auth_san_uri":"spiffe://x"}]}));
+        assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+        let c = parse(br#"{"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","tls_client_auth_subject_dn":"CN=a, O=b"}]}"#).unwrap();
+        assert_eq!(
+            c.client("a").unwrap().method,
+            ClientAuthMethod::TlsClientAuth {
+                rule: TlsClientAuthRule::SubjectDn(crate::dn::parse("CN=a,O=b").unwrap())
+            }
+        );
+    }
+
+    #[test]
+    fn tls_client_auth_fields_are_validated() {
+        let e = err(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","tls_client_auth_san_ip":"10.0.0.300"}]}),
+        );
+        assert_eq!(e.field, "clients[0].tls_client_auth_san_ip");
+        let e = err(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth","tls_client_auth_subject_dn":"CN"}]}),
+        );
+        assert_eq!(e.field, "clients[0].tls_client_auth_subject_dn");
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"tls_client_auth_san_dns":"x"}]}));
+        assert_eq!(e.field, "clients[0].token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn certificate_sources_compile() {
+        let c = parse(
+            br#"{"certificate_sources":{"headers":[{"name":"x-wso2-mtls-cert","format":"pem","trust":{"source_cidrs":["10.0.0.0/8"]},"chain_verified":true}],
+                "prefer":"header","forward":{"name":"x-wso2-mtls-cert","format":"pem"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.sources.headers[0].format, HeaderFormat::Pem);
+        assert!(c.sources.headers[0].chain_verified);
+        assert_eq!(c.sources.prefer, Prefer::Header);
+        assert_eq!(c.sources.forward.as_ref().unwrap().format, ForwardFormat::PemOneLine);
+        assert!(c.sources.connection);
+    }
+
+    #[test]
+    fn certificate_source_errors_name_the_field() {
+        let f = |v: Value| err(json!({ "certificate_sources": v })).field;
+        assert_eq!(
+            f(json!({"headers":[{"name":"X-Cert","trust":{"always":true}}]})),
+            "certificate_sources.headers[0].name"
+        );
+        assert_eq!(
+            f(json!({"headers":[{"name":"x-cert","format":"der","trust":{"always":true}}]})),
+            "certificate_sources.headers[0].format"
+        );
+        assert_eq!(f(json!({"headers":[{"name":"x-cert","trust":{}}]})), "certificate_sources.headers[0].trust");
+        assert_eq!(
+            f(json!({"headers":[{"name":"x-cert","trust":{"source_cidrs":["10.0.0.0/40"]}}]})),
+            "certificate_sources.headers[0].trust.source_cidrs[0]"
+        );
+        assert_eq!(
+            f(json!({"headers":[{"name":"x-cert","xfcc_element":"middle","trust":{"always":true}}]})),
+            "certificate_sources.headers[0].xfcc_element"
+        );
+        assert_eq!(f(json!({"prefer":"newest"})), "certificate_sources.prefer");
+        assert_eq!(f(json!({"forward":{"name":"x-cert","format":"json"}})), "certificate_sources.forward.format");
+        assert_eq!(f(json!({"connection":false})), "certificate_sources");
+        assert_eq!(
+            f(json!({"headers":[{"name":"x-cert","trust":{"always":true}},{"name":"x-cert","trust":{"always":true}}]})),
+            "certificate_sources.headers[1].name"
+        );
     }
 
     #[test]

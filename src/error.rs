@@ -28,6 +28,13 @@ pub enum Reason {
     TokenCertificateMismatch,
     BadCnfClaim,
     TokenInUri,
+    CertificateNotYetValid,
+    BadCertificateHeader,
+    DuplicateCertificateHeader,
+    CertificateHeaderTooLarge,
+    ConflictingCertificates,
+    ChainNotVerified,
+    CertificateDoesNotMatch,
 }
 
 impl Reason {
@@ -56,10 +63,17 @@ impl Reason {
             Reason::TokenCertificateMismatch => "token_certificate_mismatch",
             Reason::BadCnfClaim => "bad_cnf_claim",
             Reason::TokenInUri => "token_in_uri",
+            Reason::CertificateNotYetValid => "certificate_not_yet_valid",
+            Reason::BadCertificateHeader => "bad_certificate_header",
+            Reason::DuplicateCertificateHeader => "duplicate_certificate_header",
+            Reason::CertificateHeaderTooLarge => "certificate_header_too_large",
+            Reason::ConflictingCertificates => "conflicting_certificates",
+            Reason::ChainNotVerified => "chain_not_verified",
+            Reason::CertificateDoesNotMatch => "certificate_does_not_match",
         }
     }
 
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 29] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -82,6 +96,13 @@ impl Reason {
         Reason::TokenCertificateMismatch,
         Reason::BadCnfClaim,
         Reason::TokenInUri,
+        Reason::CertificateNotYetValid,
+        Reason::BadCertificateHeader,
+        Reason::DuplicateCertificateHeader,
+        Reason::CertificateHeaderTooLarge,
+        Reason::ConflictingCertificates,
+        Reason::ChainNotVerified,
+        Reason::CertificateDoesNotMatch,
     ];
 }
 

@@ -9,8 +9,11 @@
 
 pub mod binding;
 pub mod cert;
+pub mod cert_header;
+pub mod cert_source;
 pub mod client_auth;
 pub mod config;
+pub mod dn;
 pub mod error;
 pub mod form;
 pub mod introspection;

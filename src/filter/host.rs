@@ -4,6 +4,7 @@ use crate::binding::{self, Binding, PutDecision};
 use crate::cert::Thumbprint;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
+use std::net::{IpAddr, SocketAddr};
 use std::time::UNIX_EPOCH;
 
 pub fn request_header(name: &str) -> Option<String> {
@@ -54,6 +55,32 @@ pub fn verified_jwt_cnf(namespace: &str, payload_key: &str) -> Option<String> {
         .ok()
         .flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+}
+
+/// Every request header (name, value), repeated names kept.
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+fn string_property(path: Vec<&str>) -> Option<String> {
+    let raw = hostcalls::get_property(path).ok().flatten()?;
+    String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+}
+
+/// The downstream peer's address (`source.address`, `ip:port`).
+pub fn source_ip() -> Option<IpAddr> {
+    let addr = string_property(vec!["source", "address"])?;
+    addr.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse::<IpAddr>().ok())
+}
+
+/// Subject of the downstream connection's peer certificate (RFC 2253, as Envoy writes it).
+pub fn peer_subject() -> Option<String> {
+    string_property(vec!["connection", "subject_peer_certificate"])
+}
+
+/// First DNS SAN of the downstream connection's peer certificate.
+pub fn peer_dns_san() -> Option<String> {
+    string_property(vec!["connection", "dns_san_peer_certificate"])
 }
 
 #[derive(Debug)]

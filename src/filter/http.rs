@@ -4,7 +4,8 @@
 use super::host::{self, SharedDataStore};
 use super::metrics::Metrics;
 use crate::binding::{self, Binding, PutDecision};
-use crate::cert::Thumbprint;
+use crate::cert_header;
+use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::Config;
 use crate::error::{OAuthError, Reason};
@@ -32,7 +33,6 @@ enum Route {
 }
 
 struct TokenState {
-    certificate: Option<Thumbprint>,
     content_type: Option<String>,
     authorization: Option<String>,
     authenticated: Option<Authenticated>,
@@ -46,6 +46,8 @@ pub struct Http {
     metrics: Rc<Metrics>,
     request_id: String,
     route: Route,
+    /// The certificate this request presented, from its trusted source.
+    presented: Option<cert_source::Presented>,
 }
 
 fn path_only(path: &str) -> &str {
@@ -54,7 +56,7 @@ fn path_only(path: &str) -> &str {
 
 impl Http {
     pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>) -> Self {
-        Http { id, config, metrics, request_id: "-".into(), route: Route::Other }
+        Http { id, config, metrics, request_id: "-".into(), route: Route::Other, presented: None }
     }
 
     /// Answers with an OAuth error, logs why and counts it.
@@ -125,16 +127,7 @@ impl Http {
             (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
             _ => None,
         };
-        let certificate = match host::connection_certificate() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(
-                    "[{} {}] certbound: {e}; treating the request as having no certificate",
-                    self.id, self.request_id
-                );
-                None
-            }
-        };
+        let certificate = self.presented.as_ref().map(|p| p.thumbprint);
         let presented = Presented { token: token.is_some(), stored, verified_claim: claim.as_deref(), certificate };
         match resource::decide(route, &presented) {
             Ok(Allowed::Bound(t)) => {
@@ -181,6 +174,73 @@ impl Http {
         Action::Continue
     }
 
+    /// Finds the certificate this request presented, removes certificate
+    /// headers whose sender is not trusted (and the loser of a conflict), and
+    /// forwards the verified certificate upstream when configured.
+    fn resolve_certificate(&mut self, config: &Config) -> Result<(), cert_source::CertProblem> {
+        let sources = &config.sources;
+        let connection = if sources.connection {
+            host::connection_certificate().unwrap_or_else(|e| {
+                warn!(
+                    "[{} {}] certbound: {e}; the connection counts as having no certificate",
+                    self.id, self.request_id
+                );
+                None
+            })
+        } else {
+            None
+        };
+        let all_headers = if sources.headers.is_empty() { Vec::new() } else { host::request_headers() };
+        let values: Vec<Vec<&str>> = sources
+            .headers
+            .iter()
+            .map(|h| {
+                all_headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(&h.name)).map(|(_, v)| v.as_str()).collect()
+            })
+            .collect();
+        let any_header = values.iter().any(|v| !v.is_empty());
+        let (peer_subject, peer_san) =
+            if any_header { (host::peer_subject(), host::peer_dns_san()) } else { (None, None) };
+        let facts = Facts {
+            connection,
+            source_ip: if any_header { host::source_ip() } else { None },
+            peer_subject: peer_subject.as_deref(),
+            peer_dns_san: peer_san.as_deref(),
+            headers: values,
+            now: host::now().unwrap_or_default(),
+        };
+        let resolution = cert_source::resolve(sources, &facts)?;
+        for name in &resolution.remove {
+            let _ = host::set_request_header(name, None);
+        }
+        for event in &resolution.events {
+            match event {
+                Event::UntrustedHeaderRemoved(name) => {
+                    warn!(
+                        "[{} {}] certbound removed {name}: its sender is not trusted by the config",
+                        self.id, self.request_id
+                    );
+                    self.metrics.untrusted_header_removed();
+                }
+                Event::Conflict { kept } => {
+                    warn!(
+                        "[{} {}] certbound: the connection and a trusted header name different certificates; kept {kept:?}",
+                        self.id, self.request_id
+                    );
+                    self.metrics.certificate_conflict();
+                }
+            }
+        }
+        if let Some(fwd) = &sources.forward {
+            let _ = host::set_request_header(&fwd.name, None);
+            if let Some(der) = resolution.presented.as_ref().and_then(|p| p.cert.as_ref()).map(|c| &c.der) {
+                let _ = host::set_request_header(&fwd.name, Some(&cert_header::encode(der, fwd.format)));
+            }
+        }
+        self.presented = resolution.presented;
+        Ok(())
+    }
+
     fn now(&mut self) -> Result<i64, OAuthError> {
         host::now().ok_or_else(|| OAuthError::internal("the proxy clock is unavailable"))
     }
@@ -204,20 +264,9 @@ impl Http {
                 )));
             }
         }
-        let certificate = match host::connection_certificate() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(
-                    "[{} {}] certbound: {e}; treating the request as having no certificate",
-                    self.id, self.request_id
-                );
-                None
-            }
-        };
         // The response must be readable to bind its tokens.
         let _ = host::set_request_header("accept-encoding", None);
         self.route = Route::Token(TokenState {
-            certificate,
             content_type: host::request_header("content-type"),
             authorization: host::request_header("authorization"),
             authenticated: None,
@@ -247,7 +296,7 @@ impl Http {
             content_type: state.content_type.as_deref(),
             authorization: state.authorization.as_deref(),
             body: &body,
-            certificate: state.certificate,
+            certificate: self.presented.as_ref(),
             now,
         };
         let auth = match client_auth::authenticate(config, &req) {
@@ -464,7 +513,32 @@ impl HttpContext for Http {
         };
         let full_path = host::request_header(":path").unwrap_or_default();
         let path = path_only(&full_path);
-        if path == config.token_path {
+        let is_token = path == config.token_path;
+        let route = resource::route_for(&config.protected_routes, path).cloned();
+        if let Err(problem) = self.resolve_certificate(&config) {
+            if is_token {
+                return self.refuse(if problem.bad_request {
+                    OAuthError::invalid_request(problem.reason, problem.description)
+                } else {
+                    OAuthError::invalid_client(problem.reason, problem.description)
+                });
+            }
+            if route.is_some() {
+                return self.refuse_resource(ResourceError {
+                    status: if problem.bad_request { 400 } else { 401 },
+                    error: Some(if problem.bad_request { "invalid_request" } else { "invalid_token" }),
+                    description: problem.description,
+                    reason: problem.reason,
+                });
+            }
+            // Elsewhere the unusable certificate headers are dropped; the request is not about them.
+            warn!("[{} {}] certbound: {}; certificate headers removed", self.id, self.request_id, problem.description);
+            self.metrics.refused(problem.reason);
+            for h in &config.sources.headers {
+                let _ = host::set_request_header(&h.name, None);
+            }
+        }
+        if is_token {
             return self.token_request_headers(&config, end_of_stream);
         }
         if path == config.introspection_path
@@ -475,8 +549,7 @@ impl HttpContext for Http {
             self.route = Route::Introspect { key: None, binding: None };
             return Action::Pause;
         }
-        if let Some(route) = resource::route_for(&config.protected_routes, path) {
-            let route = route.clone();
+        if let Some(route) = route {
             return self.resource_request(&config, &route, &full_path, end_of_stream);
         }
         Action::Continue

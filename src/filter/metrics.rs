@@ -12,6 +12,8 @@ pub struct Metrics {
     unbound_token_responses: Option<u32>,
     introspection_patched: Option<u32>,
     resource_allowed: Option<u32>,
+    untrusted_header_removed: Option<u32>,
+    certificate_conflicts: Option<u32>,
     resource_allowed_unbound: Option<u32>,
     introspection_unpatched: Option<u32>,
     refused: Vec<(Reason, Option<u32>)>,
@@ -43,6 +45,8 @@ impl Metrics {
             unbound_token_responses: counter("certbound.unbound_token_responses"),
             introspection_patched: counter("certbound.introspection_patched"),
             resource_allowed: counter("certbound.resource_allowed"),
+            untrusted_header_removed: counter("certbound.untrusted_header_removed"),
+            certificate_conflicts: counter("certbound.certificate_conflicts"),
             resource_allowed_unbound: counter("certbound.resource_allowed_unbound"),
             introspection_unpatched: counter("certbound.introspection_unpatched"),
             refused: Reason::ALL.iter().map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str())))).collect(),
@@ -59,6 +63,14 @@ impl Metrics {
 
     pub fn unbound_token_response(&self) {
         bump(self.unbound_token_responses, 1);
+    }
+
+    pub fn untrusted_header_removed(&self) {
+        bump(self.untrusted_header_removed, 1);
+    }
+
+    pub fn certificate_conflict(&self) {
+        bump(self.certificate_conflicts, 1);
     }
 
     pub fn resource_allowed(&self) {

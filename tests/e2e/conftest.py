@@ -137,6 +137,10 @@ def stack(tmp_path_factory):
             {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"},
         ],
         "jwt_claims": {},
+        # Clients reach this Envoy directly: a certificate header is never trusted here.
+        "certificate_sources": {
+            "headers": [{"name": "x-wso2-mtls-cert", "trust": {"source_cidrs": ["10.0.0.0/8"]}}],
+        },
     }
     envoy = harness.Envoy(workdir, plugin_config, cert_dir=pki.dir, as_port=auth_server.port, api_port=api.port)
     s = harness.Stack(workdir, pki, auth_server, api, envoy, certs)

@@ -135,6 +135,30 @@ class Pki:
         (self.dir / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
         self.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
+    def ca_signed(self, name: str, subject: x509.Name, sans: list | None = None, valid_days: tuple[int, int] = (-1, 365)) -> Cert:
+        """A client certificate issued by the test CA (for tls_client_auth and proxies)."""
+        cert_path, key_path = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        if not (cert_path.exists() and key_path.exists()):
+            now = datetime.datetime.now(datetime.timezone.utc)
+            ca_key = serialization.load_pem_private_key((self.dir / "ca.key").read_bytes(), None)
+            ca = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+            key = ec.generate_private_key(ec.SECP256R1())
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now + datetime.timedelta(days=valid_days[0]))
+                .not_valid_after(now + datetime.timedelta(days=valid_days[1]))
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            )
+            if sans:
+                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            _write_key(key, key_path)
+            cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+        return Cert(name, cert_path, key_path, cert_path.read_text())
+
     def client(self, name: str, *, rsa_key: bool = False, valid_days: tuple[int, int] = (-1, 365)) -> Cert:
         """A self-signed client certificate (self_signed_tls_client_auth); reused if already made."""
         cert_path, key_path = self.dir / f"{name}.pem", self.dir / f"{name}.key"
@@ -286,6 +310,7 @@ class Envoy:
         wait: bool = True,
         name: str = "envoy",
         log_level: str = "info",
+        xfcc_mode: str = "SANITIZE",
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
@@ -300,6 +325,7 @@ class Envoy:
             PLUGIN_CONFIG=json.dumps(config),
             AS_PORT=as_port,
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
+            XFCC_MODE=xfcc_mode,
             API_PORT=api_port,
         )
         self.config_path = workdir / f"{name}.yaml"
@@ -341,6 +367,41 @@ class Envoy:
 
     def counter(self, name: str) -> int:
         return next((v for k, v in self.stats().items() if k.endswith(name)), 0)
+
+    def stop(self):
+        self.proc.stop()
+
+
+class OuterEnvoy:
+    """The outer hop of a two-hop deployment (envoy/two-hop-outer.envoy.yaml.tmpl)."""
+
+    def __init__(self, workdir: Path, *, cert_dir: Path, inner_port: int, name: str = "outer-envoy"):
+        self.xfcc_port, self.header_port, self.verified_port = free_port(), free_port(), free_port()
+        self.admin_port = free_port()
+        rendered = Template((ROOT / "envoy/two-hop-outer.envoy.yaml.tmpl").read_text()).substitute(
+            ADMIN_PORT=self.admin_port,
+            XFCC_PORT=self.xfcc_port,
+            HEADER_PORT=self.header_port,
+            VERIFIED_PORT=self.verified_port,
+            CERT_DIR=str(cert_dir),
+            INNER_PORT=inner_port,
+        )
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(rendered)
+        self.proc = Process(
+            name,
+            [str(ENVOY_BIN), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1", "-l", "warning"],
+            workdir / f"{name}.log",
+        )
+
+        def ready():
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+                return r.status == 200
+
+        wait_until("the outer Envoy to be ready", ready, timeout=60, proc=self.proc)
+
+    def url(self, which: str) -> str:
+        return f"https://localhost:{getattr(self, which + '_port')}"
 
     def stop(self):
         self.proc.stop()

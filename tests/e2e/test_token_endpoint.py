@@ -24,7 +24,8 @@ def test_registered_certificate_gets_a_token_without_sending_a_secret(client, st
     assert body["expires_in"] > 0
     # The AS got the request, authenticated with the upstream credentials certbound holds.
     seen = [x for x in stack.auth_server.requests() if x["test_id"] == r.test_id]
-    assert seen == [{"method": "POST", "path": "/oauth2/token", "test_id": r.test_id, "authorization": "Basic"}]
+    assert len(seen) == 1
+    assert (seen[0]["method"], seen[0]["path"], seen[0]["authorization"]) == ("POST", "/oauth2/token", "Basic")
 
 
 def test_token_response_reaches_the_client_unchanged(client, stack):

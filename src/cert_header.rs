@@ -1,0 +1,490 @@
+//! Certificate in, from a header: every format real TLS terminators write
+//! (WSO2 IS one-line PEM, nginx and AWS ALB URL-encoded PEM, HAProxy base64
+//! DER, RFC 9440 `Client-Cert`, Envoy XFCC, Traefik), and the formats
+//! certbound writes when it forwards a verified certificate to the AS.
+
+use crate::cert::{parse_der, CertError, ClientCert, Thumbprint};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+
+/// Standard base64, padding optional: terminators differ on it.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const B64_OUT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new());
+
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFormat {
+    Auto,
+    /// PEM, on one line or several, spaces allowed in place of newlines.
+    Pem,
+    /// Percent-encoded PEM (nginx `$ssl_client_escaped_cert`; AWS ALB leaves `+/=` as they are).
+    UrlEncodedPem,
+    /// Base64 DER without armour (HAProxy `ssl_c_der,base64`).
+    Base64Der,
+    /// RFC 9440 `Client-Cert: :<base64 DER>:`.
+    Rfc9440,
+    /// Envoy `x-forwarded-client-cert`.
+    Xfcc,
+    /// Traefik `X-Forwarded-Tls-Client-Cert`: URL-encoded base64 DER, comma-separated chain.
+    Traefik,
+}
+
+impl HeaderFormat {
+    pub fn parse(s: &str) -> Option<HeaderFormat> {
+        Some(match s {
+            "auto" => HeaderFormat::Auto,
+            "pem" => HeaderFormat::Pem,
+            "url_encoded_pem" => HeaderFormat::UrlEncodedPem,
+            "base64_der" => HeaderFormat::Base64Der,
+            "rfc9440" => HeaderFormat::Rfc9440,
+            "xfcc" => HeaderFormat::Xfcc,
+            "traefik" => HeaderFormat::Traefik,
+            _ => return None,
+        })
+    }
+}
+
+/// Which XFCC element (one per proxy hop) to believe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XfccElement {
+    /// The element the proxy nearest to certbound added (APPEND_FORWARD puts it last).
+    Last,
+    First,
+}
+
+/// What a header gave: the whole certificate, or (XFCC `Hash=` alone) its thumbprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderCert {
+    Full(ClientCert),
+    HashOnly(Thumbprint),
+}
+
+impl HeaderCert {
+    pub fn thumbprint(&self) -> Thumbprint {
+        match self {
+            HeaderCert::Full(c) => c.thumbprint,
+            HeaderCert::HashOnly(t) => *t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    Empty,
+    BadBase64,
+    PemWithoutEnd,
+    BadPercentEncoding,
+    NotX509(String),
+    BadXfcc(&'static str),
+    NoCertificateInXfcc,
+    BadHash,
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Empty => f.write_str("the certificate header is empty"),
+            HeaderError::BadBase64 => f.write_str("the certificate is not valid base64"),
+            HeaderError::PemWithoutEnd => f.write_str("the PEM certificate has no END line"),
+            HeaderError::BadPercentEncoding => f.write_str("the certificate is not valid URL encoding"),
+            HeaderError::NotX509(e) => write!(f, "not an X.509 certificate: {e}"),
+            HeaderError::BadXfcc(why) => write!(f, "malformed x-forwarded-client-cert: {why}"),
+            HeaderError::NoCertificateInXfcc => {
+                f.write_str("x-forwarded-client-cert names no certificate (Cert, Chain or Hash)")
+            }
+            HeaderError::BadHash => f.write_str("x-forwarded-client-cert Hash is not a hex SHA-256"),
+        }
+    }
+}
+
+fn full(der: &[u8]) -> Result<HeaderCert, HeaderError> {
+    parse_der(der).map(HeaderCert::Full).map_err(|e| match e {
+        CertError::NotX509(m) => HeaderError::NotX509(m),
+        other => HeaderError::NotX509(other.to_string()),
+    })
+}
+
+fn b64(s: &str) -> Result<Vec<u8>, HeaderError> {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(HeaderError::Empty);
+    }
+    B64.decode(compact.as_bytes()).map_err(|_| HeaderError::BadBase64)
+}
+
+/// Percent-decoding where `+` stays `+` (it is base64 here, not a space).
+pub fn percent_decode(s: &str) -> Result<String, HeaderError> {
+    let raw = s.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b == b'%' {
+            let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+            let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+            match (hi, lo) {
+                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                _ => return Err(HeaderError::BadPercentEncoding),
+            }
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| HeaderError::BadPercentEncoding)
+}
+
+/// The first certificate of PEM text (a chain's first is the client's).
+fn pem(s: &str) -> Result<HeaderCert, HeaderError> {
+    let start = s.find(BEGIN).ok_or(HeaderError::BadBase64)? + BEGIN.len();
+    let rest = s.get(start..).unwrap_or_default();
+    let end = rest.find(END).ok_or(HeaderError::PemWithoutEnd)?;
+    full(&b64(rest.get(..end).unwrap_or_default())?)
+}
+
+fn rfc9440(s: &str) -> Result<HeaderCert, HeaderError> {
+    let s = s.trim();
+    let inner = s.strip_prefix(':').and_then(|r| r.strip_suffix(':')).ok_or(HeaderError::BadBase64)?;
+    full(&b64(inner)?)
+}
+
+/// Traefik's value: URL-encoded, comma-separated, each base64 DER (or PEM).
+fn traefik(s: &str) -> Result<HeaderCert, HeaderError> {
+    let decoded = percent_decode(s.trim())?;
+    let first = decoded.split(',').next().unwrap_or_default();
+    if first.contains(BEGIN) {
+        pem(first)
+    } else {
+        full(&b64(first)?)
+    }
+}
+
+/// Splits on `sep` outside double quotes; a quote inside quotes is escaped as `\"`.
+fn split_quoted(s: &str, sep: char) -> Result<Vec<&str>, HeaderError> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quoted {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(s.get(start..i).unwrap_or_default());
+            start = i + c.len_utf8();
+        }
+    }
+    if quoted {
+        return Err(HeaderError::BadXfcc("unbalanced quotes"));
+    }
+    parts.push(s.get(start..).unwrap_or_default());
+    Ok(parts)
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    match v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\""),
+        None => v.to_string(),
+    }
+}
+
+/// Envoy's `x-forwarded-client-cert`: `Key=value;...` elements, comma-separated, one per hop.
+fn xfcc(s: &str, which: XfccElement) -> Result<HeaderCert, HeaderError> {
+    let elements = split_quoted(s, ',')?;
+    let element = match which {
+        XfccElement::Last => elements.last(),
+        XfccElement::First => elements.first(),
+    }
+    .ok_or(HeaderError::Empty)?;
+    let (mut cert, mut chain, mut hash) = (None, None, None);
+    for pair in split_quoted(element, ';')? {
+        if pair.trim().is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').ok_or(HeaderError::BadXfcc("an element is not Key=value"))?;
+        match k.trim() {
+            "Cert" => cert = Some(unquote(v)),
+            "Chain" => chain = Some(unquote(v)),
+            "Hash" => hash = Some(unquote(v)),
+            _ => {}
+        }
+    }
+    if let Some(c) = cert.or(chain) {
+        return pem(&percent_decode(&c)?);
+    }
+    match hash {
+        Some(h) => Thumbprint::from_hex_digest(&h)
+            .map_err(|_| HeaderError::BadHash)?
+            .map(HeaderCert::HashOnly)
+            .ok_or(HeaderError::BadHash),
+        None => Err(HeaderError::NoCertificateInXfcc),
+    }
+}
+
+fn looks_like_xfcc(s: &str) -> bool {
+    ["Hash=", "Cert=", "Chain=", "By="].iter().any(|k| s.starts_with(k) || s.contains(&format!(";{k}")))
+}
+
+/// Reads the client certificate from a header value.
+pub fn parse(value: &str, format: HeaderFormat, element: XfccElement) -> Result<HeaderCert, HeaderError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(HeaderError::Empty);
+    }
+    match format {
+        HeaderFormat::Pem => pem(v),
+        HeaderFormat::UrlEncodedPem => pem(&percent_decode(v)?),
+        HeaderFormat::Base64Der => full(&b64(v)?),
+        HeaderFormat::Rfc9440 => rfc9440(v),
+        HeaderFormat::Xfcc => xfcc(v, element),
+        HeaderFormat::Traefik => traefik(v),
+        HeaderFormat::Auto => {
+            if v.starts_with(':') {
+                rfc9440(v)
+            } else if v.starts_with("-----BEGIN") && !v.contains('%') {
+                pem(v)
+            } else if looks_like_xfcc(v) {
+                xfcc(v, element)
+            } else if v.contains('%') {
+                let decoded = percent_decode(v)?;
+                if decoded.contains(BEGIN) {
+                    pem(&decoded)
+                } else {
+                    traefik(v)
+                }
+            } else if v.contains(',') {
+                traefik(v)
+            } else {
+                full(&b64(v)?)
+            }
+        }
+    }
+}
+
+/// Formats certbound writes when it forwards the verified certificate upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardFormat {
+    /// One-line PEM, as WSO2 IS reads `x-wso2-mtls-cert`.
+    PemOneLine,
+    UrlEncodedPem,
+    Base64Der,
+    Rfc9440,
+}
+
+impl ForwardFormat {
+    pub fn parse(s: &str) -> Option<ForwardFormat> {
+        Some(match s {
+            "pem" => ForwardFormat::PemOneLine,
+            "url_encoded_pem" => ForwardFormat::UrlEncodedPem,
+            "base64_der" => ForwardFormat::Base64Der,
+            "rfc9440" => ForwardFormat::Rfc9440,
+            _ => return None,
+        })
+    }
+}
+
+pub fn encode(der: &[u8], format: ForwardFormat) -> String {
+    let b = B64_OUT.encode(der);
+    match format {
+        ForwardFormat::PemOneLine => format!("{BEGIN}{b}{END}"),
+        ForwardFormat::Base64Der => b,
+        ForwardFormat::Rfc9440 => format!(":{b}:"),
+        ForwardFormat::UrlEncodedPem => {
+            let mut pem = format!("{BEGIN}\n");
+            for line in b.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+                pem.push('\n');
+            }
+            pem.push_str(END);
+            pem.push('\n');
+            let mut out = String::with_capacity(pem.len() * 2);
+            for byte in pem.bytes() {
+                if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                    out.push(byte as char);
+                } else {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sample {
+        der: Vec<u8>,
+        pem: String,
+    }
+
+    fn sample() -> Sample {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Sample { der: cert.der().to_vec(), pem: cert.pem() }
+    }
+
+    fn thumb(s: &Sample) -> Thumbprint {
+        Thumbprint::of_der(&s.der)
+    }
+
+    fn read(value: &str, format: HeaderFormat) -> Thumbprint {
+        parse(value, format, XfccElement::Last).unwrap().thumbprint()
+    }
+
+    fn url_encode_all(s: &str) -> String {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    }
+
+    fn one_line(pem: &str) -> String {
+        pem.replace('\n', "")
+    }
+
+    #[test]
+    fn wso2_one_line_pem_is_read() {
+        let s = sample();
+        for f in [HeaderFormat::Pem, HeaderFormat::Auto] {
+            assert_eq!(read(&one_line(&s.pem), f), thumb(&s));
+            assert_eq!(read(&s.pem.replace('\n', " "), f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn multi_line_pem_is_read() {
+        let s = sample();
+        assert_eq!(read(&s.pem, HeaderFormat::Auto), thumb(&s));
+    }
+
+    #[test]
+    fn nginx_escaped_pem_is_read() {
+        let s = sample();
+        for f in [HeaderFormat::UrlEncodedPem, HeaderFormat::Auto] {
+            assert_eq!(read(&url_encode_all(&s.pem), f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn aws_alb_pem_with_unescaped_plus_slash_equals_is_read() {
+        let s = sample();
+        // ALB escapes newlines and spaces but leaves the base64 alphabet alone.
+        let alb = s.pem.replace(' ', "%20").replace('\n', "%0A");
+        for f in [HeaderFormat::UrlEncodedPem, HeaderFormat::Auto] {
+            assert_eq!(read(&alb, f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn haproxy_base64_der_is_read() {
+        let s = sample();
+        for f in [HeaderFormat::Base64Der, HeaderFormat::Auto] {
+            assert_eq!(read(&B64_OUT.encode(&s.der), f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn rfc9440_client_cert_is_read() {
+        let s = sample();
+        for f in [HeaderFormat::Rfc9440, HeaderFormat::Auto] {
+            assert_eq!(read(&format!(":{}:", B64_OUT.encode(&s.der)), f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn envoy_xfcc_cert_chain_and_hash_are_read() {
+        let s = sample();
+        let other = sample();
+        let cert = format!(
+            "By=spiffe://proxy;Hash={};Cert=\"{}\";Subject=\"CN=client,O=x\"",
+            thumb(&s).hex(),
+            url_encode_all(&s.pem)
+        );
+        assert_eq!(read(&cert, HeaderFormat::Xfcc), thumb(&s));
+        assert_eq!(read(&cert, HeaderFormat::Auto), thumb(&s));
+        let chain = format!("Chain=\"{}{}\"", url_encode_all(&s.pem), url_encode_all(&other.pem));
+        assert_eq!(read(&chain, HeaderFormat::Xfcc), thumb(&s));
+        let hash = format!("Hash={}", thumb(&s).hex());
+        assert_eq!(parse(&hash, HeaderFormat::Auto, XfccElement::Last), Ok(HeaderCert::HashOnly(thumb(&s))));
+    }
+
+    #[test]
+    fn xfcc_hop_is_chosen_by_config() {
+        let (a, b) = (sample(), sample());
+        let v = format!("Hash={};Subject=\"CN=a,O=x\",Hash={}", thumb(&a).hex(), thumb(&b).hex());
+        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::First).unwrap().thumbprint(), thumb(&a));
+        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::Last).unwrap().thumbprint(), thumb(&b));
+    }
+
+    #[test]
+    fn traefik_chain_is_read_and_its_first_certificate_is_the_clients() {
+        let (s, ca) = (sample(), sample());
+        let v = format!("{},{}", url_encode_all(&B64_OUT.encode(&s.der)), url_encode_all(&B64_OUT.encode(&ca.der)));
+        for f in [HeaderFormat::Traefik, HeaderFormat::Auto] {
+            assert_eq!(read(&v, f), thumb(&s));
+        }
+    }
+
+    #[test]
+    fn a_pem_chains_first_certificate_is_the_clients() {
+        let (s, ca) = (sample(), sample());
+        assert_eq!(read(&format!("{}{}", s.pem, ca.pem), HeaderFormat::Auto), thumb(&s));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let s = sample();
+        let b = B64_OUT.encode(&s.der);
+        let cases: Vec<(String, HeaderFormat)> = vec![
+            ("!!garbage!!".into(), HeaderFormat::Auto),
+            (b[..b.len() / 2].to_string(), HeaderFormat::Base64Der),
+            (format!("{BEGIN}{b}"), HeaderFormat::Auto),
+            (B64_OUT.encode(b"not a certificate"), HeaderFormat::Auto),
+            ("Cert=\"abc;Hash=00".into(), HeaderFormat::Xfcc),
+            ("Subject=\"CN=x\"".into(), HeaderFormat::Xfcc),
+            ("Hash=zz".into(), HeaderFormat::Xfcc),
+            ("%zz".into(), HeaderFormat::UrlEncodedPem),
+            (":abc".into(), HeaderFormat::Rfc9440),
+            ("   ".into(), HeaderFormat::Auto),
+        ];
+        for (v, f) in cases {
+            assert!(parse(&v, f, XfccElement::Last).is_err(), "{v:?} as {f:?}");
+        }
+        assert_eq!(
+            parse(&format!("{BEGIN}{b}"), HeaderFormat::Pem, XfccElement::Last),
+            Err(HeaderError::PemWithoutEnd)
+        );
+        assert_eq!(
+            parse("Cert=\"x", HeaderFormat::Xfcc, XfccElement::Last),
+            Err(HeaderError::BadXfcc("unbalanced quotes"))
+        );
+    }
+
+    #[test]
+    fn forwarded_formats_read_back_to_the_same_certificate() {
+        let s = sample();
+        for (f, back) in [
+            (ForwardFormat::PemOneLine, HeaderFormat::Pem),
+            (ForwardFormat::UrlEncodedPem, HeaderFormat::UrlEncodedPem),
+            (ForwardFormat::Base64Der, HeaderFormat::Base64Der),
+            (ForwardFormat::Rfc9440, HeaderFormat::Rfc9440),
+        ] {
+            let v = encode(&s.der, f);
+            assert!(!v.contains('\n'));
+            assert_eq!(read(&v, back), thumb(&s), "{f:?}");
+            assert_eq!(read(&v, HeaderFormat::Auto), thumb(&s), "{f:?} auto");
+        }
+        assert!(encode(&s.der, ForwardFormat::PemOneLine).starts_with("-----BEGIN CERTIFICATE-----MII"));
+    }
+}
