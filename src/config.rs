@@ -64,6 +64,27 @@ struct RawConfig {
     protected_routes: Vec<Value>,
     jwt_claims: Option<Value>,
     certificate_sources: Option<Value>,
+    store: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    backend: Option<String>,
+    capacity: Option<u64>,
+    etcd: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    cluster: String,
+    authority: Option<String>,
+    key_prefix: Option<String>,
+    timeout_ms: Option<u64>,
+    cache_capacity: Option<u64>,
+    on_unavailable: Option<String>,
+    lease_bucket_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,7 +256,34 @@ pub struct Config {
     /// Where Envoy's `jwt_authn` leaves verified JWT payloads; `None`: JWT claims are not read.
     pub jwt_claims: Option<JwtClaims>,
     pub sources: Sources,
+    pub store: StoreConfig,
 }
+
+/// Where bindings live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Envoy shared data: one Envoy process, all its workers.
+    SharedData { capacity: u64 },
+    /// etcd through its v3 JSON gateway, for several Envoy replicas.
+    Etcd(EtcdConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// The Envoy cluster that reaches etcd's client port.
+    pub cluster: String,
+    pub authority: String,
+    /// Prepended to every key certbound writes (keys are `<prefix>certbound/b/<hash>`).
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    /// Slots of the per-Envoy read cache (shared data).
+    pub cache_capacity: u64,
+    /// When etcd cannot answer a read: refuse (`true`) or treat the token as unbound.
+    pub fail_closed: bool,
+    pub lease_bucket_seconds: i64,
+}
+
+pub const DEFAULT_STORE_CAPACITY: u64 = 100_000;
 
 /// The dynamic metadata that `jwt_authn` writes with `payload_in_metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +384,11 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(v) => compile_sources(from_value(v, "certificate_sources")?)?,
     };
 
+    let store = match raw.store {
+        None => StoreConfig::SharedData { capacity: DEFAULT_STORE_CAPACITY },
+        Some(v) => compile_store(from_value(v, "store")?)?,
+    };
+
     Ok(Config {
         token_path,
         introspection_path,
@@ -345,7 +398,74 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         protected_routes,
         jwt_claims,
         sources,
+        store,
     })
+}
+
+const MAX_CAPACITY: u64 = 1 << 24;
+
+fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
+    let capacity_ok = |c: u64, field: &str| {
+        if c == 0 || c > MAX_CAPACITY {
+            Err(ConfigError::new(field, format!("must be between 1 and {MAX_CAPACITY}")))
+        } else {
+            Ok(c)
+        }
+    };
+    match raw.backend.as_deref().unwrap_or("shared_data") {
+        "shared_data" => {
+            if raw.etcd.is_some() {
+                return Err(ConfigError::new("store.etcd", "only with backend \"etcd\""));
+            }
+            Ok(StoreConfig::SharedData {
+                capacity: capacity_ok(raw.capacity.unwrap_or(DEFAULT_STORE_CAPACITY), "store.capacity")?,
+            })
+        }
+        "etcd" => {
+            if raw.capacity.is_some() {
+                return Err(ConfigError::new(
+                    "store.capacity",
+                    "is for backend shared_data; etcd has etcd.cache_capacity",
+                ));
+            }
+            let v = raw.etcd.ok_or_else(|| ConfigError::new("store.etcd", "backend etcd needs an etcd object"))?;
+            let e: RawEtcd = from_value(v, "store.etcd")?;
+            if e.cluster.is_empty() {
+                return Err(ConfigError::new("store.etcd.cluster", "must name the Envoy cluster of etcd"));
+            }
+            let timeout_ms = e.timeout_ms.unwrap_or(1000);
+            if timeout_ms == 0 || timeout_ms > 60_000 {
+                return Err(ConfigError::new("store.etcd.timeout_ms", "must be between 1 and 60000"));
+            }
+            let fail_closed = match e.on_unavailable.as_deref() {
+                None | Some("fail_closed") => true,
+                Some("fail_open") => false,
+                Some(o) => {
+                    return Err(ConfigError::new(
+                        "store.etcd.on_unavailable",
+                        format!("{o:?}: expected fail_closed or fail_open"),
+                    ))
+                }
+            };
+            let lease_bucket_seconds = e.lease_bucket_seconds.unwrap_or(60);
+            if !(1..=86_400).contains(&lease_bucket_seconds) {
+                return Err(ConfigError::new("store.etcd.lease_bucket_seconds", "must be between 1 and 86400"));
+            }
+            Ok(StoreConfig::Etcd(EtcdConfig {
+                authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
+                cluster: e.cluster,
+                key_prefix: e.key_prefix.unwrap_or_default(),
+                timeout_ms,
+                cache_capacity: capacity_ok(
+                    e.cache_capacity.unwrap_or(DEFAULT_STORE_CAPACITY),
+                    "store.etcd.cache_capacity",
+                )?,
+                fail_closed,
+                lease_bucket_seconds,
+            }))
+        }
+        o => Err(ConfigError::new("store.backend", format!("{o:?}: expected shared_data or etcd"))),
+    }
 }
 
 fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
@@ -988,5 +1108,37 @@ mod tests {
             let e = err(json!({"protected_routes":[{"path_prefix":"/api/","thumbprint_header":bad}]}));
             assert_eq!(e.field, "protected_routes[0].thumbprint_header", "{bad}");
         }
+    }
+
+    #[test]
+    fn store_defaults_to_bounded_shared_data() {
+        assert_eq!(parse(b"{}").unwrap().store, StoreConfig::SharedData { capacity: DEFAULT_STORE_CAPACITY });
+        assert_eq!(parse(br#"{"store":{"capacity":10}}"#).unwrap().store, StoreConfig::SharedData { capacity: 10 });
+    }
+
+    #[test]
+    fn etcd_store_compiles_with_defaults() {
+        let c = parse(br#"{"store":{"backend":"etcd","etcd":{"cluster":"etcd"}}}"#).unwrap();
+        let StoreConfig::Etcd(e) = c.store else { panic!() };
+        assert_eq!(
+            (e.authority.as_str(), e.timeout_ms, e.fail_closed, e.lease_bucket_seconds),
+            ("etcd", 1000, true, 60)
+        );
+    }
+
+    #[test]
+    fn store_errors_name_the_field() {
+        let f = |v: Value| err(json!({ "store": v })).field;
+        assert_eq!(f(json!({"backend":"redis"})), "store.backend");
+        assert_eq!(f(json!({"capacity":0})), "store.capacity");
+        assert_eq!(f(json!({"backend":"etcd"})), "store.etcd");
+        assert_eq!(f(json!({"backend":"etcd","etcd":{"cluster":""}})), "store.etcd.cluster");
+        assert_eq!(
+            f(json!({"backend":"etcd","etcd":{"cluster":"e","on_unavailable":"shrug"}})),
+            "store.etcd.on_unavailable"
+        );
+        assert_eq!(f(json!({"backend":"etcd","etcd":{"cluster":"e","timeout_ms":0}})), "store.etcd.timeout_ms");
+        assert_eq!(f(json!({"backend":"etcd","etcd":{"cluster":"e","endpoints":["x"]}})), "store.etcd");
+        assert_eq!(f(json!({"etcd":{"cluster":"e"}})), "store.etcd");
     }
 }

@@ -35,6 +35,8 @@ pub enum Reason {
     ConflictingCertificates,
     ChainNotVerified,
     CertificateDoesNotMatch,
+    StoreFull,
+    StoreUnavailable,
 }
 
 impl Reason {
@@ -70,10 +72,12 @@ impl Reason {
             Reason::ConflictingCertificates => "conflicting_certificates",
             Reason::ChainNotVerified => "chain_not_verified",
             Reason::CertificateDoesNotMatch => "certificate_does_not_match",
+            Reason::StoreFull => "store_full",
+            Reason::StoreUnavailable => "store_unavailable",
         }
     }
 
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 31] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -103,6 +107,8 @@ impl Reason {
         Reason::ConflictingCertificates,
         Reason::ChainNotVerified,
         Reason::CertificateDoesNotMatch,
+        Reason::StoreFull,
+        Reason::StoreUnavailable,
     ];
 }
 

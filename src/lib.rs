@@ -18,6 +18,7 @@ pub mod error;
 pub mod form;
 pub mod introspection;
 pub mod resource;
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -1,6 +1,5 @@
 //! Host calls that can fail, each mapped to a value or an error the caller handles.
 
-use crate::binding::{self, Binding, PutDecision};
 use crate::cert::Thumbprint;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
@@ -81,42 +80,4 @@ pub fn peer_subject() -> Option<String> {
 /// First DNS SAN of the downstream connection's peer certificate.
 pub fn peer_dns_san() -> Option<String> {
     string_property(vec!["connection", "dns_san_peer_certificate"])
-}
-
-#[derive(Debug)]
-pub enum StoreError {
-    Host(Status),
-    Conflict,
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Host(s) => write!(f, "shared data call failed: {s:?}"),
-            StoreError::Conflict => f.write_str("a live binding to another certificate exists"),
-        }
-    }
-}
-
-/// Bindings in Envoy shared data, visible to every worker of this VM.
-pub struct SharedDataStore;
-
-impl SharedDataStore {
-    pub fn put(key: &str, binding: &Binding, now: i64) -> Result<PutDecision, StoreError> {
-        let (existing, cas) = hostcalls::get_shared_data(key).map_err(StoreError::Host)?;
-        match binding::put_decision(existing.as_deref(), binding, now) {
-            PutDecision::Write => {
-                // The cas makes a concurrent writer's update fail instead of being overwritten.
-                hostcalls::set_shared_data(key, Some(&binding.encode()), cas).map_err(StoreError::Host)?;
-                Ok(PutDecision::Write)
-            }
-            PutDecision::AlreadyBound => Ok(PutDecision::AlreadyBound),
-            PutDecision::Conflict => Err(StoreError::Conflict),
-        }
-    }
-
-    pub fn get(key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
-        let (value, _) = hostcalls::get_shared_data(key).map_err(StoreError::Host)?;
-        Ok(binding::live(value.as_deref(), now))
-    }
 }

@@ -1,17 +1,21 @@
-//! One HTTP stream: routes the token and introspection endpoints through the
-//! pure core and applies its decisions.
+//! One HTTP stream: routes the token endpoint, the introspection endpoint and
+//! protected resource routes through the pure core, and applies its
+//! decisions. Store reads and writes are synchronous (shared data) or wait
+//! for an etcd callout; either way the decision code is the same.
 
-use super::host::{self, SharedDataStore};
+use super::host;
 use super::metrics::Metrics;
-use crate::binding::{self, Binding, PutDecision};
+use super::store::{self, StoreError};
+use crate::binding::{self, Binding, ToBind};
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::error::{OAuthError, Reason};
 use crate::form;
 use crate::introspection::{self, Patch};
 use crate::resource::{self, Allowed, Presented, ProtectedRoute, ResourceError};
+use crate::store::{self as core_store, SlotTable};
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -25,11 +29,9 @@ enum Route {
     Answered,
     Token(TokenState),
     Introspect {
-        key: Option<String>,
         binding: Option<Binding>,
     },
-    /// A protected request whose form body is checked for a token.
-    ResourceForm,
+    Resource(ResourceState),
 }
 
 struct TokenState {
@@ -40,23 +42,63 @@ struct TokenState {
     binding_response: bool,
 }
 
+struct ResourceState {
+    route: ProtectedRoute,
+    token_key: Option<String>,
+    claim: Option<String>,
+    /// The request has a form body to check for a token before deciding.
+    form: bool,
+}
+
+/// What a pending etcd call will continue with.
+enum Waiting {
+    Refresh { auth: Authenticated, key: String },
+    Introspect { key: String },
+    Resource { key: String },
+    Lease { job: BindJob, bucket_end: i64 },
+    Txn { job: BindJob },
+}
+
+struct BindJob {
+    entries: Vec<ToBind>,
+    leases: Vec<(i64, i64)>,
+    client_id: String,
+    thumbprint: crate::cert::Thumbprint,
+    /// A lease etcd no longer knows is granted again, once.
+    lease_retried: bool,
+}
+
+struct Pending {
+    token: u32,
+    path: &'static str,
+    body: Vec<u8>,
+    retried: bool,
+    waiting: Waiting,
+}
+
 pub struct Http {
     id: u32,
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    table: SlotTable,
     request_id: String,
     route: Route,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
+    pending: Option<Pending>,
 }
 
 fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
+const RANGE: &str = "/v3/kv/range";
+const TXN: &str = "/v3/kv/txn";
+const LEASE_GRANT: &str = "/v3/lease/grant";
+
 impl Http {
-    pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>) -> Self {
-        Http { id, config, metrics, request_id: "-".into(), route: Route::Other, presented: None }
+    pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {
+        Http { id, config, metrics, table, request_id: "-".into(), route: Route::Other, presented: None, pending: None }
     }
 
     /// Answers with an OAuth error, logs why and counts it.
@@ -81,6 +123,7 @@ impl Http {
         warn!("[{} {}] certbound refused: {error} ({}): {description}", self.id, self.request_id, reason.as_str());
         self.metrics.refused(reason);
         self.route = Route::Answered;
+        self.pending = None;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
             warn!("[{} {}] certbound could not send its reply: {status:?}", self.id, self.request_id);
@@ -90,88 +133,40 @@ impl Http {
         Action::Pause
     }
 
-    fn resource_request(
-        &mut self,
-        config: &Config,
-        route: &ProtectedRoute,
-        full_path: &str,
-        end_of_stream: bool,
-    ) -> Action {
-        if let Some(h) = &route.thumbprint_header {
-            // Only certbound says which certificate a request proved.
-            let _ = host::set_request_header(h, None);
-        }
-        if resource::query_has_access_token(full_path) {
-            return self.refuse_resource(resource::token_in_uri());
-        }
-        let authorization = host::request_header("authorization");
-        let token = resource::bearer_token(authorization.as_deref());
-        let now = match host::now() {
-            Some(n) => n,
-            None => return self.refuse(OAuthError::internal("the proxy clock is unavailable")),
-        };
-        let stored = match token.map(|t| SharedDataStore::get(&binding::key_for_token(t), now)) {
-            None => None,
-            Some(Ok(b)) => b.map(|b| b.thumbprint),
-            Some(Err(e)) => {
-                warn!("[{} {}] certbound: binding lookup failed: {e}", self.id, self.request_id);
-                return self.refuse_resource(ResourceError {
-                    status: 401,
-                    error: Some("invalid_token"),
-                    description: "the token's binding cannot be checked now".into(),
-                    reason: Reason::BindingStoreFailed,
-                });
-            }
-        };
-        let claim = match (&config.jwt_claims, token) {
-            (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
-            _ => None,
-        };
-        let certificate = self.presented.as_ref().map(|p| p.thumbprint);
-        let presented = Presented { token: token.is_some(), stored, verified_claim: claim.as_deref(), certificate };
-        match resource::decide(route, &presented) {
-            Ok(Allowed::Bound(t)) => {
-                if let Some(h) = &route.thumbprint_header {
-                    if let Err(s) = host::set_request_header(h, Some(&t.x5t_s256())) {
-                        return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
-                    }
-                }
-                debug!(
-                    "[{} {}] certbound: bound token used with its certificate x5t#S256={t}",
-                    self.id, self.request_id
-                );
-                self.metrics.resource_allowed();
-            }
-            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
-                debug!("[{} {}] certbound: unbound or no token, allowed by route policy", self.id, self.request_id);
-                self.metrics.resource_allowed_unbound();
-            }
-            Err(e) => return self.refuse_resource(e),
-        }
-        // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
-        let form = host::request_header("content-type").is_some_and(|c| form::is_form_content_type(&c));
-        if form && !end_of_stream {
-            self.route = Route::ResourceForm;
-            return Action::Pause;
-        }
-        Action::Continue
+    fn now(&mut self) -> Result<i64, OAuthError> {
+        host::now().ok_or_else(|| OAuthError::internal("the proxy clock is unavailable"))
     }
 
-    fn resource_form_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            return self.refuse(OAuthError::too_large(format!("form body exceeds {} bytes", config.max_body_bytes)));
+    fn store_failed(&mut self, e: &StoreError) {
+        warn!("[{} {}] certbound: binding store: {e}", self.id, self.request_id);
+        self.metrics.store_error();
+    }
+
+    /// Sends an etcd call and parks the stream's continuation.
+    fn send(&mut self, path: &'static str, body: Vec<u8>, waiting: Waiting) -> Result<(), StoreError> {
+        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+            return Err(StoreError::Etcd("not configured".into()));
+        };
+        let token = store::etcd_call(&cfg, path, &body)?;
+        self.pending = Some(Pending { token, path, body, retried: false, waiting });
+        Ok(())
+    }
+
+    /// A lookup answered without a callout: shared data, or a hit in the etcd
+    /// read cache. `None`: etcd must be asked.
+    fn read_local(&mut self, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
+        match &self.config.as_ref()?.store {
+            StoreConfig::SharedData { .. } => Some(store::shared_get(self.table, key, now)),
+            StoreConfig::Etcd(_) => store::cache_get(self.table, key, now).map(|b| Ok(Some(b))),
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let has_token = host::body(BufferType::HttpRequestBody, body_size)
-            .map(|b| crate::form::Form::parse(&b).map(|f| f.contains("access_token")).unwrap_or(false))
-            .unwrap_or(false);
-        if has_token {
-            return self.refuse_resource(resource::token_in_uri());
-        }
-        self.route = Route::Other;
-        Action::Continue
+    }
+
+    /// Asks etcd for a binding; the stream continues with `waiting` when it answers.
+    fn read_remote(&mut self, key: &str, waiting: Waiting) -> Result<(), StoreError> {
+        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+            return Err(StoreError::Etcd("not configured".into()));
+        };
+        self.send(RANGE, core_store::etcd_range(&store::etcd_key(&cfg, key)), waiting)
     }
 
     /// Finds the certificate this request presented, removes certificate
@@ -241,9 +236,118 @@ impl Http {
         Ok(())
     }
 
-    fn now(&mut self) -> Result<i64, OAuthError> {
-        host::now().ok_or_else(|| OAuthError::internal("the proxy clock is unavailable"))
+    // ------------------------------------------------------------ resources
+
+    fn resource_request(&mut self, config: &Config, route: ProtectedRoute, full_path: &str, eos: bool) -> Action {
+        if let Some(h) = &route.thumbprint_header {
+            // Only certbound says which certificate a request proved.
+            let _ = host::set_request_header(h, None);
+        }
+        if resource::query_has_access_token(full_path) {
+            return self.refuse_resource(resource::token_in_uri());
+        }
+        let authorization = host::request_header("authorization");
+        let token = resource::bearer_token(authorization.as_deref());
+        let claim = match (&config.jwt_claims, token) {
+            (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
+            _ => None,
+        };
+        // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
+        let form = !eos && host::request_header("content-type").is_some_and(|c| form::is_form_content_type(&c));
+        self.route =
+            Route::Resource(ResourceState { route, token_key: token.map(binding::key_for_token), claim, form });
+        if form {
+            return Action::Pause;
+        }
+        self.resource_lookup()
     }
+
+    fn resource_form_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            return self.refuse(OAuthError::too_large(format!("form body exceeds {} bytes", config.max_body_bytes)));
+        }
+        if !end_of_stream || self.pending.is_some() {
+            return Action::Pause;
+        }
+        let has_token = host::body(BufferType::HttpRequestBody, body_size)
+            .map(|b| form::Form::parse(&b).map(|f| f.contains("access_token")).unwrap_or(false))
+            .unwrap_or(false);
+        if has_token {
+            return self.refuse_resource(resource::token_in_uri());
+        }
+        if let Route::Resource(state) = &mut self.route {
+            state.form = false;
+        }
+        self.resource_lookup()
+    }
+
+    fn resource_lookup(&mut self) -> Action {
+        let Route::Resource(state) = &self.route else { return Action::Continue };
+        let Some(key) = state.token_key.clone() else { return self.resource_decide(None) };
+        let Some(now) = host::now() else { return self.refuse(OAuthError::internal("the proxy clock is unavailable")) };
+        let result = match self.read_local(&key, now) {
+            Some(r) => r,
+            None => match self.read_remote(&key, Waiting::Resource { key: key.clone() }) {
+                Ok(()) => return Action::Pause,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(b) => self.resource_decide(b),
+            Err(e) => self.resource_store_failed(&e),
+        }
+    }
+
+    fn resource_store_failed(&mut self, e: &StoreError) -> Action {
+        self.store_failed(e);
+        let fail_closed = match self.config.as_ref().map(|c| &c.store) {
+            Some(StoreConfig::Etcd(cfg)) => cfg.fail_closed,
+            _ => true,
+        };
+        if fail_closed {
+            return self.refuse_resource(ResourceError {
+                status: 401,
+                error: Some("invalid_token"),
+                description: "the token's binding cannot be checked now".into(),
+                reason: Reason::StoreUnavailable,
+            });
+        }
+        self.resource_decide(None)
+    }
+
+    fn resource_decide(&mut self, stored: Option<Binding>) -> Action {
+        let Route::Resource(state) = &self.route else { return Action::Continue };
+        let route = state.route.clone();
+        let presented = Presented {
+            token: state.token_key.is_some(),
+            stored: stored.map(|b| b.thumbprint),
+            verified_claim: state.claim.as_deref(),
+            certificate: self.presented.as_ref().map(|p| p.thumbprint),
+        };
+        match resource::decide(&route, &presented) {
+            Ok(Allowed::Bound(t)) => {
+                if let Some(h) = &route.thumbprint_header {
+                    if let Err(s) = host::set_request_header(h, Some(&t.x5t_s256())) {
+                        return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
+                    }
+                }
+                debug!(
+                    "[{} {}] certbound: bound token used with its certificate x5t#S256={t}",
+                    self.id, self.request_id
+                );
+                self.metrics.resource_allowed();
+            }
+            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
+                debug!("[{} {}] certbound: unbound or no token, allowed by route policy", self.id, self.request_id);
+                self.metrics.resource_allowed_unbound();
+            }
+            Err(e) => return self.refuse_resource(e),
+        }
+        self.route = Route::Other;
+        Action::Continue
+    }
+
+    // ------------------------------------------------------------ token endpoint
 
     fn token_request_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
         match host::request_header(":method").as_deref() {
@@ -253,8 +357,7 @@ impl Http {
             _ => return self.refuse(OAuthError::method_not_allowed("the token endpoint accepts POST only")),
         }
         if end_of_stream {
-            return self
-                .refuse(OAuthError::invalid_request(crate::error::Reason::BadRequest, "token request has no body"));
+            return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "token request has no body"));
         }
         if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
             if len > config.max_body_bytes {
@@ -280,7 +383,7 @@ impl Http {
             return self
                 .refuse(OAuthError::too_large(format!("token request body exceeds {} bytes", config.max_body_bytes)));
         }
-        if !end_of_stream {
+        if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
         let body = match host::body(BufferType::HttpRequestBody, body_size) {
@@ -303,18 +406,38 @@ impl Http {
             Ok(auth) => auth,
             Err(e) => return self.refuse(e),
         };
-        if let Some(key) = &auth.refresh_key {
+        match auth.refresh_key.clone() {
             // The refresh token's binding is checked before the AS sees the request.
-            let bound = match SharedDataStore::get(key, now) {
-                Ok(b) => b,
-                Err(e) => {
-                    return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")))
-                }
-            };
-            if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref()) {
-                return self.refuse(e);
-            }
+            Some(key) => match self.read_local(&key, now) {
+                Some(result) => self.token_refresh_checked(auth, result),
+                None => match self.read_remote(&key, Waiting::Refresh { auth, key: key.clone() }) {
+                    Ok(()) => Action::Pause,
+                    Err(e) => {
+                        self.store_failed(&e);
+                        self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")))
+                    }
+                },
+            },
+            None => self.token_request_pass(auth),
         }
+    }
+
+    fn token_refresh_checked(&mut self, auth: Authenticated, bound: Result<Option<Binding>, StoreError>) -> Action {
+        let bound = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                self.store_failed(&e);
+                return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")));
+            }
+        };
+        if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref()) {
+            return self.refuse(e);
+        }
+        self.token_request_pass(auth)
+    }
+
+    /// The client is authenticated: present the upstream credentials and let the request go on.
+    fn token_request_pass(&mut self, auth: Authenticated) -> Action {
         if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
             return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
         }
@@ -364,7 +487,7 @@ impl Http {
         if body_size > config.max_body_bytes {
             return self.refuse(OAuthError::unbindable("the token response is too large to bind"));
         }
-        if !end_of_stream {
+        if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
         let Route::Token(TokenState { authenticated: Some(auth), .. }) = &self.route else {
@@ -380,31 +503,77 @@ impl Http {
             Ok(n) => n,
             Err(e) => return self.refuse(e),
         };
-        let to_bind = match binding::bindings_for_response(&body, thumbprint, &config.binding, now) {
+        let entries = match binding::bindings_for_response(&body, thumbprint, &config.binding, now) {
             Ok(b) => b,
             Err(e) => return self.refuse(OAuthError::unbindable(e.to_string())),
         };
-        for b in &to_bind {
-            let why = match SharedDataStore::put(&b.key, &b.binding, now) {
-                Ok(PutDecision::Write) | Ok(PutDecision::AlreadyBound) => continue,
-                Ok(PutDecision::Conflict) => "store did not accept the binding".to_string(),
-                Err(e) => e.to_string(),
-            };
-            return self.refuse(OAuthError::store_unavailable(format!(
-                "the token could not be bound ({why}); it was not released"
-            )));
+        match &config.store {
+            StoreConfig::SharedData { .. } => match store::shared_put_all(self.table, &entries, now) {
+                Ok(()) => self.bound(&client_id, thumbprint, entries.len()),
+                Err(e) => self.bind_failed(&e),
+            },
+            StoreConfig::Etcd(cfg) => {
+                let mut leases: Vec<(i64, i64)> = Vec::new();
+                for e in &entries {
+                    let end = core_store::lease_bucket(e.binding.expires_at, cfg.lease_bucket_seconds);
+                    if !leases.iter().any(|(b, _)| *b == end) {
+                        leases.push((end, store::cached_lease(end).unwrap_or(0)));
+                    }
+                }
+                let job = BindJob { entries, leases, client_id, thumbprint, lease_retried: false };
+                self.bind_next(job)
+            }
         }
+    }
+
+    /// Grants the next missing lease, or sends the put-if-absent transaction.
+    fn bind_next(&mut self, job: BindJob) -> Action {
+        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+            return Action::Continue;
+        };
+        let sent = match job.leases.iter().find(|(_, id)| *id == 0) {
+            Some(&(end, _)) => {
+                let ttl = (end - host::now().unwrap_or(end) + cfg.lease_bucket_seconds).max(1);
+                self.send(LEASE_GRANT, core_store::etcd_lease_grant(ttl), Waiting::Lease { job, bucket_end: end })
+            }
+            None => {
+                let puts: Vec<(String, Binding)> =
+                    job.entries.iter().map(|e| (store::etcd_key(&cfg, &e.key), e.binding)).collect();
+                let lease_of = |b: &Binding| {
+                    let end = core_store::lease_bucket(b.expires_at, cfg.lease_bucket_seconds);
+                    job.leases.iter().find(|(e, _)| *e == end).map(|(_, id)| *id).unwrap_or(0)
+                };
+                let body = core_store::etcd_put_if_absent(
+                    &puts.iter().map(|(k, b)| (k.clone(), *b, lease_of(b))).collect::<Vec<_>>(),
+                );
+                self.send(TXN, body, Waiting::Txn { job })
+            }
+        };
+        match sent {
+            Ok(()) => Action::Pause,
+            Err(e) => self.bind_failed(&e),
+        }
+    }
+
+    fn bound(&mut self, client_id: &str, thumbprint: crate::cert::Thumbprint, n: usize) -> Action {
         info!(
-            "[{} {}] certbound bound {} token(s) of client {:?} to x5t#S256={}",
-            self.id,
-            self.request_id,
-            to_bind.len(),
-            client_id,
-            thumbprint
+            "[{} {}] certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}",
+            self.id, self.request_id
         );
-        self.metrics.tokens_bound(to_bind.len());
+        self.metrics.tokens_bound(n);
         Action::Continue
     }
+
+    fn bind_failed(&mut self, e: &StoreError) -> Action {
+        self.store_failed(e);
+        let mut err = OAuthError::store_unavailable(format!("the token could not be bound ({e}); it was not released"));
+        if matches!(e, StoreError::Full) {
+            err.reason = Reason::StoreFull;
+        }
+        self.refuse(err)
+    }
+
+    // ------------------------------------------------------------ introspection
 
     fn introspection_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         if body_size > config.max_body_bytes {
@@ -413,45 +582,69 @@ impl Http {
                 config.max_body_bytes
             )));
         }
-        if !end_of_stream {
+        if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
         let key = host::body(BufferType::HttpRequestBody, body_size)
             .ok()
             .and_then(|b| introspection::token_param(&b))
             .map(|t| binding::key_for_token(&t));
-        self.route = Route::Introspect { key, binding: None };
+        self.route = Route::Introspect { binding: None };
+        let Some(key) = key else { return Action::Continue };
+        let Some(now) = host::now() else { return Action::Continue };
+        // Looked up before the AS answers, so the response path never waits.
+        let result = match self.read_local(&key, now) {
+            Some(r) => r,
+            None => match self.read_remote(&key, Waiting::Introspect { key: key.clone() }) {
+                Ok(()) => return Action::Pause,
+                Err(e) => Err(e),
+            },
+        };
+        self.introspection_looked_up(result)
+    }
+
+    fn introspection_looked_up(&mut self, result: Result<Option<Binding>, StoreError>) -> Action {
+        let found = match result {
+            Ok(b) => b,
+            Err(e) => {
+                self.store_failed(&e);
+                let fail_closed = match self.config.as_ref().map(|c| &c.store) {
+                    Some(StoreConfig::Etcd(cfg)) => cfg.fail_closed,
+                    _ => false,
+                };
+                if fail_closed {
+                    return self.refuse(OAuthError {
+                        status: 503,
+                        error: "temporarily_unavailable",
+                        description: "the token's binding cannot be looked up now".into(),
+                        reason: Reason::StoreUnavailable,
+                    });
+                }
+                None
+            }
+        };
+        if let Route::Introspect { binding, .. } = &mut self.route {
+            *binding = found;
+        }
         Action::Continue
     }
 
     fn introspection_response_headers(&mut self) -> Action {
-        let Route::Introspect { key: Some(key), .. } = &self.route else { return Action::Continue };
-        if host::response_header(":status").as_deref() != Some("200") {
-            return Action::Continue;
-        }
-        let found = match host::now().map(|now| SharedDataStore::get(key, now)) {
-            Some(Ok(found)) => found,
-            Some(Err(e)) => {
-                warn!("[{} {}] certbound: binding lookup failed: {e}", self.id, self.request_id);
-                None
-            }
-            None => {
-                warn!("[{} {}] certbound: binding lookup skipped: no clock", self.id, self.request_id);
-                None
-            }
-        };
-        let Some(b) = found else {
+        let Route::Introspect { binding, .. } = &self.route else { return Action::Continue };
+        if binding.is_none() {
             debug!("[{} {}] certbound: introspected token is not bound", self.id, self.request_id);
             self.metrics.introspection_unpatched();
             return Action::Continue;
-        };
+        }
+        if host::response_header(":status").as_deref() != Some("200") {
+            self.route = Route::Other;
+            return Action::Continue;
+        }
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
             warn!("[{} {}] certbound: encoded introspection response left unpatched", self.id, self.request_id);
             self.metrics.introspection_unpatched();
+            self.route = Route::Other;
             return Action::Continue;
-        }
-        if let Route::Introspect { binding, .. } = &mut self.route {
-            *binding = Some(b);
         }
         Action::Pause
     }
@@ -499,9 +692,102 @@ impl Http {
         }
         Action::Continue
     }
+
+    // ------------------------------------------------------------ etcd answers
+
+    fn etcd_answered(&mut self, pending: Pending, answer: Result<Vec<u8>, StoreError>) -> Action {
+        let now = host::now().unwrap_or_default();
+        // A lost connection or a timeout is tried once more (Envoy may pick another member).
+        if answer.is_err() && !pending.retried {
+            if let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) {
+                if let Ok(token) = store::etcd_call(&cfg, pending.path, &pending.body) {
+                    self.metrics.store_retry();
+                    self.pending = Some(Pending { token, retried: true, ..pending });
+                    return Action::Pause;
+                }
+            }
+        }
+        match pending.waiting {
+            Waiting::Refresh { auth, key } => {
+                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.table, now));
+                self.token_refresh_checked(auth, result)
+            }
+            Waiting::Introspect { key } => {
+                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.table, now));
+                self.introspection_looked_up(result)
+            }
+            Waiting::Resource { key } => match answer.and_then(|b| store::etcd_read(&b, &key, self.table, now)) {
+                Ok(b) => self.resource_decide(b),
+                Err(e) => self.resource_store_failed(&e),
+            },
+            Waiting::Lease { mut job, bucket_end } => {
+                match answer.and_then(|b| core_store::etcd_lease_id(&b).map_err(|e| StoreError::Etcd(e.0))) {
+                    Ok(id) => {
+                        store::remember_lease(bucket_end, Some(id));
+                        for l in job.leases.iter_mut().filter(|(e, _)| *e == bucket_end) {
+                            l.1 = id;
+                        }
+                        self.bind_next(job)
+                    }
+                    Err(e) => self.bind_failed(&e),
+                }
+            }
+            Waiting::Txn { mut job } => {
+                let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+                    return Action::Continue;
+                };
+                let expected: Vec<(String, Binding)> =
+                    job.entries.iter().map(|e| (store::etcd_key(&cfg, &e.key), e.binding)).collect();
+                match answer.and_then(|b| store::etcd_written(&b, &expected, now)) {
+                    Ok(()) => {
+                        for e in &job.entries {
+                            store::cache_put(self.table, &e.key, &e.binding);
+                        }
+                        let (client_id, thumbprint, n) = (job.client_id.clone(), job.thumbprint, job.entries.len());
+                        self.bound(&client_id, thumbprint, n)
+                    }
+                    Err(StoreError::Etcd(msg)) if msg.contains("lease not found") && !job.lease_retried => {
+                        // The cached lease expired or was revoked in etcd: grant new ones.
+                        for l in job.leases.iter_mut() {
+                            store::remember_lease(l.0, None);
+                            l.1 = 0;
+                        }
+                        job.lease_retried = true;
+                        self.bind_next(job)
+                    }
+                    Err(e) => self.bind_failed(&e),
+                }
+            }
+        }
+    }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(pending) = self.pending.take() else {
+            warn!("[{} {}] certbound: answer to unknown call {token_id}", self.id, self.request_id);
+            return;
+        };
+        if pending.token != token_id {
+            warn!(
+                "[{} {}] certbound: answer to call {token_id}, waiting for {}",
+                self.id, self.request_id, pending.token
+            );
+            self.pending = Some(pending);
+            return;
+        }
+        let response_phase = matches!(pending.waiting, Waiting::Lease { .. } | Waiting::Txn { .. });
+        let answer = store::etcd_answer(num_headers, body_size);
+        let action = self.etcd_answered(pending, answer);
+        if matches!(action, Action::Continue) && self.pending.is_none() {
+            let resumed =
+                if response_phase { hostcalls::resume_http_response() } else { hostcalls::resume_http_request() };
+            if let Err(s) = resumed {
+                warn!("[{} {}] certbound: cannot resume the stream: {s:?}", self.id, self.request_id);
+            }
+        }
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -546,22 +832,26 @@ impl HttpContext for Http {
             && !end_of_stream
         {
             let _ = host::set_request_header("accept-encoding", None);
-            self.route = Route::Introspect { key: None, binding: None };
+            self.route = Route::Introspect { binding: None };
             return Action::Pause;
         }
         if let Some(route) = route {
-            return self.resource_request(&config, &route, &full_path, end_of_stream);
+            return self.resource_request(&config, route, &full_path, end_of_stream);
         }
         Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
-        match self.route {
+        match &self.route {
             Route::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
             Route::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
-            Route::ResourceForm => self.resource_form_body(&config, body_size, end_of_stream),
-            Route::Other | Route::Answered => Action::Continue,
+            Route::Resource(ResourceState { form: true, .. }) => {
+                self.resource_form_body(&config, body_size, end_of_stream)
+            }
+            // Waiting for a lookup: hold the body until it is decided.
+            Route::Resource(_) if self.pending.is_some() => Action::Pause,
+            _ => Action::Continue,
         }
     }
 
@@ -579,7 +869,7 @@ impl HttpContext for Http {
             Route::Token(TokenState { binding_response: true, .. }) => {
                 self.token_response_body(&config, body_size, end_of_stream)
             }
-            Route::Introspect { .. } => self.introspection_response_body(body_size, end_of_stream),
+            Route::Introspect { binding: Some(_), .. } => self.introspection_response_body(body_size, end_of_stream),
             _ => Action::Continue,
         }
     }

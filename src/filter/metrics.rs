@@ -13,6 +13,8 @@ pub struct Metrics {
     introspection_patched: Option<u32>,
     resource_allowed: Option<u32>,
     untrusted_header_removed: Option<u32>,
+    store_errors: Option<u32>,
+    store_retries: Option<u32>,
     certificate_conflicts: Option<u32>,
     resource_allowed_unbound: Option<u32>,
     introspection_unpatched: Option<u32>,
@@ -46,6 +48,8 @@ impl Metrics {
             introspection_patched: counter("certbound.introspection_patched"),
             resource_allowed: counter("certbound.resource_allowed"),
             untrusted_header_removed: counter("certbound.untrusted_header_removed"),
+            store_errors: counter("certbound.store_errors"),
+            store_retries: counter("certbound.store_retries"),
             certificate_conflicts: counter("certbound.certificate_conflicts"),
             resource_allowed_unbound: counter("certbound.resource_allowed_unbound"),
             introspection_unpatched: counter("certbound.introspection_unpatched"),
@@ -63,6 +67,14 @@ impl Metrics {
 
     pub fn unbound_token_response(&self) {
         bump(self.unbound_token_responses, 1);
+    }
+
+    pub fn store_error(&self) {
+        bump(self.store_errors, 1);
+    }
+
+    pub fn store_retry(&self) {
+        bump(self.store_retries, 1);
     }
 
     pub fn untrusted_header_removed(&self) {

@@ -3,8 +3,9 @@
 
 use super::http::Http;
 use super::metrics::Metrics;
-use crate::config::{self, Config};
-use log::{error, info};
+use crate::config::{self, Config, StoreConfig};
+use crate::store::SlotTable;
+use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -20,13 +21,52 @@ pub struct Root {
     id: u32,
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
+    table: SlotTable,
 }
 
 impl Root {
     pub fn new(id: u32) -> Self {
-        Root { id, config: None, metrics: None }
+        Root { id, config: None, metrics: None, table: SlotTable::new(1) }
     }
 }
+
+impl Root {
+    /// The slot table's size is fixed by the first configuration that used
+    /// it (kept in shared data): a reload with another capacity must not
+    /// lose the bindings already stored.
+    fn slot_table(&self, store: &StoreConfig) -> SlotTable {
+        match store {
+            StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
+            StoreConfig::SharedData { capacity } => {
+                let wanted = SlotTable::new(*capacity);
+                let existing = hostcalls::get_shared_data(TABLE_META)
+                    .ok()
+                    .and_then(|(v, _)| v)
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                match existing {
+                    Some(slots) if slots != wanted.slots() => {
+                        warn!(
+                            "[root {}] certbound keeps the binding table at {slots} slots (store.capacity asks for {}); \
+                             restart Envoy to resize it",
+                            self.id,
+                            wanted.slots()
+                        );
+                        SlotTable::new(slots)
+                    }
+                    Some(_) => wanted,
+                    None => {
+                        let _ =
+                            hostcalls::set_shared_data(TABLE_META, Some(wanted.slots().to_string().as_bytes()), None);
+                        wanted
+                    }
+                }
+            }
+        }
+    }
+}
+
+const TABLE_META: &str = "certbound/s/meta";
 
 impl Context for Root {}
 
@@ -53,6 +93,7 @@ impl RootContext for Root {
                     c.token_path,
                     c.introspection_path
                 );
+                self.table = self.slot_table(&c.store);
                 self.config = Some(Rc::new(c));
                 if self.metrics.is_none() {
                     self.metrics = Some(Rc::new(Metrics::define()));
@@ -67,7 +108,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.config.clone(), self.metrics.clone().unwrap_or_default())))
+        Some(Box::new(Http::new(context_id, self.config.clone(), self.metrics.clone().unwrap_or_default(), self.table)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,185 @@
+//! The binding store as the shell sees it: shared-data slots (synchronous)
+//! or etcd through `dispatch_http_call` (asynchronous, with a shared-data
+//! read cache). Decisions come from `crate::store`.
+
+use crate::binding::{Binding, ToBind};
+use crate::config::EtcdConfig;
+use crate::store::{self as core, SlotGet, SlotPut, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Host(Status),
+    /// No free or expired slot in the probe window: new tokens are refused, live bindings kept.
+    Full,
+    /// A live binding of the same token to another certificate exists.
+    Conflict,
+    Etcd(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Host(s) => write!(f, "shared data call failed: {s:?}"),
+            StoreError::Full => f.write_str("the binding store is full"),
+            StoreError::Conflict => f.write_str("a live binding to another certificate exists"),
+            StoreError::Etcd(e) => write!(f, "etcd: {e}"),
+        }
+    }
+}
+
+fn slot(prefix: &str, index: u64) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+    hostcalls::get_shared_data(&core::slot_key(prefix, index)).map_err(StoreError::Host)
+}
+
+/// Looks a binding up in a slot table.
+pub fn slots_get(table: SlotTable, prefix: &str, key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
+    for index in table.probes(key) {
+        let (value, _) = slot(prefix, index)?;
+        match core::get_at(value.as_deref(), key, now) {
+            SlotGet::Found(b) => return Ok(Some(b)),
+            SlotGet::Absent => return Ok(None),
+            SlotGet::Next => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a binding into a slot table: put-if-absent, never evicting a live binding.
+pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, now: i64) -> Result<(), StoreError> {
+    for index in table.probes(key) {
+        // A concurrent writer on another worker makes the CAS fail: look again.
+        for _ in 0..3 {
+            let (value, cas) = slot(prefix, index)?;
+            match core::put_at(value.as_deref(), key, binding, now) {
+                SlotPut::AlreadyBound => return Ok(()),
+                SlotPut::Conflict => return Err(StoreError::Conflict),
+                SlotPut::Next => break,
+                SlotPut::Take => {
+                    match hostcalls::set_shared_data(
+                        &core::slot_key(prefix, index),
+                        Some(&core::encode_slot(key, binding)),
+                        cas,
+                    ) {
+                        Ok(()) => return Ok(()),
+                        Err(Status::CasMismatch) => continue,
+                        Err(s) => return Err(StoreError::Host(s)),
+                    }
+                }
+            }
+        }
+    }
+    Err(StoreError::Full)
+}
+
+/// The read cache of the etcd backend: one slot per key hash, a hit saves a
+/// callout; overwriting a slot only costs a later callout (etcd has the truth).
+pub fn cache_get(table: SlotTable, key: &str, now: i64) -> Option<Binding> {
+    let index = table.probes(key).next()?;
+    let (value, _) = slot(CACHE_PREFIX, index).ok()?;
+    match core::get_at(value.as_deref(), key, now) {
+        SlotGet::Found(b) => Some(b),
+        _ => None,
+    }
+}
+
+pub fn cache_put(table: SlotTable, key: &str, binding: &Binding) {
+    if let Some(index) = table.probes(key).next() {
+        let _ = hostcalls::set_shared_data(
+            &core::slot_key(CACHE_PREFIX, index),
+            Some(&core::encode_slot(key, binding)),
+            None,
+        );
+    }
+}
+
+pub fn shared_put_all(table: SlotTable, entries: &[ToBind], now: i64) -> Result<(), StoreError> {
+    entries.iter().try_for_each(|e| slots_put(table, SLOT_PREFIX, &e.key, &e.binding, now))
+}
+
+pub fn shared_get(table: SlotTable, key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
+    slots_get(table, SLOT_PREFIX, key, now)
+}
+
+// ------------------------------------------------------------------ etcd
+
+/// The etcd key of a binding key.
+pub fn etcd_key(cfg: &EtcdConfig, key: &str) -> String {
+    format!("{}{key}", cfg.key_prefix)
+}
+
+/// Sends one request to etcd's JSON gateway through the configured cluster.
+pub fn etcd_call(cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u32, StoreError> {
+    hostcalls::dispatch_http_call(
+        &cfg.cluster,
+        vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", &cfg.authority),
+            ("content-type", "application/json"),
+        ],
+        Some(body),
+        vec![],
+        Duration::from_millis(cfg.timeout_ms),
+    )
+    .map_err(|s| StoreError::Etcd(format!("cannot call cluster {}: {s:?}", cfg.cluster)))
+}
+
+/// The answer to a dispatched call: its body, or why there is none.
+pub fn etcd_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, StoreError> {
+    if num_headers == 0 {
+        return Err(StoreError::Etcd("no answer (timeout or connection failure)".into()));
+    }
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    if status.as_deref() != Some("200") {
+        let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();
+        return Err(StoreError::Etcd(format!("status {}: {text}", status.unwrap_or_default())));
+    }
+    Ok(body)
+}
+
+/// Lease ids are kept in shared data per bucket, so bindings expiring close together share one.
+pub fn cached_lease(bucket_end: i64) -> Option<i64> {
+    let (v, _) = hostcalls::get_shared_data(&format!("certbound/l/{bucket_end}")).ok()?;
+    std::str::from_utf8(&v?).ok()?.parse().ok()
+}
+
+pub fn remember_lease(bucket_end: i64, id: Option<i64>) {
+    let value = id.map(|i| i.to_string()).unwrap_or_default();
+    let _ = hostcalls::set_shared_data(&format!("certbound/l/{bucket_end}"), Some(value.as_bytes()), None);
+}
+
+/// Reads a `kv/range` answer for one key, caching a live binding.
+pub fn etcd_read(body: &[u8], key: &str, cache: SlotTable, now: i64) -> Result<Option<Binding>, StoreError> {
+    let values = core::etcd_range_values(body).map_err(|e| StoreError::Etcd(e.0))?;
+    let found = values.first().and_then(|(_, v)| crate::binding::live(Some(v), now));
+    if let Some(b) = &found {
+        cache_put(cache, key, b);
+    }
+    Ok(found)
+}
+
+/// Reads a put-if-absent transaction's answer. The transaction is atomic:
+/// when it did not write, it is fine only if every key already holds a live
+/// binding to the same certificate (a retried write); anything else is a conflict.
+pub fn etcd_written(body: &[u8], expected: &[(String, Binding)], now: i64) -> Result<(), StoreError> {
+    match core::etcd_txn_outcome(body).map_err(|e| StoreError::Etcd(e.0))? {
+        TxnOutcome::Written => Ok(()),
+        TxnOutcome::Existing(kvs) => {
+            let all_same = expected.iter().all(|(key, binding)| {
+                kvs.iter().any(|(k, v)| {
+                    k == key
+                        && crate::binding::live(Some(v), now).is_some_and(|b| b.thumbprint.ct_eq(&binding.thumbprint))
+                })
+            });
+            if all_same {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        }
+    }
+}

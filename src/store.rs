@@ -1,0 +1,331 @@
+//! Binding looked up: where bindings live. The pure part of both backends:
+//! the bounded slot table of the shared-data store, and the etcd v3 JSON
+//! gateway requests and answers.
+
+use crate::binding::Binding;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// Prefix of the slot keys in Envoy shared data.
+pub const SLOT_PREFIX: &str = "certbound/s/";
+/// Prefix of the read-cache slots (etcd backend) in Envoy shared data.
+pub const CACHE_PREFIX: &str = "certbound/c/";
+/// How many slots an insert or a lookup may visit. Bounds the work per request.
+pub const MAX_PROBES: usize = 32;
+
+/// A fixed-size open-addressing table over shared data keys: memory is
+/// bounded by its capacity, expired bindings are reused in place, and a live
+/// binding is never evicted (a full probe window means "store full").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotTable {
+    /// A power of two.
+    slots: u64,
+}
+
+impl SlotTable {
+    pub fn new(capacity: u64) -> SlotTable {
+        SlotTable { slots: capacity.max(1).next_power_of_two() }
+    }
+
+    pub fn slots(&self) -> u64 {
+        self.slots
+    }
+
+    /// Slot indexes to visit for a binding key: double hashing with an odd
+    /// step, so every slot is reachable in a power-of-two table.
+    pub fn probes(&self, key: &str) -> impl Iterator<Item = u64> {
+        let h = fnv1a(key.as_bytes());
+        let mask = self.slots - 1;
+        let start = h & mask;
+        let step = ((h >> 32) | 1) & mask | 1;
+        let n = (MAX_PROBES as u64).min(self.slots);
+        (0..n).map(move |i| (start.wrapping_add(i.wrapping_mul(step))) & mask)
+    }
+}
+
+pub fn slot_key(prefix: &str, index: u64) -> String {
+    format!("{prefix}{index}")
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A slot's content: the binding key it holds and the binding.
+pub fn encode_slot(key: &str, binding: &Binding) -> Vec<u8> {
+    let mut v = key.as_bytes().to_vec();
+    v.push(b'|');
+    v.extend_from_slice(&binding.encode());
+    v
+}
+
+fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Option<Binding>)> {
+    let sep = bytes.iter().position(|b| *b == b'|')?;
+    let (k, rest) = bytes.split_at(sep);
+    Some((k, rest.get(1..).and_then(Binding::decode)))
+}
+
+/// What an insert does at one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotPut {
+    /// Free, or holding an expired binding: write here.
+    Take,
+    /// Holds this key's live binding to the same certificate.
+    AlreadyBound,
+    /// Holds this key's live binding to another certificate: never overwritten.
+    Conflict,
+    /// Holds another live binding: try the next slot.
+    Next,
+}
+
+pub fn put_at(slot: Option<&[u8]>, key: &str, new: &Binding, now: i64) -> SlotPut {
+    let Some(bytes) = slot.filter(|b| !b.is_empty()) else { return SlotPut::Take };
+    match decode_slot(bytes) {
+        None => SlotPut::Take,
+        Some((_, None)) => SlotPut::Take,
+        Some((_, Some(b))) if !b.is_live(now) => SlotPut::Take,
+        Some((k, Some(b))) if k == key.as_bytes() => {
+            if b.thumbprint.ct_eq(&new.thumbprint) {
+                SlotPut::AlreadyBound
+            } else {
+                SlotPut::Conflict
+            }
+        }
+        Some(_) => SlotPut::Next,
+    }
+}
+
+/// What a lookup finds at one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotGet {
+    Found(Binding),
+    /// The key's binding has expired, or the slot was never used: it is not bound.
+    Absent,
+    Next,
+}
+
+pub fn get_at(slot: Option<&[u8]>, key: &str, now: i64) -> SlotGet {
+    let Some(bytes) = slot.filter(|b| !b.is_empty()) else { return SlotGet::Absent };
+    match decode_slot(bytes) {
+        Some((k, Some(b))) if k == key.as_bytes() => {
+            if b.is_live(now) {
+                SlotGet::Found(b)
+            } else {
+                SlotGet::Absent
+            }
+        }
+        // Another key (live or expired) sits here: the key may be further on.
+        _ => SlotGet::Next,
+    }
+}
+
+// ------------------------------------------------------------------ etcd
+
+fn b64(s: &[u8]) -> String {
+    STANDARD.encode(s)
+}
+
+/// `POST /v3/kv/range` body for one key.
+pub fn etcd_range(key: &str) -> Vec<u8> {
+    json!({ "key": b64(key.as_bytes()) }).to_string().into_bytes()
+}
+
+/// `POST /v3/kv/range` body for every key under a prefix.
+pub fn etcd_range_prefix(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last = last.saturating_add(1);
+    }
+    json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&end) }).to_string().into_bytes()
+}
+
+/// `POST /v3/kv/txn` body: put every binding, each under its lease, if none
+/// of the keys exists (`create_revision == 0`). A binding is never overwritten.
+pub fn etcd_put_if_absent(entries: &[(String, Binding, i64)]) -> Vec<u8> {
+    let compare: Vec<Value> = entries
+        .iter()
+        .map(|(k, _, _)| json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}))
+        .collect();
+    let success: Vec<Value> = entries
+        .iter()
+        .map(|(k, b, lease)| json!({"request_put": {"key": b64(k.as_bytes()), "value": b64(&b.encode()), "lease": lease.to_string()}}))
+        .collect();
+    let failure: Vec<Value> =
+        entries.iter().map(|(k, _, _)| json!({"request_range": {"key": b64(k.as_bytes())}})).collect();
+    json!({ "compare": compare, "success": success, "failure": failure }).to_string().into_bytes()
+}
+
+/// `POST /v3/lease/grant` body.
+pub fn etcd_lease_grant(ttl_seconds: i64) -> Vec<u8> {
+    json!({ "TTL": ttl_seconds.to_string() }).to_string().into_bytes()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdError(pub String);
+
+impl std::fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, EtcdError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| EtcdError("etcd answered something that is not JSON".into()))?;
+    if let Some(e) = v.get("error").or_else(|| v.get("message")) {
+        return Err(EtcdError(format!("etcd error: {}", e.as_str().unwrap_or("unknown"))));
+    }
+    Ok(v)
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// The lease id of a `lease/grant` answer.
+pub fn etcd_lease_id(body: &[u8]) -> Result<i64, EtcdError> {
+    int(parse_json(body)?.get("ID")).filter(|id| *id != 0).ok_or_else(|| EtcdError("lease grant without an ID".into()))
+}
+
+fn values_of(kvs: Option<&Value>) -> Vec<(String, Vec<u8>)> {
+    kvs.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|kv| {
+                    let k = STANDARD.decode(kv.get("key")?.as_str()?).ok()?;
+                    let v = STANDARD.decode(kv.get("value").and_then(Value::as_str).unwrap_or("")).ok()?;
+                    Some((String::from_utf8(k).ok()?, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The key/values of a `kv/range` answer.
+pub fn etcd_range_values(body: &[u8]) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+    Ok(values_of(parse_json(body)?.get("kvs")))
+}
+
+/// The outcome of the put-if-absent transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Written,
+    /// Some key existed: its stored values, to tell a retry from a conflict.
+    Existing(Vec<(String, Vec<u8>)>),
+}
+
+pub fn etcd_txn_outcome(body: &[u8]) -> Result<TxnOutcome, EtcdError> {
+    let v = parse_json(body)?;
+    if v.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
+        return Ok(TxnOutcome::Written);
+    }
+    let existing = v
+        .get("responses")
+        .and_then(Value::as_array)
+        .map(|rs| rs.iter().flat_map(|r| values_of(r.get("response_range").and_then(|rr| rr.get("kvs")))).collect())
+        .unwrap_or_default();
+    Ok(TxnOutcome::Existing(existing))
+}
+
+/// Leases are shared by bindings that expire close together: one lease per
+/// `bucket` seconds of expiry time, living until the end of its bucket.
+pub fn lease_bucket(expires_at: i64, bucket: i64) -> i64 {
+    let bucket = bucket.max(1);
+    expires_at.div_euclid(bucket) * bucket + bucket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::TokenKind;
+    use crate::cert::Thumbprint;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn b(t: &[u8], exp: i64) -> Binding {
+        Binding { thumbprint: Thumbprint::of_der(t), kind: TokenKind::Access, expires_at: exp }
+    }
+
+    #[test]
+    fn table_size_is_a_power_of_two_and_probes_stay_inside() {
+        let t = SlotTable::new(1000);
+        assert_eq!(t.slots(), 1024);
+        for k in ["a", "b", "certbound/b/xyz"] {
+            let p: Vec<u64> = t.probes(k).collect();
+            assert_eq!(p.len(), MAX_PROBES);
+            assert!(p.iter().all(|i| *i < 1024));
+            let mut d = p.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), p.len(), "probes of {k} repeat");
+        }
+        assert_eq!(SlotTable::new(4).probes("x").count(), 4);
+    }
+
+    #[test]
+    fn insert_takes_free_or_expired_slots_and_never_a_live_one() {
+        let live = encode_slot("k1", &b(b"a", NOW + 10));
+        let expired = encode_slot("k1", &b(b"a", NOW - 1));
+        assert_eq!(put_at(None, "k2", &b(b"c", NOW + 5), NOW), SlotPut::Take);
+        assert_eq!(put_at(Some(&expired), "k2", &b(b"c", NOW + 5), NOW), SlotPut::Take);
+        assert_eq!(put_at(Some(&live), "k2", &b(b"c", NOW + 5), NOW), SlotPut::Next);
+        assert_eq!(put_at(Some(&live), "k1", &b(b"a", NOW + 5), NOW), SlotPut::AlreadyBound);
+        assert_eq!(put_at(Some(&live), "k1", &b(b"z", NOW + 5), NOW), SlotPut::Conflict);
+    }
+
+    #[test]
+    fn lookup_finds_its_key_skips_others_and_stops_at_a_never_used_slot() {
+        let slot = encode_slot("k1", &b(b"a", NOW + 10));
+        assert_eq!(get_at(Some(&slot), "k1", NOW), SlotGet::Found(b(b"a", NOW + 10)));
+        assert_eq!(get_at(Some(&slot), "k1", NOW + 10), SlotGet::Absent);
+        assert_eq!(get_at(Some(&slot), "k2", NOW), SlotGet::Next);
+        assert_eq!(get_at(None, "k2", NOW), SlotGet::Absent);
+        assert_eq!(get_at(Some(b""), "k2", NOW), SlotGet::Absent);
+    }
+
+    #[test]
+    fn etcd_requests_are_base64_json() {
+        let r: Value = serde_json::from_slice(&etcd_range("certbound/b/x")).unwrap();
+        assert_eq!(STANDARD.decode(r["key"].as_str().unwrap()).unwrap(), b"certbound/b/x");
+        let p: Value = serde_json::from_slice(&etcd_range_prefix("certbound/clients/")).unwrap();
+        assert_eq!(STANDARD.decode(p["range_end"].as_str().unwrap()).unwrap(), b"certbound/clients0");
+        let t: Value = serde_json::from_slice(&etcd_put_if_absent(&[("k".into(), b(b"a", NOW), 42)])).unwrap();
+        assert_eq!(t["compare"][0]["target"], "CREATE");
+        assert_eq!(t["compare"][0]["create_revision"], "0");
+        assert_eq!(t["success"][0]["request_put"]["lease"], "42");
+        let v = STANDARD.decode(t["success"][0]["request_put"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(Binding::decode(&v), Some(b(b"a", NOW)));
+        let g: Value = serde_json::from_slice(&etcd_lease_grant(90)).unwrap();
+        assert_eq!(g["TTL"], "90");
+    }
+
+    #[test]
+    fn etcd_answers_are_read() {
+        assert_eq!(etcd_lease_id(br#"{"header":{},"ID":"7587","TTL":"90"}"#), Ok(7587));
+        assert!(etcd_lease_id(br#"{"error":"etcdserver: no leader","code":14}"#).is_err());
+        let kv = format!(r#"{{"kvs":[{{"key":"{}","value":"{}"}}],"count":"1"}}"#, b64(b"k"), b64(b"v"));
+        assert_eq!(etcd_range_values(kv.as_bytes()), Ok(vec![("k".into(), b"v".to_vec())]));
+        assert_eq!(etcd_range_values(br#"{"header":{}}"#), Ok(vec![]));
+        assert_eq!(etcd_txn_outcome(br#"{"header":{},"succeeded":true}"#), Ok(TxnOutcome::Written));
+        let failed = format!(
+            r#"{{"header":{{}},"responses":[{{"response_range":{{"kvs":[{{"key":"{}","value":"{}"}}]}}}}]}}"#,
+            b64(b"k"),
+            b64(b"v")
+        );
+        assert_eq!(etcd_txn_outcome(failed.as_bytes()), Ok(TxnOutcome::Existing(vec![("k".into(), b"v".to_vec())])));
+        assert!(etcd_txn_outcome(b"<html>").is_err());
+    }
+
+    #[test]
+    fn leases_are_shared_per_bucket_and_outlive_their_bindings() {
+        assert_eq!(lease_bucket(1_000, 60), 1_020);
+        assert_eq!(lease_bucket(1_019, 60), 1_020);
+        assert_eq!(lease_bucket(1_020, 60), 1_080);
+        assert!(lease_bucket(NOW, 60) > NOW);
+    }
+}
