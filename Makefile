@@ -46,6 +46,7 @@ unit:
 	cargo test
 
 e2e: deps wasm
+	@command -v etcd >/dev/null || { echo "etcd is required by the tests (apt-get install etcd-server)"; exit 1; }
 	$(VENV)/bin/pytest -q tests/e2e
 
 test: lint unit e2e

@@ -311,6 +311,7 @@ class Envoy:
         name: str = "envoy",
         log_level: str = "info",
         xfcc_mode: str = "SANITIZE",
+        etcd_ports: list[int] | None = None,
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
@@ -326,6 +327,7 @@ class Envoy:
             AS_PORT=as_port,
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
             XFCC_MODE=xfcc_mode,
+            EXTRA_CLUSTERS=etcd_cluster_yaml(etcd_ports) if etcd_ports else "",
             API_PORT=api_port,
         )
         self.config_path = workdir / f"{name}.yaml"
@@ -370,6 +372,102 @@ class Envoy:
 
     def stop(self):
         self.proc.stop()
+
+
+def etcd_cluster_yaml(ports: list[int]) -> str:
+    """The Envoy cluster certbound reaches etcd through (store.etcd.cluster)."""
+    endpoints = "\n".join(
+        f"""        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {p} }}"""
+        for p in ports
+    )
+    return f"""  - name: etcd
+    type: STATIC
+    connect_timeout: 0.25s
+    load_assignment:
+      cluster_name: etcd
+      endpoints:
+      - lb_endpoints:
+{endpoints}
+    # A dead member is taken out of rotation within a second.
+    health_checks:
+    - timeout: 0.5s
+      interval: 0.5s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      http_health_check: {{ path: /health }}
+    outlier_detection:
+      consecutive_local_origin_failure: 1
+      split_external_local_origin_errors: true
+      interval: 1s
+      base_ejection_time: 2s"""
+
+
+class EtcdCluster:
+    """etcd (Debian's etcd-server) members on loopback, one process each."""
+
+    def __init__(self, workdir: Path, members: int = 3):
+        self.workdir = workdir
+        self.client_ports = [free_port() for _ in range(members)]
+        self.peer_ports = [free_port() for _ in range(members)]
+        self.initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, p in enumerate(self.peer_ports))
+        self.procs: list[Process | None] = [None] * members
+        for i in range(members):
+            self.start(i)
+        for i in range(members):
+            self.wait_healthy(i)
+
+    def start(self, i: int):
+        self.procs[i] = Process(
+            f"etcd-m{i}",
+            [
+                which("etcd"),
+                "--name", f"m{i}",
+                "--data-dir", str(self.workdir / f"etcd-m{i}"),
+                "--listen-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+                "--initial-cluster", self.initial,
+                "--initial-cluster-state", "new",
+                "--initial-cluster-token", f"certbound-{self.peer_ports[0]}",
+                "--heartbeat-interval", "50",
+                "--election-timeout", "500",
+            ],
+            self.workdir / f"etcd-m{i}.log",
+        )
+
+    def healthy(self, i: int) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.client_ports[i]}/health", timeout=1) as r:
+            return json.loads(r.read()).get("health") == "true"
+
+    def wait_healthy(self, i: int, timeout: float = 30):
+        wait_until(f"etcd member {i} to be healthy", lambda: self.healthy(i), timeout=timeout, proc=self.procs[i])
+
+    def stop(self, i: int | None = None):
+        for j in ([i] if i is not None else range(len(self.procs))):
+            p = self.procs[j]
+            if p is not None:
+                if i is not None:
+                    # A crash, not a clean shutdown.
+                    os.killpg(p.popen.pid, signal.SIGKILL)
+                    p.popen.wait(timeout=10)
+                p.stop()
+                self.procs[j] = None
+
+    def get(self, key: str) -> list[dict]:
+        import base64 as b64
+
+        body = json.dumps({"key": b64.b64encode(key.encode()).decode()}).encode()
+        for port in self.client_ports:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/range", data=body, method="POST")
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    return json.loads(r.read()).get("kvs", [])
+            except OSError:
+                continue
+        raise RuntimeError("no etcd member answered")
 
 
 class OuterEnvoy:

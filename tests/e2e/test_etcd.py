@@ -1,0 +1,195 @@
+"""Bindings shared across Envoy replicas through a 3-node etcd cluster, and
+the bounded shared-data store."""
+
+import hashlib
+import base64
+import threading
+import time
+import urllib.request
+import json
+
+import pytest
+import requests
+
+import harness
+from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+
+
+@pytest.fixture(scope="module")
+def replicas(stack, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("etcd")
+    etcd = harness.EtcdCluster(workdir)
+    config = {
+        "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                                             upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        "protected_routes": [{"path_prefix": "/api/"}],
+        "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": 1000, "key_prefix": "test/"}},
+    }
+    a = harness.Envoy(workdir, config, cert_dir=stack.pki.dir, as_port=stack.auth_server.port,
+                      api_port=stack.api.port, etcd_ports=etcd.client_ports, name="replica-a")
+    b = harness.Envoy(workdir, config, cert_dir=stack.pki.dir, as_port=stack.auth_server.port,
+                      api_port=stack.api.port, etcd_ports=etcd.client_ports, name="replica-b")
+    yield {"a": a, "b": b, "etcd": etcd}
+    a.stop()
+    b.stop()
+    etcd.stop()
+
+
+def token_via(envoy, stack, cert="good"):
+    return requests.post(envoy.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "good-client"},
+                         cert=stack.clients[cert].pair, verify=str(stack.pki.ca_path), timeout=15)
+
+
+def introspect_via(envoy, stack, token):
+    return requests.post(envoy.url + "/oauth2/introspect", data={"token": token}, auth=("demo-rs", "demo-rs-secret"),
+                         verify=str(stack.pki.ca_path), timeout=15)
+
+
+def etcd_key(token):
+    return "test/certbound/b/" + base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).decode().rstrip("=")
+
+
+def test_token_issued_through_one_replica_is_bound_through_the_other(stack, replicas):
+    r = token_via(replicas["a"], stack)
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    # The binding is in etcd under a hash of the token, with a lease.
+    [kv] = replicas["etcd"].get(etcd_key(token))
+    assert int(kv["lease"]) != 0
+    assert token not in json.dumps(kv)
+    body = introspect_via(replicas["b"], stack, token).json()
+    assert body["cnf"] == {"x5t#S256": x5t_by_openssl(stack.clients["good"].cert_path)}
+    ok = requests.get(replicas["b"].url + "/api/x", headers={"authorization": f"Bearer {token}"},
+                      cert=stack.clients["good"].pair, verify=str(stack.pki.ca_path), timeout=15)
+    assert ok.status_code == 200, ok.text
+    bad = requests.get(replicas["b"].url + "/api/x", headers={"authorization": f"Bearer {token}"},
+                       cert=stack.clients["stranger"].pair, verify=str(stack.pki.ca_path), timeout=15)
+    assert bad.status_code == 401
+
+
+def test_warm_reads_make_no_callout(stack, replicas):
+    token = token_via(replicas["a"], stack).json()["access_token"]
+    b = replicas["b"]
+    introspect_via(b, stack, token)  # cold: one callout, then cached
+    calls = lambda: int(json.loads(urllib.request.urlopen(
+        f"http://127.0.0.1:{b.admin_port}/stats?filter=^cluster.etcd.upstream_rq_total$&format=json").read())["stats"][0]["value"])
+    n = calls()
+    for _ in range(5):
+        assert "cnf" in introspect_via(b, stack, token).json()
+    assert calls() == n
+
+
+def test_losing_an_etcd_member_never_releases_an_unbound_token(stack, replicas):
+    etcd = replicas["etcd"]
+    received, statuses = [], []
+
+    def issue(n):
+        for _ in range(n):
+            r = token_via(replicas["a"], stack)
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                received.append(r.json()["access_token"])
+            else:
+                assert r.status_code == 503, r.text
+                assert "access_token" not in r.text
+                assert r.headers.get("retry-after")
+
+    worker = threading.Thread(target=issue, args=(60,))
+    worker.start()
+    time.sleep(0.3)
+    etcd.stop(0)
+    worker.join(timeout=120)
+    print(f"\netcd member killed mid-stream: {statuses.count(200)} tokens received, {statuses.count(503)} refused with 503")
+    try:
+        assert len(received) >= 30, statuses
+        for token in received:
+            body = introspect_via(replicas["b"], stack, token).json()
+            assert body.get("cnf", {}).get("x5t#S256") == x5t_by_openssl(stack.clients["good"].cert_path), token
+    finally:
+        etcd.start(0)
+        etcd.wait_healthy(0)
+
+
+def test_without_etcd_no_token_leaves_and_it_recovers_without_restarting_envoy(stack, replicas):
+    etcd = replicas["etcd"]
+    for i in range(3):
+        etcd.stop(i)
+    try:
+        r = token_via(replicas["a"], stack)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "temporarily_unavailable"
+        assert "access_token" not in r.text
+        assert r.headers["retry-after"]
+        # Reads fail closed too: introspection 503, resources 401.
+        assert introspect_via(replicas["b"], stack, "some-uncached-token").status_code == 503
+    finally:
+        for i in range(3):
+            etcd.start(i)
+        for i in range(3):
+            etcd.wait_healthy(i)
+    deadline = time.monotonic() + 20
+    while True:
+        r = token_via(replicas["a"], stack)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200, r.text
+    assert "cnf" in introspect_via(replicas["b"], stack, r.json()["access_token"]).json()
+
+
+@pytest.fixture(scope="module")
+def small_store(stack, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("small-store")
+    envoy = harness.Envoy(
+        workdir,
+        {
+            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "binding": {"max_ttl_seconds": 2},
+            "store": {"capacity": 8},
+        },
+        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="small-store",
+    )
+    yield envoy
+    envoy.stop()
+
+
+def test_a_full_store_refuses_new_tokens_and_works_again_after_expiry(stack, small_store):
+    got = [token_via(small_store, stack) for _ in range(9)]
+    assert [r.status_code for r in got[:8]] == [200] * 8
+    assert got[8].status_code == 503 and got[8].json()["error"] == "temporarily_unavailable"
+    assert "access_token" not in got[8].text
+    assert small_store.counter("certbound.refused.store_full") == 1
+    # The 8 live bindings were kept.
+    assert all("cnf" in introspect_via(small_store, stack, r.json()["access_token"]).json() for r in got[:8])
+    time.sleep(2.5)
+    r = token_via(small_store, stack)
+    assert r.status_code == 200, r.text
+
+
+def allocated(envoy) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin_port}/memory", timeout=5) as r:
+        return int(json.loads(r.read())["allocated"])
+
+
+def test_memory_stays_flat_over_a_long_run_of_issue_and_expire(stack, small_store):
+    # 8 slots, 2 s bindings: issuing faster than they expire cycles the table many times over.
+    session = requests.Session()
+
+    def run(seconds):
+        end, ok = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            r = session.post(small_store.url + "/oauth2/token",
+                             data={"grant_type": "client_credentials", "client_id": "good-client"},
+                             cert=stack.clients["good"].pair, verify=str(stack.pki.ca_path), timeout=15)
+            ok += r.status_code == 200
+            time.sleep(0.05)
+        return ok
+
+    run(3)  # warm up
+    before = allocated(small_store)
+    issued = run(8)
+    after = allocated(small_store)
+    print(f"\nshared-data store: {issued} tokens issued in 8 s, Envoy allocated {before} -> {after} bytes")
+    assert issued > 8  # more than the table holds: slots were reused
+    assert after - before < 2 * 1024 * 1024
