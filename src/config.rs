@@ -85,6 +85,7 @@ struct RawEtcd {
     cache_capacity: Option<u64>,
     on_unavailable: Option<String>,
     lease_bucket_seconds: Option<i64>,
+    clients_refresh_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +282,18 @@ pub struct EtcdConfig {
     /// When etcd cannot answer a read: refuse (`true`) or treat the token as unbound.
     pub fail_closed: bool,
     pub lease_bucket_seconds: i64,
+    /// Read registered clients from `<key_prefix>certbound/clients/` this often; 0: never.
+    pub clients_refresh_seconds: u64,
+}
+
+/// Where registered clients live in etcd: `<key_prefix>certbound/clients/<client_id>`,
+/// each value a client object as in `clients[]`.
+pub const ETCD_CLIENTS: &str = "certbound/clients/";
+
+/// Parses one client registration (a `clients[]` entry), as etcd holds them.
+pub fn parse_client(json: &[u8], field: &str) -> Result<Client, ConfigError> {
+    let raw: RawClient = serde_json::from_slice(json).map_err(|e| ConfigError::new(field, e.to_string()))?;
+    compile_client(raw, field)
 }
 
 pub const DEFAULT_STORE_CAPACITY: u64 = 100_000;
@@ -462,6 +475,13 @@ fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
                 )?,
                 fail_closed,
                 lease_bucket_seconds,
+                clients_refresh_seconds: {
+                    let r = e.clients_refresh_seconds.unwrap_or(0);
+                    if r > 3600 {
+                        return Err(ConfigError::new("store.etcd.clients_refresh_seconds", "must be at most 3600"));
+                    }
+                    r
+                },
             }))
         }
         o => Err(ConfigError::new("store.backend", format!("{o:?}: expected shared_data or etcd"))),
@@ -1124,6 +1144,20 @@ mod tests {
             (e.authority.as_str(), e.timeout_ms, e.fail_closed, e.lease_bucket_seconds),
             ("etcd", 1000, true, 60)
         );
+    }
+
+    #[test]
+    fn a_client_registration_from_etcd_parses_like_a_config_entry() {
+        let c = parse_client(
+            json!({"client_id":"x","token_endpoint_auth_method":"tls_client_auth","tls_client_auth_san_dns":"x.example"})
+                .to_string()
+                .as_bytes(),
+            "etcd:certbound/clients/x",
+        )
+        .unwrap();
+        assert_eq!(c.client_id, "x");
+        let e = parse_client(br#"{"client_id":"x"}"#, "etcd:certbound/clients/x").unwrap_err();
+        assert_eq!(e.field, "etcd:certbound/clients/x");
     }
 
     #[test]

@@ -456,18 +456,31 @@ class EtcdCluster:
                 p.stop()
                 self.procs[j] = None
 
-    def get(self, key: str) -> list[dict]:
-        import base64 as b64
-
-        body = json.dumps({"key": b64.b64encode(key.encode()).decode()}).encode()
+    def call(self, path: str, payload: dict) -> dict:
+        body = json.dumps(payload).encode()
         for port in self.client_ports:
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/range", data=body, method="POST")
+                req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
                 with urllib.request.urlopen(req, timeout=2) as r:
-                    return json.loads(r.read()).get("kvs", [])
+                    return json.loads(r.read())
             except OSError:
                 continue
         raise RuntimeError("no etcd member answered")
+
+    @staticmethod
+    def _b64(s: str) -> str:
+        import base64 as b64
+
+        return b64.b64encode(s.encode()).decode()
+
+    def get(self, key: str) -> list[dict]:
+        return self.call("/v3/kv/range", {"key": self._b64(key)}).get("kvs", [])
+
+    def put(self, key: str, value: str):
+        self.call("/v3/kv/put", {"key": self._b64(key), "value": self._b64(value)})
+
+    def delete(self, key: str):
+        self.call("/v3/kv/deleterange", {"key": self._b64(key)})
 
 
 class OuterEnvoy:

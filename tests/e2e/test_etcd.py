@@ -23,7 +23,8 @@ def replicas(stack, tmp_path_factory):
         "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
                                              upstream_secret=UPSTREAM_SECRETS["good-client"])],
         "protected_routes": [{"path_prefix": "/api/"}],
-        "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": 1000, "key_prefix": "test/"}},
+        "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": 1000, "key_prefix": "test/",
+                                               "clients_refresh_seconds": 1}},
     }
     a = harness.Envoy(workdir, config, cert_dir=stack.pki.dir, as_port=stack.auth_server.port,
                       api_port=stack.api.port, etcd_ports=etcd.client_ports, name="replica-a")
@@ -135,6 +136,30 @@ def test_without_etcd_no_token_leaves_and_it_recovers_without_restarting_envoy(s
         time.sleep(0.5)
     assert r.status_code == 200, r.text
     assert "cnf" in introspect_via(replicas["b"], stack, r.json()["access_token"]).json()
+
+
+def test_clients_registered_in_etcd_are_picked_up_and_removed_without_touching_envoy(stack, replicas):
+    etcd, b = replicas["etcd"], replicas["b"]
+    rsa = stack.clients["rsa"]
+
+    def token(status, timeout=8):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = requests.post(b.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "rsa-client"},
+                              cert=rsa.pair, verify=str(stack.pki.ca_path), timeout=15)
+            if r.status_code == status or time.monotonic() > deadline:
+                return r
+            time.sleep(0.3)
+
+    assert token(401, timeout=0).status_code == 401
+    registration = harness.certbound_client("rsa-client", certificates=[rsa.pem],
+                                            upstream_secret=UPSTREAM_SECRETS["rsa-client"])
+    etcd.put("test/certbound/clients/rsa-client", json.dumps(registration))
+    r = token(200)
+    assert r.status_code == 200, r.text
+    assert introspect_via(b, stack, r.json()["access_token"]).json()["cnf"]["x5t#S256"] == x5t_by_openssl(rsa.cert_path)
+    etcd.delete("test/certbound/clients/rsa-client")
+    assert token(401).status_code == 401
 
 
 @pytest.fixture(scope="module")
