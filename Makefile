@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/certbound.wasm
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build wasm native deps wasm-target unit lint e2e test run clean
+.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean
 
 all: build
 
@@ -38,14 +38,18 @@ deps: wasm-target $(VENV)/.installed as/node_modules/.package-lock.json
 	@command -v curl >/dev/null || { echo "curl is required (apt-get install curl)"; exit 1; }
 
 lint: wasm-target
-	cargo fmt --check
+	cargo fmt --all --check
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:
-	cargo test
+	cargo test --workspace
 
-e2e: deps wasm
+# The native `certbound` command (thumbprint, check-config, client).
+cli:
+	cargo build --release -p certbound-cli
+
+e2e: deps wasm cli
 	@command -v etcd >/dev/null || { echo "etcd is required by the tests (apt-get install etcd-server)"; exit 1; }
 	$(VENV)/bin/pytest -q tests/e2e
 

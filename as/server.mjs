@@ -92,6 +92,14 @@ provider.use(async (ctx, next) => {
   await next();
 });
 
+// RFC 8414 metadata: the same document oidc-provider serves for OpenID discovery.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/.well-known/oauth-authorization-server') {
+    ctx.path = '/.well-known/openid-configuration';
+  }
+  await next();
+});
+
 provider.listen(port, '127.0.0.1', () => {
   console.log(`as ready ${port}`);
 });

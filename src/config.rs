@@ -65,6 +65,14 @@ struct RawConfig {
     jwt_claims: Option<Value>,
     certificate_sources: Option<Value>,
     store: Option<Value>,
+    discovery: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    paths: Option<Vec<String>>,
+    mtls_host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +266,24 @@ pub struct Config {
     pub jwt_claims: Option<JwtClaims>,
     pub sources: Sources,
     pub store: StoreConfig,
+    pub discovery: Discovery,
+}
+
+/// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub paths: Vec<String>,
+    /// Host of the mTLS endpoint aliases (RFC 8705 §5); none: no aliases.
+    pub mtls_host: Option<String>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            paths: vec!["/.well-known/openid-configuration".into(), "/.well-known/oauth-authorization-server".into()],
+            mtls_host: None,
+        }
+    }
 }
 
 /// Where bindings live.
@@ -402,6 +428,25 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(v) => compile_store(from_value(v, "store")?)?,
     };
 
+    let discovery = match raw.discovery {
+        None => Discovery::default(),
+        Some(v) => {
+            let d: RawDiscovery = from_value(v, "discovery")?;
+            let paths = d.paths.unwrap_or_else(|| Discovery::default().paths);
+            for (i, p) in paths.iter().enumerate() {
+                if !p.starts_with('/') {
+                    return Err(ConfigError::new(format!("discovery.paths[{i}]"), "must start with '/'"));
+                }
+            }
+            if let Some(h) = &d.mtls_host {
+                if h.is_empty() || h.contains('/') || h.contains(' ') {
+                    return Err(ConfigError::new("discovery.mtls_host", format!("{h:?} must be a host[:port]")));
+                }
+            }
+            Discovery { paths, mtls_host: d.mtls_host }
+        }
+    };
+
     Ok(Config {
         token_path,
         introspection_path,
@@ -412,6 +457,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         jwt_claims,
         sources,
         store,
+        discovery,
     })
 }
 
@@ -1158,6 +1204,14 @@ mod tests {
         assert_eq!(c.client_id, "x");
         let e = parse_client(br#"{"client_id":"x"}"#, "etcd:certbound/clients/x").unwrap_err();
         assert_eq!(e.field, "etcd:certbound/clients/x");
+    }
+
+    #[test]
+    fn discovery_defaults_to_both_metadata_documents() {
+        let c = parse(b"{}").unwrap();
+        assert_eq!(c.discovery, Discovery::default());
+        assert_eq!(err(json!({"discovery":{"mtls_host":"https://x"}})).field, "discovery.mtls_host");
+        assert_eq!(err(json!({"discovery":{"paths":["x"]}})).field, "discovery.paths[0]");
     }
 
     #[test]

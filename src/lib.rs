@@ -13,6 +13,7 @@ pub mod cert_header;
 pub mod cert_source;
 pub mod client_auth;
 pub mod config;
+pub mod discovery;
 pub mod dn;
 pub mod error;
 pub mod form;

@@ -32,6 +32,8 @@ enum Route {
         binding: Option<Binding>,
     },
     Resource(ResourceState),
+    /// An AS metadata document to patch.
+    Discovery,
 }
 
 struct TokenState {
@@ -649,8 +651,17 @@ impl Http {
         Action::Pause
     }
 
-    fn introspection_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn introspection_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         let Route::Introspect { binding: Some(b), .. } = &self.route else { return Action::Continue };
+        if body_size > config.max_body_bytes {
+            warn!(
+                "[{} {}] certbound: introspection response over max_body_bytes left unpatched",
+                self.id, self.request_id
+            );
+            self.metrics.introspection_unpatched();
+            self.route = Route::Other;
+            return Action::Continue;
+        }
         if !end_of_stream {
             return Action::Pause;
         }
@@ -689,6 +700,52 @@ impl Http {
                 debug!("[{} {}] certbound: introspection response unchanged: {why:?}", self.id, self.request_id);
                 self.metrics.introspection_unpatched();
             }
+        }
+        Action::Continue
+    }
+
+    // ------------------------------------------------------------ discovery
+
+    fn discovery_response_headers(&mut self, end_of_stream: bool) -> Action {
+        let ok = host::response_header(":status").as_deref() == Some("200")
+            && !end_of_stream
+            && host::response_header("content-type").is_some_and(|c| c.contains("json"))
+            && host::response_header("content-encoding").is_none_or(|e| e.eq_ignore_ascii_case("identity"));
+        if !ok {
+            self.route = Route::Other;
+            self.metrics.metadata_unpatched();
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    fn discovery_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size > config.max_body_bytes {
+            warn!("[{} {}] certbound: metadata over max_body_bytes left unpatched", self.id, self.request_id);
+            self.metrics.metadata_unpatched();
+            self.route = Route::Other;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.route = Route::Other;
+        let Ok(body) = host::body(BufferType::HttpResponseBody, body_size) else {
+            self.metrics.metadata_unpatched();
+            return Action::Continue;
+        };
+        match crate::discovery::patch_metadata(&body, config.discovery.mtls_host.as_deref()) {
+            Patch::Patched(patched) => {
+                let applied = host::replace_body(BufferType::HttpResponseBody, body_size, &patched)
+                    .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
+                match applied {
+                    Ok(()) => self.metrics.metadata_patched(),
+                    Err(s) => {
+                        return self.refuse(OAuthError::internal(format!("the metadata could not be completed: {s:?}")))
+                    }
+                }
+            }
+            Patch::Unchanged(_) => self.metrics.metadata_unpatched(),
         }
         Action::Continue
     }
@@ -838,6 +895,12 @@ impl HttpContext for Http {
         if let Some(route) = route {
             return self.resource_request(&config, route, &full_path, end_of_stream);
         }
+        if config.discovery.paths.iter().any(|p| p == path) && host::request_header(":method").as_deref() == Some("GET")
+        {
+            // The document must be readable to patch it.
+            let _ = host::set_request_header("accept-encoding", None);
+            self.route = Route::Discovery;
+        }
         Action::Continue
     }
 
@@ -859,6 +922,7 @@ impl HttpContext for Http {
         match self.route {
             Route::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
             Route::Introspect { .. } => self.introspection_response_headers(),
+            Route::Discovery => self.discovery_response_headers(end_of_stream),
             _ => Action::Continue,
         }
     }
@@ -869,7 +933,10 @@ impl HttpContext for Http {
             Route::Token(TokenState { binding_response: true, .. }) => {
                 self.token_response_body(&config, body_size, end_of_stream)
             }
-            Route::Introspect { binding: Some(_), .. } => self.introspection_response_body(body_size, end_of_stream),
+            Route::Introspect { binding: Some(_), .. } => {
+                self.introspection_response_body(&config, body_size, end_of_stream)
+            }
+            Route::Discovery => self.discovery_response_body(&config, body_size, end_of_stream),
             _ => Action::Continue,
         }
     }

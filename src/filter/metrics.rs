@@ -14,6 +14,8 @@ pub struct Metrics {
     resource_allowed: Option<u32>,
     untrusted_header_removed: Option<u32>,
     store_errors: Option<u32>,
+    metadata_patched: Option<u32>,
+    metadata_unpatched: Option<u32>,
     store_retries: Option<u32>,
     certificate_conflicts: Option<u32>,
     resource_allowed_unbound: Option<u32>,
@@ -49,6 +51,8 @@ impl Metrics {
             resource_allowed: counter("certbound.resource_allowed"),
             untrusted_header_removed: counter("certbound.untrusted_header_removed"),
             store_errors: counter("certbound.store_errors"),
+            metadata_patched: counter("certbound.metadata_patched"),
+            metadata_unpatched: counter("certbound.metadata_unpatched"),
             store_retries: counter("certbound.store_retries"),
             certificate_conflicts: counter("certbound.certificate_conflicts"),
             resource_allowed_unbound: counter("certbound.resource_allowed_unbound"),
@@ -67,6 +71,14 @@ impl Metrics {
 
     pub fn unbound_token_response(&self) {
         bump(self.unbound_token_responses, 1);
+    }
+
+    pub fn metadata_patched(&self) {
+        bump(self.metadata_patched, 1);
+    }
+
+    pub fn metadata_unpatched(&self) {
+        bump(self.metadata_unpatched, 1);
     }
 
     pub fn store_error(&self) {

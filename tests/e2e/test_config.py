@@ -1,6 +1,7 @@
 """A configuration certbound refuses stops Envoy from loading it, naming the field."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -26,3 +27,9 @@ def test_invalid_config_stops_envoy_naming_the_field(tmp_path, plugin_config, fi
     log = envoy.proc.log()
     assert rc != 0, log[-2000:]
     assert f"certbound refuses its configuration: config field {field}" in log, log[-2000:]
+    # The certbound command says the same, word for word.
+    cli = subprocess.run([str(harness.ROOT / "target/release/certbound"), "check-config", "-"],
+                         input=json.dumps(plugin_config).encode(), capture_output=True, timeout=30)
+    assert cli.returncode == 1
+    message = cli.stderr.decode().strip().removeprefix("certbound: ")
+    assert message in log, (message, log[-2000:])

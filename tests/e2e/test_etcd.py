@@ -162,6 +162,38 @@ def test_clients_registered_in_etcd_are_picked_up_and_removed_without_touching_e
     assert token(401).status_code == 401
 
 
+def test_certbound_client_command_registers_lists_and_removes_clients(stack, replicas, tmp_path):
+    import subprocess
+
+    etcd = replicas["etcd"]
+    url = f"http://127.0.0.1:{etcd.client_ports[1]}"
+    cli = lambda *a, stdin=None: subprocess.run([str(harness.ROOT / "target/release/certbound"), "client", *a,
+                                                  "--etcd", url, "--prefix", "test/"],
+                                                 input=stdin, capture_output=True, timeout=30)
+    reg = tmp_path / "pinned.json"
+    reg.write_text(json.dumps(harness.certbound_client(
+        "pinned-client", thumbprints=[x5t_by_openssl(stack.clients["pinned"].cert_path)],
+        upstream_secret=UPSTREAM_SECRETS["pinned-client"])))
+    r = cli("add", str(reg))
+    assert r.returncode == 0, r.stderr
+    listed = cli("list").stdout.decode()
+    assert "pinned-client\tself_signed_tls_client_auth" in listed
+    bad = cli("add", "-", stdin=b'{"client_id":"x","token_endpoint_auth_method":"password"}')
+    assert bad.returncode == 1 and b"certbound refuses the client" in bad.stderr
+    deadline = time.monotonic() + 8
+    while True:
+        r = requests.post(replicas["a"].url + "/oauth2/token",
+                          data={"grant_type": "client_credentials", "client_id": "pinned-client"},
+                          cert=stack.clients["pinned"].pair, verify=str(stack.pki.ca_path), timeout=15)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.status_code == 200, r.text
+    assert cli("remove", "pinned-client").returncode == 0
+    assert "pinned-client" not in cli("list").stdout.decode()
+    assert cli("remove", "pinned-client").returncode == 1
+
+
 @pytest.fixture(scope="module")
 def small_store(stack, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("small-store")
