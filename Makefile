@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/certbound.wasm
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean
+.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean fuzz
 
 all: build
 
@@ -54,6 +54,27 @@ e2e: deps wasm cli
 	$(VENV)/bin/pytest -q tests/e2e
 
 test: lint unit e2e
+
+# Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, seeded
+# with real inputs. A crash stops the run; its input is in fuzz/artifacts/.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := cert_header form json_patch config dn etcd_answer
+CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	cargo install --locked --root $(TOOLS)/cargo cargo-fuzz
+
+fuzz: deps $(CARGO_FUZZ)
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	$(PY) fuzz/make_seeds.py
+	@mkdir -p target
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  PATH=$(CURDIR)/$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run $$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 > target/fuzz-$$t.log 2>&1 \
+	    || { tail -40 target/fuzz-$$t.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" target/fuzz-$$t.log | tail -2; \
+	done
 
 run: deps wasm
 	$(PY) envoy/demo/run.py

@@ -29,6 +29,9 @@ pub fn patch_metadata(body: &[u8], mtls_host: Option<&str>) -> Patch {
     let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(body) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
     };
+    if crate::introspection::has_duplicate_keys(body) {
+        return Patch::Unchanged(Unchanged::DuplicateKeys);
+    }
     m.insert("tls_client_certificate_bound_access_tokens".into(), Value::Bool(true));
     let methods = m
         .entry("token_endpoint_auth_methods_supported")

@@ -24,6 +24,36 @@ pub enum Unchanged {
     AlreadyBound,
     /// The AS states a binding to another certificate: left as the AS said it, and logged.
     Conflict,
+    /// A member appears twice: ambiguous, left as it is.
+    DuplicateKeys,
+}
+
+/// True when a JSON object repeats a top-level member: which one counts is
+/// up to the reader, so certbound does not patch such a document.
+pub fn has_duplicate_keys(body: &[u8]) -> bool {
+    struct Keys(bool);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut dup = false;
+                    while let Some(k) = map.next_key::<String>()? {
+                        dup |= !seen.insert(k);
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                    Ok(Keys(dup))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_slice::<Keys>(body).map(|k| k.0).unwrap_or(false)
 }
 
 /// Adds the binding to an introspection response body.
@@ -31,6 +61,9 @@ pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
     };
+    if has_duplicate_keys(body) {
+        return Patch::Unchanged(Unchanged::DuplicateKeys);
+    }
     if obj.get("active") != Some(&Value::Bool(true)) {
         return Patch::Unchanged(Unchanged::Inactive);
     }
@@ -122,6 +155,14 @@ mod tests {
         assert_eq!(add_cnf(same.as_bytes(), &t()), Patch::Unchanged(Unchanged::AlreadyBound));
         let other = r#"{"active":true,"cnf":{"x5t#S256":"other"}}"#;
         assert_eq!(add_cnf(other.as_bytes(), &t()), Patch::Unchanged(Unchanged::Conflict));
+    }
+
+    #[test]
+    fn duplicate_members_are_not_patched() {
+        assert_eq!(add_cnf(br#"{"active":false,"active":true}"#, &t()), Patch::Unchanged(Unchanged::DuplicateKeys));
+        assert!(has_duplicate_keys(br#"{"a":1,"b":{"c":1},"a":2}"#));
+        assert!(!has_duplicate_keys(br#"{"a":{"x":1},"b":{"x":1}}"#));
+        assert!(!has_duplicate_keys(b"[1,1]"));
     }
 
     #[test]

@@ -174,6 +174,11 @@ pub fn decide(route: &ProtectedRoute, p: &Presented<'_>) -> Result<Allowed, Reso
     }
 }
 
+/// The refusal for a request with more than one `Authorization` header.
+pub fn ambiguous_authorization() -> ResourceError {
+    ResourceError::invalid_request(Reason::BadRequest, "more than one Authorization header")
+}
+
 /// The refusal for a token in the URI.
 pub fn token_in_uri() -> ResourceError {
     ResourceError::invalid_request(Reason::TokenInUri, "access tokens are accepted only in the Authorization header")

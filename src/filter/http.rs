@@ -90,6 +90,12 @@ pub struct Http {
     pending: Option<Pending>,
 }
 
+/// Envoy folds repeated `Authorization` headers into one comma-separated
+/// value; neither Basic nor Bearer credentials contain a comma.
+fn several_authorization_headers() -> bool {
+    host::header_count("authorization") > 1 || host::request_header("authorization").is_some_and(|v| v.contains(','))
+}
+
 fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
@@ -248,6 +254,9 @@ impl Http {
         if resource::query_has_access_token(full_path) {
             return self.refuse_resource(resource::token_in_uri());
         }
+        if several_authorization_headers() {
+            return self.refuse_resource(resource::ambiguous_authorization());
+        }
         let authorization = host::request_header("authorization");
         let token = resource::bearer_token(authorization.as_deref());
         let claim = match (&config.jwt_claims, token) {
@@ -360,6 +369,9 @@ impl Http {
         }
         if end_of_stream {
             return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "token request has no body"));
+        }
+        if several_authorization_headers() {
+            return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "more than one Authorization header"));
         }
         if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
             if len > config.max_body_bytes {

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 import harness
 
@@ -151,3 +153,67 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def client(stack):
     return Client(stack)
+
+
+OUTER_SUBJECT = "CN=outer-proxy,O=certbound test"
+TLS_CLIENT_DN = "CN=tls-client,OU=payments,O=certbound test"
+
+
+def name(cn, ou=None):
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certbound test")]
+    if ou:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+@pytest.fixture(scope="session")
+def hop(stack, tmp_path_factory):
+    """Inner Envoy (certbound) trusting headers from the outer proxy, and from 'a terminator' for the LB headers."""
+    pki = stack.pki
+    certs = {
+        "outer-proxy": pki.ca_signed("outer-proxy", name("outer-proxy")),
+        "tls-client": pki.ca_signed("tls-client", name("tls-client", "payments"), [x509.DNSName("tls-client.example")]),
+        "tls-other": pki.ca_signed("tls-other", name("tls-other", "payments"), [x509.DNSName("other.example")]),
+        "not-yet": pki.client("not-yet-valid", valid_days=(30, 60)),
+    }
+    peer = {"peer_subjects": [OUTER_SUBJECT]}
+    workdir = tmp_path_factory.mktemp("hop")
+    inner = harness.Envoy(
+        workdir,
+        {
+            "clients": [
+                harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                                         upstream_secret=UPSTREAM_SECRETS["good-client"]),
+                {"client_id": "rsa-client", "token_endpoint_auth_method": "tls_client_auth",
+                 "tls_client_auth_subject_dn": "cn = tls-client, ou=payments,  o=certbound test",
+                 "upstream": {"client_secret": UPSTREAM_SECRETS["rsa-client"]}},
+                {"client_id": "pinned-client", "token_endpoint_auth_method": "tls_client_auth",
+                 "tls_client_auth_san_dns": "TLS-CLIENT.example",
+                 "upstream": {"client_secret": UPSTREAM_SECRETS["pinned-client"]}},
+                {"client_id": "rotating-client", "token_endpoint_auth_method": "tls_client_auth",
+                 "tls_client_auth_subject_dn": "O=certbound test,OU=payments,CN=tls-client",
+                 "upstream": {"client_secret": UPSTREAM_SECRETS["rotating-client"]}},
+                harness.certbound_client("expired-client", certificates=[certs["not-yet"].pem],
+                                         upstream_secret=UPSTREAM_SECRETS["expired-client"]),
+            ],
+            "certificate_sources": {
+                "headers": [
+                    {"name": "x-forwarded-client-cert", "format": "xfcc", "trust": peer},
+                    {"name": "x-client-cert-outer", "format": "url_encoded_pem", "trust": peer},
+                    {"name": "x-verified-client-cert", "format": "url_encoded_pem", "trust": peer, "chain_verified": True},
+                    # "Every request comes through a terminator that overwrites this header" (the LB case).
+                    {"name": "x-wso2-mtls-cert", "format": "auto", "trust": {"always": True}},
+                ],
+                # The connection here is the outer proxy's; the client's certificate is in the header.
+                "prefer": "header",
+                "forward": {"name": "x-as-cert", "format": "pem"},
+            },
+        },
+        cert_dir=pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="inner-envoy",
+        xfcc_mode="ALWAYS_FORWARD_ONLY",
+    )
+    outer = harness.OuterEnvoy(workdir, cert_dir=pki.dir, inner_port=inner.port)
+    yield {"inner": inner, "outer": outer, "certs": certs}
+    outer.stop()
+    inner.stop()
