@@ -33,7 +33,11 @@ const NAMES: [(&str, &str); 16] = [
 /// known, else its dotted OID.
 pub fn canonical_type(t: &str) -> String {
     let t = t.trim();
-    let t = t.strip_prefix("oid.").or_else(|| t.strip_prefix("OID.")).unwrap_or(t);
+    // RFC 4512 allows an "OID." prefix on dotted types, in any case.
+    let t = match t.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("oid.") => t.get(4..).unwrap_or(t),
+        _ => t,
+    };
     if let Some((_, short)) = NAMES.iter().find(|(oid, _)| *oid == t) {
         return (*short).to_string();
     }
@@ -51,6 +55,8 @@ pub enum DnError {
     Empty,
     MissingEquals(String),
     EmptyType,
+    /// Not a keystring or a numeric OID (RFC 4514 §3).
+    BadType(String),
     BadEscape,
     TrailingBackslash,
 }
@@ -61,10 +67,19 @@ impl std::fmt::Display for DnError {
             DnError::Empty => f.write_str("empty distinguished name"),
             DnError::MissingEquals(c) => write!(f, "{c:?} is not type=value"),
             DnError::EmptyType => f.write_str("an attribute type is empty"),
+            DnError::BadType(t) => write!(f, "{t:?} is not an attribute type"),
             DnError::BadEscape => f.write_str("a \\XX escape is not two hex digits"),
             DnError::TrailingBackslash => f.write_str("the string ends in a lone backslash"),
         }
     }
+}
+
+/// RFC 4514 §3: `descr` (a letter, then letters, digits, hyphens) or a numeric OID.
+fn is_attribute_type(t: &str) -> bool {
+    let descr = t.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let numeric = t.split('.').all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    descr || numeric
 }
 
 /// Splits on an unescaped separator, keeping escapes for the next step.
@@ -87,16 +102,11 @@ fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, DnError> {
     Ok(parts)
 }
 
-/// Unescapes an RFC 4514 value; unescaped leading/trailing spaces are dropped.
+/// Unescapes an RFC 4514 value; unescaped leading and trailing spaces are dropped.
 fn unescape(v: &str) -> Result<String, DnError> {
-    let v = v.trim_start_matches(' ');
-    // Trailing spaces are dropped unless escaped: count them off the end.
-    let mut trimmed = v.trim_end_matches(' ');
-    if trimmed.ends_with('\\') && trimmed.len() < v.len() {
-        trimmed = &v[..trimmed.len() + 1];
-    }
-    let mut bytes = Vec::with_capacity(trimmed.len());
-    let raw = trimmed.as_bytes();
+    // Each byte, and whether it came from an escape (escaped spaces are kept).
+    let mut bytes: Vec<(u8, bool)> = Vec::with_capacity(v.len());
+    let raw = v.as_bytes();
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         if b == b'\\' {
@@ -104,18 +114,21 @@ fn unescape(v: &str) -> Result<String, DnError> {
             if n.is_ascii_hexdigit() {
                 let hi = (n as char).to_digit(16).ok_or(DnError::BadEscape)?;
                 let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16)).ok_or(DnError::BadEscape)?;
-                bytes.push((hi * 16 + lo) as u8);
+                bytes.push(((hi * 16 + lo) as u8, true));
                 i += 3;
             } else {
-                bytes.push(n);
+                bytes.push((n, true));
                 i += 2;
             }
         } else {
-            bytes.push(b);
+            bytes.push((b, false));
             i += 1;
         }
     }
-    String::from_utf8(bytes).map_err(|_| DnError::BadEscape)
+    let start = bytes.iter().position(|&(b, esc)| esc || b != b' ').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&(b, esc)| esc || b != b' ').map(|p| p + 1).unwrap_or(start);
+    let kept: Vec<u8> = bytes.get(start..end.max(start)).unwrap_or_default().iter().map(|(b, _)| *b).collect();
+    String::from_utf8(kept).map_err(|_| DnError::BadEscape)
 }
 
 /// Parses an RFC 4514 string (most significant RDN last, as written) into
@@ -129,10 +142,14 @@ pub fn parse(s: &str) -> Result<Dn, DnError> {
         let mut attrs = Vec::new();
         for atv in split_unescaped(&rdn, '+')? {
             let (t, v) = atv.split_once('=').ok_or_else(|| DnError::MissingEquals(atv.trim().to_string()))?;
-            if t.trim().is_empty() {
+            let t = canonical_type(t);
+            if t.is_empty() {
                 return Err(DnError::EmptyType);
             }
-            attrs.push((canonical_type(t), unescape(v)?));
+            if !is_attribute_type(&t) {
+                return Err(DnError::BadType(t));
+            }
+            attrs.push((t, unescape(v)?));
         }
         attrs.sort();
         rdns.push(attrs);
@@ -173,15 +190,22 @@ impl Dn {
 }
 
 fn escape(v: &str) -> String {
+    let last = v.chars().count().saturating_sub(1);
     let mut out = String::new();
     for (i, c) in v.chars().enumerate() {
-        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') || (i == 0 && matches!(c, ' ' | '#')) {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+            continue;
+        }
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=');
+        let edge = (i == 0 && matches!(c, ' ' | '#')) || (i == last && c == ' ');
+        if special || edge {
             out.push('\\');
         }
         out.push(c);
-    }
-    if out.ends_with(' ') {
-        out.insert(out.len() - 1, '\\');
     }
     out
 }
@@ -205,6 +229,14 @@ mod tests {
         let a = parse("CN=client,O=Example Org,C=US").unwrap();
         assert_eq!(parse("cn = client , o=Example Org,  c=US").unwrap(), a);
         assert_eq!(parse("2.5.4.3=client,OID.2.5.4.10=Example Org,C=US").unwrap(), a);
+    }
+
+    #[test]
+    fn oid_prefix_is_case_insensitive() {
+        // Found by `make fuzz` (dn): "oID." was kept as part of the type.
+        assert_eq!(parse("oID.2.5.4.10=y").unwrap(), parse("O=y").unwrap());
+        let d = parse("2.5.4.3=x,oID.2.5.4.10=y").unwrap();
+        assert_eq!(parse(&d.to_rfc4514()).unwrap(), d);
     }
 
     #[test]
@@ -233,8 +265,21 @@ mod tests {
         assert_eq!(parse(""), Err(DnError::Empty));
         assert!(matches!(parse("CN"), Err(DnError::MissingEquals(_))));
         assert_eq!(parse("=x"), Err(DnError::EmptyType));
+        // Found by `make fuzz` (dn): "OID." with nothing after it, and control characters in a type.
+        assert_eq!(parse("OID.=x"), Err(DnError::EmptyType));
+        assert!(matches!(parse("2.5.4.\u{b}3=x"), Err(DnError::BadType(_))));
+        assert!(matches!(parse("2.5.f4.3=x"), Err(DnError::BadType(_))));
         assert_eq!(parse("CN=x\\"), Err(DnError::TrailingBackslash));
         assert_eq!(parse("CN=\\4"), Err(DnError::BadEscape));
+    }
+
+    #[test]
+    fn escaped_backslash_before_a_trailing_space_keeps_the_space_unescaped() {
+        // Found by `make fuzz` (dn): `\\ ` is a backslash, then a trailing space that is dropped.
+        assert_eq!(parse(r"DC=\\ ").unwrap(), cert_dn(&[("DC", "\\")]));
+        assert_eq!(parse(r"DC=\ ").unwrap(), cert_dn(&[("DC", " ")]));
+        let d = parse(r"CN=\00x\ +DC=\ ").unwrap();
+        assert_eq!(parse(&d.to_rfc4514()).unwrap(), d);
     }
 
     #[test]
