@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/certbound.wasm
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean fuzz
+.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean fuzz bench
 
 all: build
 
@@ -44,6 +44,18 @@ lint: wasm-target
 
 unit:
 	cargo test --workspace
+	cargo bench --bench micro --no-run
+
+# make bench: the performance report (not part of make test). BENCH_SECONDS,
+# BENCH_ROUNDS, BENCH_CONNECTIONS tune it.
+OHA := $(TOOLS)/cargo/bin/oha
+
+$(OHA):
+	cargo install --locked --root $(TOOLS)/cargo oha
+
+bench: deps wasm $(OHA)
+	@command -v etcd >/dev/null || { echo "etcd is required by the bench (apt-get install etcd-server)"; exit 1; }
+	$(PY) bench/run.py
 
 # The native `certbound` command (thumbprint, check-config, client).
 cli:

@@ -303,7 +303,7 @@ pub struct EtcdConfig {
     /// Prepended to every key certbound writes (keys are `<prefix>certbound/b/<hash>`).
     pub key_prefix: String,
     pub timeout_ms: u64,
-    /// Slots of the per-Envoy read cache (shared data).
+    /// Slots of the per-Envoy read cache (shared data); 0: no cache.
     pub cache_capacity: u64,
     /// When etcd cannot answer a read: refuse (`true`) or treat the token as unbound.
     pub fail_closed: bool,

@@ -145,6 +145,14 @@ impl Http {
         host::now().ok_or_else(|| OAuthError::internal("the proxy clock is unavailable"))
     }
 
+    /// The etcd read cache, unless configured off.
+    fn cache(&self) -> Option<SlotTable> {
+        match self.config.as_ref().map(|c| &c.store) {
+            Some(StoreConfig::Etcd(cfg)) if cfg.cache_capacity > 0 => Some(self.table),
+            _ => None,
+        }
+    }
+
     fn store_failed(&mut self, e: &StoreError) {
         warn!("[{} {}] certbound: binding store: {e}", self.id, self.request_id);
         self.metrics.store_error();
@@ -165,6 +173,7 @@ impl Http {
     fn read_local(&mut self, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
         match &self.config.as_ref()?.store {
             StoreConfig::SharedData { .. } => Some(store::shared_get(self.table, key, now)),
+            StoreConfig::Etcd(cfg) if cfg.cache_capacity == 0 => None,
             StoreConfig::Etcd(_) => store::cache_get(self.table, key, now).map(|b| Ok(Some(b))),
         }
     }
@@ -778,14 +787,14 @@ impl Http {
         }
         match pending.waiting {
             Waiting::Refresh { auth, key } => {
-                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.table, now));
+                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now));
                 self.token_refresh_checked(auth, result)
             }
             Waiting::Introspect { key } => {
-                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.table, now));
+                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now));
                 self.introspection_looked_up(result)
             }
-            Waiting::Resource { key } => match answer.and_then(|b| store::etcd_read(&b, &key, self.table, now)) {
+            Waiting::Resource { key } => match answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now)) {
                 Ok(b) => self.resource_decide(b),
                 Err(e) => self.resource_store_failed(&e),
             },
@@ -809,8 +818,10 @@ impl Http {
                     job.entries.iter().map(|e| (store::etcd_key(&cfg, &e.key), e.binding)).collect();
                 match answer.and_then(|b| store::etcd_written(&b, &expected, now)) {
                     Ok(()) => {
-                        for e in &job.entries {
-                            store::cache_put(self.table, &e.key, &e.binding);
+                        if let Some(cache) = self.cache() {
+                            for e in &job.entries {
+                                store::cache_put(cache, &e.key, &e.binding);
+                            }
                         }
                         let (client_id, thumbprint, n) = (job.client_id.clone(), job.thumbprint, job.entries.len());
                         self.bound(&client_id, thumbprint, n)

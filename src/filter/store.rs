@@ -152,11 +152,11 @@ pub fn remember_lease(bucket_end: i64, id: Option<i64>) {
     let _ = hostcalls::set_shared_data(&format!("certbound/l/{bucket_end}"), Some(value.as_bytes()), None);
 }
 
-/// Reads a `kv/range` answer for one key, caching a live binding.
-pub fn etcd_read(body: &[u8], key: &str, cache: SlotTable, now: i64) -> Result<Option<Binding>, StoreError> {
+/// Reads a `kv/range` answer for one key, caching a live binding (when there is a cache).
+pub fn etcd_read(body: &[u8], key: &str, cache: Option<SlotTable>, now: i64) -> Result<Option<Binding>, StoreError> {
     let values = core::etcd_range_values(body).map_err(|e| StoreError::Etcd(e.0))?;
     let found = values.first().and_then(|(_, v)| crate::binding::live(Some(v), now));
-    if let Some(b) = &found {
+    if let (Some(b), Some(cache)) = (&found, cache) {
         cache_put(cache, key, b);
     }
     Ok(found)
