@@ -197,14 +197,21 @@ pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
 
 /// Parses exactly one PEM `CERTIFICATE` block (with newlines, as in a config file).
 pub fn parse_pem(pem: &str) -> Result<ClientCert, CertError> {
-    let (rest, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| CertError::NotPem)?;
-    if block.label != "CERTIFICATE" {
-        return Err(CertError::WrongPemLabel(block.label));
+    const BEGIN: &str = "-----BEGIN ";
+    let text = pem.trim();
+    let rest = text.strip_prefix(BEGIN).ok_or(CertError::NotPem)?;
+    let (label, rest) = rest.split_once("-----").ok_or(CertError::NotPem)?;
+    if label != "CERTIFICATE" {
+        return Err(CertError::WrongPemLabel(label.to_string()));
     }
-    if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+    let end = format!("-----END {label}-----");
+    let (body, after) = rest.split_once(end.as_str()).ok_or(CertError::NotPem)?;
+    if !after.trim().is_empty() {
         return Err(CertError::TrailingData);
     }
-    parse_der(&block.contents)
+    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|_| CertError::NotPem)?;
+    parse_der(&der)
 }
 
 #[cfg(test)]
