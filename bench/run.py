@@ -37,6 +37,7 @@ TLS = """    filter_chains:
         name: envoy.transport_sockets.tls
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: false
           common_tls_context:
             tls_certificates:
             - certificate_chain: {{ filename: "{certs}/server.pem" }}
@@ -179,13 +180,15 @@ def main():
         clients = [harness.certbound_client("bench", certificates=[client.pem], upstream_secret="bench-secret")]
         routes = [{"path_prefix": "/api/", "unbound_tokens": "require_binding"}]
         etcd_store = lambda cache: {"backend": "etcd", "etcd": {"cluster": "etcd", "cache_capacity": cache}}
-        ports = {k: harness.free_port() for k in ("baseline", "shared", "etcd_warm", "etcd_cold", "native", "admin")}
+        ports = {k: harness.free_port() for k in ("baseline", "idle", "shared", "etcd_warm", "etcd_cold", "native", "admin")}
         header = ("                request_headers_to_add:\n"
                   f"                - header: {{ key: {harness.AuthorizationServer.NATIVE_MTLS_HEADER}, value: \"%DOWNSTREAM_PEER_CERT%\" }}\n"
                   "                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n")
         listeners = "".join([
             listener("baseline", ports["baseline"], pki.dir),
             listener("certbound_shared", ports["shared"], pki.dir, {"clients": clients, "protected_routes": routes}),
+            # certbound loaded but with nothing to do on /api/: the floor any Wasm filter costs.
+            listener("certbound_idle", ports["idle"], pki.dir, {"clients": clients}),
             listener("certbound_etcd_warm", ports["etcd_warm"], pki.dir,
                      {"clients": clients, "protected_routes": routes, "store": etcd_store(100000)}),
             listener("certbound_etcd_cold", ports["etcd_cold"], pki.dir,
@@ -214,6 +217,7 @@ def main():
         bearer = lambda t: ["-H", f"authorization: Bearer {t}"]
         cc = ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d", "grant_type=client_credentials&client_id=bench"]
         scenarios = [
+            scenario("wasm_filter_floor", url("idle", "/api/x"), url("baseline", "/api/x"), cert, bearer(shared_token)),
             scenario("resource_shared_data", url("shared", "/api/x"), url("baseline", "/api/x"), cert, bearer(shared_token)),
             scenario("resource_etcd_cache_warm", url("etcd_warm", "/api/x"), url("baseline", "/api/x"), cert, bearer(etcd_token)),
             scenario("resource_etcd_cache_cold", url("etcd_cold", "/api/x"), url("baseline", "/api/x"), cert, bearer(etcd_token)),

@@ -515,10 +515,11 @@ fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
                 cluster: e.cluster,
                 key_prefix: e.key_prefix.unwrap_or_default(),
                 timeout_ms,
-                cache_capacity: capacity_ok(
-                    e.cache_capacity.unwrap_or(DEFAULT_STORE_CAPACITY),
-                    "store.etcd.cache_capacity",
-                )?,
+                cache_capacity: match e.cache_capacity.unwrap_or(DEFAULT_STORE_CAPACITY) {
+                    // 0: no cache, every read asks etcd.
+                    0 => 0,
+                    c => capacity_ok(c, "store.etcd.cache_capacity")?,
+                },
                 fail_closed,
                 lease_bucket_seconds,
                 clients_refresh_seconds: {

@@ -56,19 +56,55 @@ pub fn has_duplicate_keys(body: &[u8]) -> bool {
     serde_json::from_slice::<Keys>(body).map(|k| k.0).unwrap_or(false)
 }
 
-/// Adds the binding to an introspection response body.
+/// What one pass over an introspection response finds at its top level.
+struct Outline {
+    duplicate: bool,
+    active: bool,
+    cnf: Option<Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Outline {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Outline;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Outline, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Outline { duplicate: false, active: false, cnf: None };
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match k.as_ref() {
+                        "active" => out.active = map.next_value::<Value>()? == Value::Bool(true),
+                        "cnf" => out.cnf = Some(map.next_value::<Value>()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    out.duplicate |= !seen.insert(k.into_owned());
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Adds the binding to an introspection response body, in one pass over it
+/// when (as usual) the AS stated no `cnf` of its own.
 pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(outline) = serde_json::from_slice::<Outline>(body) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
     };
-    if has_duplicate_keys(body) {
+    if outline.duplicate {
         return Patch::Unchanged(Unchanged::DuplicateKeys);
     }
-    if obj.get("active") != Some(&Value::Bool(true)) {
+    if !outline.active {
         return Patch::Unchanged(Unchanged::Inactive);
     }
     let x5t = thumbprint.x5t_s256();
-    match obj.get_mut("cnf") {
+    match outline.cnf {
         None => {
             // Insert before the closing brace so the AS's own bytes stay as they were.
             let Some(end) = body.iter().rposition(|b| *b == b'}') else {
@@ -84,18 +120,28 @@ pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
             Some(Value::String(s)) if s == &x5t => Patch::Unchanged(Unchanged::AlreadyBound),
             Some(_) => Patch::Unchanged(Unchanged::Conflict),
-            None => {
-                cnf.insert("x5t#S256".into(), Value::String(x5t));
-                Patch::Patched(Value::Object(obj).to_string().into_bytes())
-            }
+            None => merge_cnf(body, x5t),
         },
-        Some(_) => {
+        Some(_) => merge_cnf(body, x5t),
+    }
+}
+
+/// The AS stated a `cnf` without `x5t#S256`: add the member to it (or replace a non-object).
+fn merge_cnf(body: &[u8], x5t: String) -> Patch {
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+        return Patch::Unchanged(Unchanged::NotJsonObject);
+    };
+    match obj.get_mut("cnf") {
+        Some(Value::Object(cnf)) => {
+            cnf.insert("x5t#S256".into(), Value::String(x5t));
+        }
+        _ => {
             let mut cnf = Map::new();
             cnf.insert("x5t#S256".into(), Value::String(x5t));
             obj.insert("cnf".into(), Value::Object(cnf));
-            Patch::Patched(Value::Object(obj).to_string().into_bytes())
         }
     }
+    Patch::Patched(Value::Object(obj).to_string().into_bytes())
 }
 
 #[cfg(test)]

@@ -61,11 +61,6 @@ pub fn request_headers() -> Vec<(String, String)> {
     hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
-/// How many request headers have this (lowercase) name.
-pub fn header_count(name: &str) -> usize {
-    request_headers().iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
-}
-
 fn string_property(path: Vec<&str>) -> Option<String> {
     let raw = hostcalls::get_property(path).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())

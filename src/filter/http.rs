@@ -83,7 +83,8 @@ pub struct Http {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     table: SlotTable,
-    request_id: String,
+    /// `x-request-id`, read when a log line first needs it.
+    request_id: Option<String>,
     route: Route,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
@@ -93,7 +94,7 @@ pub struct Http {
 /// Envoy folds repeated `Authorization` headers into one comma-separated
 /// value; neither Basic nor Bearer credentials contain a comma.
 fn several_authorization_headers() -> bool {
-    host::header_count("authorization") > 1 || host::request_header("authorization").is_some_and(|v| v.contains(','))
+    host::request_header("authorization").is_some_and(|v| v.contains(','))
 }
 
 fn path_only(path: &str) -> &str {
@@ -106,7 +107,25 @@ const LEASE_GRANT: &str = "/v3/lease/grant";
 
 impl Http {
     pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {
-        Http { id, config, metrics, table, request_id: "-".into(), route: Route::Other, presented: None, pending: None }
+        Http { id, config, metrics, table, request_id: None, route: Route::Other, presented: None, pending: None }
+    }
+
+    /// The request's `x-request-id` for log lines (read once, on demand: most
+    /// requests log nothing at the default level).
+    fn rid(&mut self) -> String {
+        self.request_id
+            .get_or_insert_with(|| {
+                host::request_header("x-request-id")
+                    .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
+                    .unwrap_or_else(|| "-".into())
+            })
+            .clone()
+    }
+
+    /// `[context-id request-id]`, the prefix of every log line of this stream.
+    fn tag(&mut self) -> String {
+        let rid = self.rid();
+        format!("[{} {rid}]", self.id)
     }
 
     /// Answers with an OAuth error, logs why and counts it.
@@ -128,13 +147,13 @@ impl Http {
         error: &str,
         description: &str,
     ) -> Action {
-        warn!("[{} {}] certbound refused: {error} ({}): {description}", self.id, self.request_id, reason.as_str());
+        warn!("{} certbound refused: {error} ({}): {description}", self.tag(), reason.as_str());
         self.metrics.refused(reason);
         self.route = Route::Answered;
         self.pending = None;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
-            warn!("[{} {}] certbound could not send its reply: {status:?}", self.id, self.request_id);
+            warn!("{} certbound could not send its reply: {status:?}", self.tag());
             // Without a reply the request must still not pass: reset it.
             let _ = hostcalls::reset_http_request();
         }
@@ -154,7 +173,7 @@ impl Http {
     }
 
     fn store_failed(&mut self, e: &StoreError) {
-        warn!("[{} {}] certbound: binding store: {e}", self.id, self.request_id);
+        warn!("{} certbound: binding store: {e}", self.tag());
         self.metrics.store_error();
     }
 
@@ -193,10 +212,7 @@ impl Http {
         let sources = &config.sources;
         let connection = if sources.connection {
             host::connection_certificate().unwrap_or_else(|e| {
-                warn!(
-                    "[{} {}] certbound: {e}; the connection counts as having no certificate",
-                    self.id, self.request_id
-                );
+                warn!("{} certbound: {e}; the connection counts as having no certificate", self.tag());
                 None
             })
         } else {
@@ -228,16 +244,13 @@ impl Http {
         for event in &resolution.events {
             match event {
                 Event::UntrustedHeaderRemoved(name) => {
-                    warn!(
-                        "[{} {}] certbound removed {name}: its sender is not trusted by the config",
-                        self.id, self.request_id
-                    );
+                    warn!("{} certbound removed {name}: its sender is not trusted by the config", self.tag());
                     self.metrics.untrusted_header_removed();
                 }
                 Event::Conflict { kept } => {
                     warn!(
-                        "[{} {}] certbound: the connection and a trusted header name different certificates; kept {kept:?}",
-                        self.id, self.request_id
+                        "{} certbound: the connection and a trusted header name different certificates; kept {kept:?}",
+                        self.tag()
                     );
                     self.metrics.certificate_conflict();
                 }
@@ -351,14 +364,11 @@ impl Http {
                         return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
                     }
                 }
-                debug!(
-                    "[{} {}] certbound: bound token used with its certificate x5t#S256={t}",
-                    self.id, self.request_id
-                );
+                debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.tag());
                 self.metrics.resource_allowed();
             }
             Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
-                debug!("[{} {}] certbound: unbound or no token, allowed by route policy", self.id, self.request_id);
+                debug!("{} certbound: unbound or no token, allowed by route policy", self.tag());
                 self.metrics.resource_allowed_unbound();
             }
             Err(e) => return self.refuse_resource(e),
@@ -466,13 +476,12 @@ impl Http {
         }
         let client_id = client_auth::shown(&auth.client_id);
         match auth.thumbprint {
-            Some(t) => info!(
-                "[{} {}] certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens",
-                self.id, self.request_id
-            ),
+            Some(t) => {
+                info!("{} certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens", self.tag())
+            }
             None => info!(
-                "[{} {}] certbound: public client {client_id:?} without certificate: its tokens will be unbound",
-                self.id, self.request_id
+                "{} certbound: public client {client_id:?} without certificate: its tokens will be unbound",
+                self.tag()
             ),
         }
         self.metrics.client_authenticated();
@@ -579,10 +588,7 @@ impl Http {
     }
 
     fn bound(&mut self, client_id: &str, thumbprint: crate::cert::Thumbprint, n: usize) -> Action {
-        info!(
-            "[{} {}] certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}",
-            self.id, self.request_id
-        );
+        info!("{} certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}", self.tag());
         self.metrics.tokens_bound(n);
         Action::Continue
     }
@@ -655,7 +661,7 @@ impl Http {
     fn introspection_response_headers(&mut self) -> Action {
         let Route::Introspect { binding, .. } = &self.route else { return Action::Continue };
         if binding.is_none() {
-            debug!("[{} {}] certbound: introspected token is not bound", self.id, self.request_id);
+            debug!("{} certbound: introspected token is not bound", self.tag());
             self.metrics.introspection_unpatched();
             return Action::Continue;
         }
@@ -664,7 +670,7 @@ impl Http {
             return Action::Continue;
         }
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            warn!("[{} {}] certbound: encoded introspection response left unpatched", self.id, self.request_id);
+            warn!("{} certbound: encoded introspection response left unpatched", self.tag());
             self.metrics.introspection_unpatched();
             self.route = Route::Other;
             return Action::Continue;
@@ -675,10 +681,7 @@ impl Http {
     fn introspection_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         let Route::Introspect { binding: Some(b), .. } = &self.route else { return Action::Continue };
         if body_size > config.max_body_bytes {
-            warn!(
-                "[{} {}] certbound: introspection response over max_body_bytes left unpatched",
-                self.id, self.request_id
-            );
+            warn!("{} certbound: introspection response over max_body_bytes left unpatched", self.tag());
             self.metrics.introspection_unpatched();
             self.route = Route::Other;
             return Action::Continue;
@@ -690,7 +693,7 @@ impl Http {
         let body = match host::body(BufferType::HttpResponseBody, body_size) {
             Ok(b) => b,
             Err(s) => {
-                warn!("[{} {}] certbound: cannot read the introspection response: {s:?}", self.id, self.request_id);
+                warn!("{} certbound: cannot read the introspection response: {s:?}", self.tag());
                 self.metrics.introspection_unpatched();
                 return Action::Continue;
             }
@@ -701,24 +704,18 @@ impl Http {
                     .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
                 match applied {
                     Ok(()) => {
-                        info!(
-                            "[{} {}] certbound added cnf x5t#S256={} to introspection",
-                            self.id, self.request_id, thumbprint
-                        );
+                        info!("{} certbound added cnf x5t#S256={} to introspection", self.tag(), thumbprint);
                         self.metrics.introspection_patched();
                     }
                     Err(s) => {
                         // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
-                        warn!(
-                            "[{} {}] certbound: cannot patch the introspection response: {s:?}",
-                            self.id, self.request_id
-                        );
+                        warn!("{} certbound: cannot patch the introspection response: {s:?}", self.tag());
                         return self.refuse(OAuthError::internal("the introspection response could not be completed"));
                     }
                 }
             }
             Patch::Unchanged(why) => {
-                debug!("[{} {}] certbound: introspection response unchanged: {why:?}", self.id, self.request_id);
+                debug!("{} certbound: introspection response unchanged: {why:?}", self.tag());
                 self.metrics.introspection_unpatched();
             }
         }
@@ -742,7 +739,7 @@ impl Http {
 
     fn discovery_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         if body_size > config.max_body_bytes {
-            warn!("[{} {}] certbound: metadata over max_body_bytes left unpatched", self.id, self.request_id);
+            warn!("{} certbound: metadata over max_body_bytes left unpatched", self.tag());
             self.metrics.metadata_unpatched();
             self.route = Route::Other;
             return Action::Continue;
@@ -845,14 +842,11 @@ impl Http {
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(pending) = self.pending.take() else {
-            warn!("[{} {}] certbound: answer to unknown call {token_id}", self.id, self.request_id);
+            warn!("{} certbound: answer to unknown call {token_id}", self.tag());
             return;
         };
         if pending.token != token_id {
-            warn!(
-                "[{} {}] certbound: answer to call {token_id}, waiting for {}",
-                self.id, self.request_id, pending.token
-            );
+            warn!("{} certbound: answer to call {token_id}, waiting for {}", self.tag(), pending.token);
             self.pending = Some(pending);
             return;
         }
@@ -863,7 +857,7 @@ impl Context for Http {
             let resumed =
                 if response_phase { hostcalls::resume_http_response() } else { hostcalls::resume_http_request() };
             if let Err(s) = resumed {
-                warn!("[{} {}] certbound: cannot resume the stream: {s:?}", self.id, self.request_id);
+                warn!("{} certbound: cannot resume the stream: {s:?}", self.tag());
             }
         }
     }
@@ -871,9 +865,6 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if let Some(id) = host::request_header("x-request-id") {
-            self.request_id = id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
-        }
         let Some(config) = self.config.clone() else {
             return self.refuse(OAuthError::not_configured());
         };
@@ -881,7 +872,12 @@ impl HttpContext for Http {
         let path = path_only(&full_path);
         let is_token = path == config.token_path;
         let route = resource::route_for(&config.protected_routes, path).cloned();
-        if let Err(problem) = self.resolve_certificate(&config) {
+        // The certificate is needed on the token endpoint and protected routes;
+        // elsewhere only to strip untrusted headers and forward the verified one.
+        let sources = &config.sources;
+        let needs_certificate = is_token || route.is_some() || !sources.headers.is_empty() || sources.forward.is_some();
+        let resolved = if needs_certificate { self.resolve_certificate(&config) } else { Ok(()) };
+        if let Err(problem) = resolved {
             if is_token {
                 return self.refuse(if problem.bad_request {
                     OAuthError::invalid_request(problem.reason, problem.description)
@@ -898,7 +894,7 @@ impl HttpContext for Http {
                 });
             }
             // Elsewhere the unusable certificate headers are dropped; the request is not about them.
-            warn!("[{} {}] certbound: {}; certificate headers removed", self.id, self.request_id, problem.description);
+            warn!("{} certbound: {}; certificate headers removed", self.tag(), problem.description);
             self.metrics.refused(problem.reason);
             for h in &config.sources.headers {
                 let _ = host::set_request_header(&h.name, None);
