@@ -112,11 +112,20 @@ fn full(der: &[u8]) -> Result<HeaderCert, HeaderError> {
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, HeaderError> {
-    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.is_empty() {
-        return Err(HeaderError::Empty);
-    }
-    B64.decode(compact.as_bytes()).map_err(|_| HeaderError::BadBase64)
+    let bytes = s.as_bytes();
+    let decoded = if bytes.iter().any(u8::is_ascii_whitespace) {
+        let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        if compact.is_empty() {
+            return Err(HeaderError::Empty);
+        }
+        B64.decode(compact)
+    } else {
+        if bytes.is_empty() {
+            return Err(HeaderError::Empty);
+        }
+        B64.decode(bytes)
+    };
+    decoded.map_err(|_| HeaderError::BadBase64)
 }
 
 /// Percent-decoding where `+` stays `+` (it is base64 here, not a space).
@@ -167,19 +176,20 @@ fn traefik(s: &str) -> Result<HeaderCert, HeaderError> {
 }
 
 /// Splits on `sep` outside double quotes; a quote inside quotes is escaped as `\"`.
-fn split_quoted(s: &str, sep: char) -> Result<Vec<&str>, HeaderError> {
+fn split_quoted(s: &str, sep: u8) -> Result<Vec<&str>, HeaderError> {
+    // Separators and quotes are ASCII, so a byte scan splits on char boundaries.
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
+    for (i, &c) in s.as_bytes().iter().enumerate() {
         if escaped {
             escaped = false;
-        } else if c == '\\' && quoted {
+        } else if c == b'\\' && quoted {
             escaped = true;
-        } else if c == '"' {
+        } else if c == b'"' {
             quoted = !quoted;
         } else if c == sep && !quoted {
             parts.push(s.get(start..i).unwrap_or_default());
-            start = i + c.len_utf8();
+            start = i + 1;
         }
     }
     if quoted {
@@ -199,14 +209,14 @@ fn unquote(v: &str) -> String {
 
 /// Envoy's `x-forwarded-client-cert`: `Key=value;...` elements, comma-separated, one per hop.
 fn xfcc(s: &str, which: XfccElement) -> Result<HeaderCert, HeaderError> {
-    let elements = split_quoted(s, ',')?;
+    let elements = split_quoted(s, b',')?;
     let element = match which {
         XfccElement::Last => elements.last(),
         XfccElement::First => elements.first(),
     }
     .ok_or(HeaderError::Empty)?;
     let (mut cert, mut chain, mut hash) = (None, None, None);
-    for pair in split_quoted(element, ';')? {
+    for pair in split_quoted(element, b';')? {
         if pair.trim().is_empty() {
             continue;
         }
