@@ -66,6 +66,7 @@ struct RawConfig {
     certificate_sources: Option<Value>,
     store: Option<Value>,
     discovery: Option<Value>,
+    route_metadata: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +268,9 @@ pub struct Config {
     pub sources: Sources,
     pub store: StoreConfig,
     pub discovery: Discovery,
+    /// Also protect routes whose Envoy route config carries
+    /// `metadata.filter_metadata.certbound.unbound_tokens`.
+    pub route_metadata: bool,
 }
 
 /// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
@@ -458,6 +462,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         sources,
         store,
         discovery,
+        route_metadata: raw.route_metadata.unwrap_or(false),
     })
 }
 

@@ -38,6 +38,23 @@ pub fn route_for<'a>(routes: &'a [ProtectedRoute], path: &str) -> Option<&'a Pro
     routes.iter().filter(|r| path.starts_with(&r.path_prefix)).max_by_key(|r| r.path_prefix.len())
 }
 
+/// A protected route described by Envoy route metadata
+/// (`filter_metadata.certbound`): its policies as strings. An unknown policy
+/// falls back to the strict one; a bad header name is dropped.
+pub fn route_from_metadata(unbound: &str, missing: Option<&str>, header: Option<&str>) -> ProtectedRoute {
+    let header_ok = |h: &&str| {
+        !h.is_empty()
+            && *h != "authorization"
+            && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    };
+    ProtectedRoute {
+        path_prefix: String::new(),
+        unbound_tokens: if unbound == "allow" { UnboundPolicy::Allow } else { UnboundPolicy::RequireBinding },
+        missing_token: if missing == Some("pass") { MissingTokenPolicy::Pass } else { MissingTokenPolicy::Reject },
+        thumbprint_header: header.filter(header_ok).map(str::to_string),
+    }
+}
+
 /// A refusal on a protected route (RFC 6750 §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceError {
@@ -284,6 +301,16 @@ mod tests {
         assert!(!query_has_access_token("/api/x"));
         let e = token_in_uri();
         assert_eq!((e.status, e.error), (400, Some("invalid_request")));
+    }
+
+    #[test]
+    fn route_metadata_policies_fall_back_to_strict() {
+        let r = route_from_metadata("allow", Some("pass"), Some("x-x5t"));
+        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::Allow, MissingTokenPolicy::Pass));
+        assert_eq!(r.thumbprint_header.as_deref(), Some("x-x5t"));
+        let r = route_from_metadata("alow", Some("maybe"), Some("Authorization"));
+        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject));
+        assert_eq!(r.thumbprint_header, None);
     }
 
     #[test]

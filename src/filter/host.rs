@@ -61,6 +61,11 @@ pub fn request_headers() -> Vec<(String, String)> {
     hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
+/// A string under `metadata.filter_metadata.certbound` of the matched Envoy route.
+pub fn route_metadata(key: &str) -> Option<String> {
+    string_property(vec!["xds", "route_metadata", "filter_metadata", "certbound", key])
+}
+
 fn string_property(path: Vec<&str>) -> Option<String> {
     let raw = hostcalls::get_property(path).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())

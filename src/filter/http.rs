@@ -871,7 +871,15 @@ impl HttpContext for Http {
         let full_path = host::request_header(":path").unwrap_or_default();
         let path = path_only(&full_path);
         let is_token = path == config.token_path;
-        let route = resource::route_for(&config.protected_routes, path).cloned();
+        let mut route = resource::route_for(&config.protected_routes, path).cloned();
+        if route.is_none() && config.route_metadata {
+            // Per-route protection in Envoy's own route configuration.
+            if let Some(unbound) = host::route_metadata("unbound_tokens") {
+                let missing = host::route_metadata("missing_token");
+                let header = host::route_metadata("thumbprint_header");
+                route = Some(resource::route_from_metadata(&unbound, missing.as_deref(), header.as_deref()));
+            }
+        }
         // The certificate is needed on the token endpoint and protected routes;
         // elsewhere only to strip untrusted headers and forward the verified one.
         let sources = &config.sources;

@@ -139,6 +139,7 @@ def stack(tmp_path_factory):
             {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"},
         ],
         "jwt_claims": {},
+        "route_metadata": True,
         # Clients reach this Envoy directly: a certificate header is never trusted here.
         "certificate_sources": {
             "headers": [{"name": "x-wso2-mtls-cert", "trust": {"source_cidrs": ["10.0.0.0/8"]}}],

@@ -147,3 +147,16 @@ def test_forged_jwt_payload_is_not_believed(client, stack):
         r = client.get("/api/orders", cert=stranger, token=token, headers=forged_header)
         assert_invalid_token(r)
         assert client.api_saw(r) == []
+
+
+def test_route_protected_by_envoy_route_metadata(client, stack):
+    # /meta-api/ is protected in Envoy's route config (filter_metadata.certbound), not by a prefix in certbound's.
+    token = bound_token(client, stack)
+    ok = client.get("/meta-api/x", cert=stack.clients["good"], token=token)
+    assert ok.status_code == 200, ok.text
+    assert client.api_saw(ok)[0]["headers"][THUMBPRINT_HEADER] == x5t_by_openssl(stack.clients["good"].cert_path)
+    assert_invalid_token(client.get("/meta-api/x", cert=stack.clients["stranger"], token=token))
+    # Its policy allows unbound tokens, and requires a token.
+    assert client.get("/meta-api/x", token=unbound_token(stack)).status_code == 200
+    r = client.get("/meta-api/x")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
