@@ -85,6 +85,7 @@ pub struct Http {
     table: SlotTable,
     /// `x-request-id`, read when a log line first needs it.
     request_id: Option<String>,
+
     route: Route,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
@@ -113,13 +114,19 @@ impl Http {
     /// The request's `x-request-id` for log lines (read once, on demand: most
     /// requests log nothing at the default level).
     fn rid(&mut self) -> String {
-        self.request_id
-            .get_or_insert_with(|| {
-                host::request_header("x-request-id")
-                    .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
-                    .unwrap_or_else(|| "-".into())
-            })
-            .clone()
+        self.request_id.clone().unwrap_or_else(|| "-".into())
+    }
+
+    /// Reads `x-request-id` in `on_http_request_headers`, on the routes
+    /// certbound acts on: request headers are not asked for later (after a
+    /// pause or in the response phase the host may answer BadArgument, on
+    /// which the SDK panics).
+    fn read_request_id(&mut self) {
+        self.request_id = Some(
+            host::request_header("x-request-id")
+                .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
+                .unwrap_or_else(|| "-".into()),
+        );
     }
 
     /// `[context-id request-id]`, the prefix of every log line of this stream.
@@ -884,6 +891,11 @@ impl HttpContext for Http {
         // elsewhere only to strip untrusted headers and forward the verified one.
         let sources = &config.sources;
         let needs_certificate = is_token || route.is_some() || !sources.headers.is_empty() || sources.forward.is_some();
+        let acts =
+            needs_certificate || path == config.introspection_path || config.discovery.paths.iter().any(|p| p == path);
+        if acts {
+            self.read_request_id();
+        }
         let resolved = if needs_certificate { self.resolve_certificate(&config) } else { Ok(()) };
         if let Err(problem) = resolved {
             if is_token {

@@ -218,3 +218,16 @@ def hop(stack, tmp_path_factory):
     yield {"inner": inner, "outer": outer, "certs": certs}
     outer.stop()
     inner.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_wasm_panics(tmp_path_factory):
+    """A panic traps the VM and fails every request on it: after the run, no Envoy log may show one."""
+    yield
+    panics = []
+    for log in Path(tmp_path_factory.getbasetemp()).rglob("*.log"):
+        text = log.read_text(errors="replace")
+        if "panicked at" in text or "Uncaught RuntimeError" in text:
+            line = next(l for l in text.splitlines() if "panicked at" in l or "Uncaught RuntimeError" in l)
+            panics.append(f"{log}: {line[:300]}")
+    assert not panics, "the filter panicked:\n" + "\n".join(panics)
