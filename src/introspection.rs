@@ -94,7 +94,11 @@ impl<'de> serde::Deserialize<'de> for Outline {
 /// Adds the binding to an introspection response body, in one pass over it
 /// when (as usual) the AS stated no `cnf` of its own.
 pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
-    let Ok(outline) = serde_json::from_slice::<Outline>(body) else {
+    // JSON is UTF-8; the one-pass outline skips values without checking them.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Patch::Unchanged(Unchanged::NotJsonObject);
+    };
+    let Ok(outline) = serde_json::from_str::<Outline>(text) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
     };
     if outline.duplicate {
@@ -201,6 +205,13 @@ mod tests {
         assert_eq!(add_cnf(same.as_bytes(), &t()), Patch::Unchanged(Unchanged::AlreadyBound));
         let other = r#"{"active":true,"cnf":{"x5t#S256":"other"}}"#;
         assert_eq!(add_cnf(other.as_bytes(), &t()), Patch::Unchanged(Unchanged::Conflict));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_not_patched() {
+        // Found by `make fuzz` (json_patch): skipped string values were not checked for UTF-8.
+        let body = b"{\"active\": true, \"scope\": \"api\xba\xba\"}";
+        assert_eq!(add_cnf(body, &t()), Patch::Unchanged(Unchanged::NotJsonObject));
     }
 
     #[test]
