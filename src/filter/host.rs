@@ -6,12 +6,47 @@ use proxy_wasm::types::{BufferType, MapType, Status};
 use std::net::{IpAddr, SocketAddr};
 use std::time::UNIX_EPOCH;
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The SDK's wrapper panics on any status but Ok/NotFound, and on a value
+    // that is not UTF-8: one request with a Latin-1 byte in a header would
+    // trap the VM. This binding maps every status to "no value".
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+const STATUS_OK: u32 = 0;
+
+/// A header value; bytes that are not UTF-8 become U+FFFD, so they never match anything certbound accepts.
+pub fn header_value(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through the SDK's
+    // proxy_on_memory_allocate (the Rust allocator) into data/size; we take
+    // ownership of it exactly once, as the SDK's own wrapper does.
+    let status = unsafe { proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) };
+    if status != STATUS_OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(String::new());
+    }
+    // SAFETY: see above; size is the buffer's length and capacity.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    header_value(MapType::HttpRequestHeaders, name)
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    header_value(MapType::HttpResponseHeaders, name)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
@@ -58,7 +93,12 @@ pub fn verified_jwt_cnf(namespace: &str, payload_key: &str) -> Option<String> {
 
 /// Every request header (name, value), repeated names kept.
 pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    // Values as bytes: the SDK's get_map panics on a value that is not UTF-8.
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
 }
 
 /// A string under `metadata.filter_metadata.certbound` of the matched Envoy route.

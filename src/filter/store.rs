@@ -132,7 +132,7 @@ pub fn etcd_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, Stor
     if num_headers == 0 {
         return Err(StoreError::Etcd("no answer (timeout or connection failure)".into()));
     }
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let status = super::host::header_value(MapType::HttpCallResponseHeaders, ":status");
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
     if status.as_deref() != Some("200") {
         let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();

@@ -205,6 +205,14 @@ ROWS = [
         unseen="api", counter="refused.bad_request"),
     Row("resource_form_body_too_large", "POST", "/api/open/orders", ("item=" + "x" * 70000).encode(), [("content-type", FORM)],
         cert="good", status=413, unseen="api", counter="refused.body_too_large"),
+    # Bytes that are not UTF-8 in a header (HTTP/1.1 lets obs-text through): refused, never a trapped VM.
+    Row("resource_non_utf8_authorization", "GET", "/api/orders", b"", [("authorization", b"Bearer ab\xffcd")],
+        cert="good", status=401, error=None, unseen="api", counter="refused.missing_token"),
+    Row("token_non_utf8_content_type", "POST", "/oauth2/token", CC.encode(),
+        [("content-type", b"application/x-www-form-urlencoded\xff")], cert="good", counter="refused.bad_request"),
+    Row("header_non_utf8_certificate", "POST", "/oauth2/token", CC.encode(),
+        [("content-type", FORM), ("x-wso2-mtls-cert", b"-----BEGIN CERTIFICATE-----\xff\xfe")],
+        counter="refused.bad_certificate_header", envoy="terminator"),
     # ---------------------------------------------------------------- introspection
     Row("introspection_body_too_large", "POST", "/oauth2/introspect", ("token=" + "x" * 70000).encode(),
         [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))], status=413,
