@@ -18,9 +18,68 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+/// A host status other than Ok, as a value (never a panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+/// Takes ownership of a buffer the host allocated for a return value.
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host allocated `size` bytes through the SDK's
+    // proxy_on_memory_allocate (the Rust allocator); we own them once.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), HostStatus> {
+    // SAFETY: pointers and lengths of live Rust strings; the host copies them.
+    let status = unsafe {
+        match value {
+            Some(v) => proxy_replace_header_map_value(map as u32, name.as_ptr(), name.len(), v.as_ptr(), v.len()),
+            None => proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()),
+        }
+    };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}
+
+/// An Envoy attribute; any status but Ok is "no value" for the caller to handle.
+fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
+    let serialized = path.join("\0");
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as for header values; the host writes a buffer it allocated.
+    let status = unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    match status {
+        STATUS_OK if data.is_null() => Ok(None),
+        STATUS_OK => Ok(Some(owned(data, size))),
+        STATUS_NOT_FOUND => Ok(None),
+        other => Err(HostStatus(other)),
+    }
 }
 
 const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
 
 /// A header value; bytes that are not UTF-8 become U+FFFD, so they never match anything certbound accepts.
 pub fn header_value(map: MapType, name: &str) -> Option<String> {
@@ -33,12 +92,7 @@ pub fn header_value(map: MapType, name: &str) -> Option<String> {
     if status != STATUS_OK {
         return None;
     }
-    if data.is_null() {
-        return Some(String::new());
-    }
-    // SAFETY: see above; size is the buffer's length and capacity.
-    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+    Some(String::from_utf8_lossy(&owned(data, size)).into_owned())
 }
 
 pub fn request_header(name: &str) -> Option<String> {
@@ -49,20 +103,20 @@ pub fn response_header(name: &str) -> Option<String> {
     header_value(MapType::HttpResponseHeaders, name)
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), HostStatus> {
+    set_header(MapType::HttpRequestHeaders, name, value)
 }
 
-pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
+pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostStatus> {
+    set_header(MapType::HttpResponseHeaders, name, value)
 }
 
 pub fn body(buffer: BufferType, size: usize) -> Result<Vec<u8>, Status> {
     Ok(hostcalls::get_buffer(buffer, 0, size)?.unwrap_or_default())
 }
 
-pub fn replace_body(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), Status> {
-    hostcalls::set_buffer(buffer, 0, size, data)
+pub fn replace_body(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), HostStatus> {
+    hostcalls::set_buffer(buffer, 0, size, data).map_err(|s| HostStatus(s as u32))
 }
 
 /// Unix seconds from the host clock.
@@ -74,7 +128,7 @@ pub fn now() -> Option<i64> {
 /// The certificate of the TLS connection Envoy terminated, as its SHA-256
 /// (Envoy attribute `connection.sha256_peer_certificate_digest`, hex).
 pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
-    let raw = hostcalls::get_property(vec!["connection", "sha256_peer_certificate_digest"])
+    let raw = property(&["connection", "sha256_peer_certificate_digest"])
         .map_err(|s| format!("cannot read connection.sha256_peer_certificate_digest: {s:?}"))?;
     let Some(raw) = raw else { return Ok(None) };
     let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
@@ -85,9 +139,7 @@ pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
 /// left in dynamic metadata. A client cannot write dynamic metadata, so this
 /// is believed; a header carrying a payload would not be.
 pub fn verified_jwt_cnf(namespace: &str, payload_key: &str) -> Option<String> {
-    let raw = hostcalls::get_property(vec!["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"])
-        .ok()
-        .flatten()?;
+    let raw = property(&["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"]).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
@@ -107,7 +159,7 @@ pub fn route_metadata(key: &str) -> Option<String> {
 }
 
 fn string_property(path: Vec<&str>) -> Option<String> {
-    let raw = hostcalls::get_property(path).ok().flatten()?;
+    let raw = property(&path).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
