@@ -237,11 +237,7 @@ def main():
         scenarios.append(scenario("introspection_bound_token", url("shared", "/oauth2/introspect"),
                                   url("baseline", "/oauth2/introspect"), cert, intro))
     finally:
-        for p in reversed(parts):
-            try:
-                p.stop()
-            except Exception:
-                pass
+        harness.stop_all(parts)
     micros = micro()
     wasm_bytes = harness.WASM.stat().st_size
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()

@@ -209,9 +209,25 @@ pub fn parse_pem(pem: &str) -> Result<ClientCert, CertError> {
     if !after.trim().is_empty() {
         return Err(CertError::TrailingData);
     }
-    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|_| CertError::NotPem)?;
-    parse_der(&der)
+    parse_der(&base64_lenient(body).ok_or(CertError::NotPem)?)
+}
+
+/// Standard base64, padding optional (terminators differ on it), ASCII
+/// whitespace ignored (PEM lines, or spaces in their place).
+const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+pub fn base64_lenient(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let decoded = if bytes.iter().any(u8::is_ascii_whitespace) {
+        B64_LENIENT.decode(bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>())
+    } else {
+        B64_LENIENT.decode(bytes)
+    };
+    decoded.ok()
 }
 
 #[cfg(test)]

@@ -4,17 +4,8 @@
 //! certbound writes when it forwards a verified certificate to the AS.
 
 use crate::cert::{parse_der, CertError, ClientCert, Thumbprint};
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::STANDARD as B64_OUT;
 use base64::Engine;
-
-/// Standard base64, padding optional: terminators differ on it.
-const B64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-const B64_OUT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new());
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
@@ -112,42 +103,15 @@ fn full(der: &[u8]) -> Result<HeaderCert, HeaderError> {
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, HeaderError> {
-    let bytes = s.as_bytes();
-    let decoded = if bytes.iter().any(u8::is_ascii_whitespace) {
-        let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-        if compact.is_empty() {
-            return Err(HeaderError::Empty);
-        }
-        B64.decode(compact)
-    } else {
-        if bytes.is_empty() {
-            return Err(HeaderError::Empty);
-        }
-        B64.decode(bytes)
-    };
-    decoded.map_err(|_| HeaderError::BadBase64)
+    if s.bytes().all(|b| b.is_ascii_whitespace()) {
+        return Err(HeaderError::Empty);
+    }
+    crate::cert::base64_lenient(s).ok_or(HeaderError::BadBase64)
 }
 
 /// Percent-decoding where `+` stays `+` (it is base64 here, not a space).
 pub fn percent_decode(s: &str) -> Result<String, HeaderError> {
-    let raw = s.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if b == b'%' {
-            let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
-            let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));
-            match (hi, lo) {
-                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                _ => return Err(HeaderError::BadPercentEncoding),
-            }
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| HeaderError::BadPercentEncoding)
+    crate::form::percent_decode(s.as_bytes(), false).map_err(|_| HeaderError::BadPercentEncoding)
 }
 
 /// The first certificate of PEM text (a chain's first is the client's).

@@ -684,7 +684,8 @@ fn tls_client_auth_rule(raw: &RawClient, field: &str) -> Result<TlsClientAuthRul
     })
 }
 
-fn is_header_name(h: &str) -> bool {
+/// A lowercase HTTP header name as certbound accepts one in its config.
+pub(crate) fn is_header_name(h: &str) -> bool {
     !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 

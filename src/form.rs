@@ -64,11 +64,16 @@ impl Form {
 
 /// Percent-decoding with `+` as space, as form encoding defines it.
 pub fn decode_component(raw: &[u8]) -> Result<String, FormError> {
+    percent_decode(raw, true)
+}
+
+/// Percent-decoding; `+` is a space in form encoding, itself elsewhere (URL-encoded PEM keeps base64's `+`).
+pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         match b {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
                 let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));

@@ -31,29 +31,7 @@ pub enum Unchanged {
 /// True when a JSON object repeats a top-level member: which one counts is
 /// up to the reader, so certbound does not patch such a document.
 pub fn has_duplicate_keys(body: &[u8]) -> bool {
-    struct Keys(bool);
-    impl<'de> serde::Deserialize<'de> for Keys {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Keys;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
-                    let mut seen = std::collections::HashSet::new();
-                    let mut dup = false;
-                    while let Some(k) = map.next_key::<String>()? {
-                        dup |= !seen.insert(k);
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                    Ok(Keys(dup))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    serde_json::from_slice::<Keys>(body).map(|k| k.0).unwrap_or(false)
+    serde_json::from_slice::<Outline>(body).map(|o| o.duplicate).unwrap_or(false)
 }
 
 /// What one pass over an introspection response finds at its top level.

@@ -42,11 +42,7 @@ pub fn route_for<'a>(routes: &'a [ProtectedRoute], path: &str) -> Option<&'a Pro
 /// (`filter_metadata.certbound`): its policies as strings. An unknown policy
 /// falls back to the strict one; a bad header name is dropped.
 pub fn route_from_metadata(unbound: &str, missing: Option<&str>, header: Option<&str>) -> ProtectedRoute {
-    let header_ok = |h: &&str| {
-        !h.is_empty()
-            && *h != "authorization"
-            && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-    };
+    let header_ok = |h: &&str| crate::config::is_header_name(h) && *h != "authorization" && *h != "host";
     ProtectedRoute {
         path_prefix: String::new(),
         unbound_tokens: if unbound == "allow" { UnboundPolicy::Allow } else { UnboundPolicy::RequireBinding },

@@ -140,6 +140,16 @@ pub fn etcd_range_prefix(prefix: &str) -> Vec<u8> {
     json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&end) }).to_string().into_bytes()
 }
 
+/// `POST /v3/kv/put` body (the CLI registers clients with it).
+pub fn etcd_put(key: &str, value: &[u8]) -> Vec<u8> {
+    json!({ "key": b64(key.as_bytes()), "value": b64(value) }).to_string().into_bytes()
+}
+
+/// `POST /v3/kv/deleterange` body for one key.
+pub fn etcd_delete(key: &str) -> Vec<u8> {
+    etcd_range(key)
+}
+
 /// `POST /v3/kv/txn` body: put every binding, each under its lease, if none
 /// of the keys exists (`create_revision == 0`). A binding is never overwritten.
 pub fn etcd_put_if_absent(entries: &[(String, Binding, i64)]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 use certbound::cert::parse_der;
 use certbound::cert_header::{self, HeaderFormat, XfccElement};
 use certbound::config::{self, ETCD_CLIENTS};
+use certbound::store;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
@@ -126,11 +127,11 @@ fn check_config(args: &[String]) -> ExitCode {
 }
 
 /// A small HTTP/1.1 client for etcd's JSON gateway (no TLS: use a local port or a proxy).
-fn etcd_post(base: &str, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+fn etcd_post(base: &str, path: &str, body: &[u8]) -> Result<serde_json::Value, String> {
     let hostport = base.strip_prefix("http://").ok_or("--etcd must be an http:// URL")?.trim_end_matches('/');
     let mut stream = TcpStream::connect(hostport).map_err(|e| format!("cannot reach etcd at {base}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    let body = body.to_string();
+    let body = String::from_utf8_lossy(body);
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -163,11 +164,6 @@ fn dechunk(s: &str) -> String {
     out
 }
 
-fn b64(s: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 fn client(args: &[String]) -> ExitCode {
     let mut etcd = "http://127.0.0.1:2379".to_string();
     let mut prefix = String::new();
@@ -196,39 +192,26 @@ fn client(args: &[String]) -> ExitCode {
             let c = config::parse_client(&bytes, file).map_err(|e| format!("certbound refuses the client: {e}"))?;
             let key = format!("{base}{}", c.client_id);
             let value = String::from_utf8_lossy(&bytes).trim().to_string();
-            etcd_post(
-                &etcd,
-                "/v3/kv/put",
-                &serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
-            )?;
+            etcd_post(&etcd, "/v3/kv/put", &store::etcd_put(&key, value.as_bytes()))?;
             println!("registered {} at {key}", c.client_id);
             Ok(())
         }),
-        ["list"] => {
-            let mut end = base.as_bytes().to_vec();
-            if let Some(l) = end.last_mut() {
-                *l += 1;
+        ["list"] => etcd_post(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&base)).and_then(|v| {
+            let body = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
+            let kvs = store::etcd_range_values(&body).map_err(|e| e.to_string())?;
+            for (key, value) in kvs {
+                let id = key.strip_prefix(&base).unwrap_or(&key).to_string();
+                let method = serde_json::from_slice::<serde_json::Value>(&value)
+                    .ok()
+                    .and_then(|v| v.get("token_endpoint_auth_method").and_then(|m| m.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| "?".into());
+                println!("{id}\t{method}");
             }
-            etcd_post(&etcd, "/v3/kv/range", &serde_json::json!({"key": b64(base.as_bytes()), "range_end": b64(&end)}))
-                .and_then(|v| {
-                    let body = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
-                    let kvs = certbound::store::etcd_range_values(&body).map_err(|e| e.to_string())?;
-                    for (key, value) in kvs {
-                        let id = key.strip_prefix(&base).unwrap_or(&key).to_string();
-                        let method = serde_json::from_slice::<serde_json::Value>(&value)
-                            .ok()
-                            .and_then(|v| {
-                                v.get("token_endpoint_auth_method").and_then(|m| m.as_str()).map(str::to_string)
-                            })
-                            .unwrap_or_else(|| "?".into());
-                        println!("{id}\t{method}");
-                    }
-                    Ok(())
-                })
-        }
+            Ok(())
+        }),
         ["remove", id] => {
             let key = format!("{base}{id}");
-            etcd_post(&etcd, "/v3/kv/deleterange", &serde_json::json!({"key": b64(key.as_bytes())})).and_then(|v| {
+            etcd_post(&etcd, "/v3/kv/deleterange", &store::etcd_delete(&key)).and_then(|v| {
                 if v.get("deleted").and_then(|d| d.as_str()).unwrap_or("0") == "0" {
                     Err(format!("no client {id} at {key}"))
                 } else {

@@ -112,11 +112,7 @@ certbound demo ready (Ctrl-C stops it)""",
         print(f"certbound demo failed to start: {e}", file=sys.stderr)
         return 1
     finally:
-        for p in reversed(parts):
-            try:
-                p.stop()
-            except Exception:
-                pass
+        harness.stop_all(parts)
 
 
 if __name__ == "__main__":

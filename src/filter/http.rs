@@ -707,19 +707,11 @@ impl Http {
         };
         match introspection::add_cnf(&body, &thumbprint) {
             Patch::Patched(patched) => {
-                let applied = host::replace_body(BufferType::HttpResponseBody, body_size, &patched)
-                    .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
-                match applied {
-                    Ok(()) => {
-                        info!("{} certbound added cnf x5t#S256={} to introspection", self.tag(), thumbprint);
-                        self.metrics.introspection_patched();
-                    }
-                    Err(s) => {
-                        // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
-                        warn!("{} certbound: cannot patch the introspection response: {s:?}", self.tag());
-                        return self.refuse(OAuthError::internal("the introspection response could not be completed"));
-                    }
+                if let Err(action) = self.replace_response_body(body_size, &patched) {
+                    return action;
                 }
+                info!("{} certbound added cnf x5t#S256={} to introspection", self.tag(), thumbprint);
+                self.metrics.introspection_patched();
             }
             Patch::Unchanged(why) => {
                 debug!("{} certbound: introspection response unchanged: {why:?}", self.tag());
@@ -727,6 +719,17 @@ impl Http {
             }
         }
         Action::Continue
+    }
+
+    /// Puts a patched body in place of the held response's, with its Content-Length.
+    fn replace_response_body(&mut self, body_size: usize, patched: &[u8]) -> Result<(), Action> {
+        let applied = host::replace_body(BufferType::HttpResponseBody, body_size, patched)
+            .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
+        applied.map_err(|s| {
+            // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
+            warn!("{} certbound: cannot patch the response: {s:?}", self.tag());
+            self.refuse(OAuthError::internal("the response could not be completed"))
+        })
     }
 
     // ------------------------------------------------------------ discovery
@@ -761,14 +764,10 @@ impl Http {
         };
         match crate::discovery::patch_metadata(&body, config.discovery.mtls_host.as_deref()) {
             Patch::Patched(patched) => {
-                let applied = host::replace_body(BufferType::HttpResponseBody, body_size, &patched)
-                    .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
-                match applied {
-                    Ok(()) => self.metrics.metadata_patched(),
-                    Err(s) => {
-                        return self.refuse(OAuthError::internal(format!("the metadata could not be completed: {s:?}")))
-                    }
+                if let Err(action) = self.replace_response_body(body_size, &patched) {
+                    return action;
                 }
+                self.metrics.metadata_patched();
             }
             Patch::Unchanged(_) => self.metrics.metadata_unpatched(),
         }

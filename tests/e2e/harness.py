@@ -621,11 +621,16 @@ class Stack:
     clients: dict[str, Cert] = field(default_factory=dict)
 
     def stop(self):
-        for part in (self.envoy, self.auth_server, self.api):
-            try:
-                part.stop()
-            except Exception:
-                pass
+        stop_all([self.api, self.auth_server, self.envoy])
+
+
+def stop_all(parts):
+    """Stops what was started, last first; one failing to stop does not keep the others running."""
+    for part in reversed(parts):
+        try:
+            part.stop()
+        except Exception:
+            pass
 
 
 def which(cmd: str) -> str:
