@@ -52,6 +52,10 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
             "token request must be application/x-www-form-urlencoded",
         ));
     }
+    // Envoy folds repeated Authorization headers into one comma-separated value.
+    if req.authorization.is_some_and(|a| a.contains(',')) {
+        return Err(OAuthError::invalid_request(Reason::BadRequest, "more than one Authorization header"));
+    }
     let body = Form::parse(req.body).map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
     let body_client_id =
         body.single("client_id").map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
@@ -362,6 +366,18 @@ mod tests {
         let h = form::basic_header("c1", "x");
         let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
         assert_eq!(authenticate(&f.config, &r).unwrap_err().reason, Reason::MixedClientAuthentication);
+    }
+
+    #[test]
+    fn repeated_authorization_headers_are_refused() {
+        let f = fixture();
+        let h = format!("{},{}", form::basic_header("c1", ""), form::basic_header("c2", ""));
+        let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
+        let e = authenticate(&f.config, &r).unwrap_err();
+        assert_eq!(
+            (e.status, e.error, e.description.as_str()),
+            (400, "invalid_request", "more than one Authorization header")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 
 pub const DEFAULT_TOKEN_PATH: &str = "/oauth2/token";
 pub const DEFAULT_INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -262,7 +263,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub binding: BindingPolicy,
     pub clients: HashMap<String, Client>,
-    pub protected_routes: Vec<ProtectedRoute>,
+    /// Shared by `Rc` with the streams they apply to (no copy per request).
+    pub protected_routes: Vec<Rc<ProtectedRoute>>,
     /// Where Envoy's `jwt_authn` leaves verified JWT payloads; `None`: JWT claims are not read.
     pub jwt_claims: Option<JwtClaims>,
     pub sources: Sources,
@@ -295,8 +297,9 @@ impl Default for Discovery {
 pub enum StoreConfig {
     /// Envoy shared data: one Envoy process, all its workers.
     SharedData { capacity: u64 },
-    /// etcd through its v3 JSON gateway, for several Envoy replicas.
-    Etcd(EtcdConfig),
+    /// etcd through its v3 JSON gateway, for several Envoy replicas (shared by
+    /// `Rc` with the streams waiting on etcd).
+    Etcd(Rc<EtcdConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,7 +392,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         clients.insert(client.client_id.clone(), client);
     }
 
-    let mut protected_routes: Vec<ProtectedRoute> = Vec::new();
+    let mut protected_routes: Vec<Rc<ProtectedRoute>> = Vec::new();
     for (i, v) in raw.protected_routes.into_iter().enumerate() {
         let field = format!("protected_routes[{i}]");
         let route = compile_route(from_value(v, &field)?, &field)?;
@@ -404,7 +407,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         if protected_routes.iter().any(|r| r.path_prefix == route.path_prefix) {
             return Err(ConfigError::new(format!("{field}.path_prefix"), "the same prefix is listed twice"));
         }
-        protected_routes.push(route);
+        protected_routes.push(Rc::new(route));
     }
 
     let jwt_claims = match raw.jwt_claims {
@@ -515,7 +518,7 @@ fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
             if !(1..=86_400).contains(&lease_bucket_seconds) {
                 return Err(ConfigError::new("store.etcd.lease_bucket_seconds", "must be between 1 and 86400"));
             }
-            Ok(StoreConfig::Etcd(EtcdConfig {
+            Ok(StoreConfig::Etcd(Rc::new(EtcdConfig {
                 authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
                 cluster: e.cluster,
                 key_prefix: e.key_prefix.unwrap_or_default(),
@@ -534,7 +537,7 @@ fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
                     }
                     r
                 },
-            }))
+            })))
         }
         o => Err(ConfigError::new("store.backend", format!("{o:?}: expected shared_data or etcd"))),
     }

@@ -33,9 +33,15 @@ pub struct ProtectedRoute {
     pub thumbprint_header: Option<String>,
 }
 
+impl AsRef<ProtectedRoute> for ProtectedRoute {
+    fn as_ref(&self) -> &ProtectedRoute {
+        self
+    }
+}
+
 /// The protected route a path falls under: the longest matching prefix.
-pub fn route_for<'a>(routes: &'a [ProtectedRoute], path: &str) -> Option<&'a ProtectedRoute> {
-    routes.iter().filter(|r| path.starts_with(&r.path_prefix)).max_by_key(|r| r.path_prefix.len())
+pub fn route_for<'a, R: AsRef<ProtectedRoute>>(routes: &'a [R], path: &str) -> Option<&'a R> {
+    routes.iter().filter(|r| path.starts_with(&r.as_ref().path_prefix)).max_by_key(|r| r.as_ref().path_prefix.len())
 }
 
 /// A protected route described by Envoy route metadata
@@ -107,6 +113,16 @@ pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
     let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
     let body = token.trim_end_matches('=');
     (!body.is_empty() && body.chars().all(b64token)).then_some(token)
+}
+
+/// The Bearer token of a protected request. Envoy folds repeated
+/// `Authorization` headers into one comma-separated value, and no
+/// credentials contain a comma: such a request is ambiguous and refused.
+pub fn bearer(authorization: Option<&str>) -> Result<Option<&str>, ResourceError> {
+    if authorization.is_some_and(|a| a.contains(',')) {
+        return Err(ambiguous_authorization());
+    }
+    Ok(bearer_token(authorization))
 }
 
 /// True when the query string carries `access_token` (RFC 6750 §2.3), which
@@ -287,6 +303,14 @@ mod tests {
         assert_eq!(bearer_token(Some("Bearer ")), None);
         assert_eq!(bearer_token(Some("Bearer a b")), None);
         assert_eq!(bearer_token(None), None);
+    }
+
+    #[test]
+    fn folded_authorization_headers_are_refused() {
+        let e = bearer(Some("Bearer a,Bearer b")).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, Some("invalid_request"), Reason::BadRequest));
+        assert_eq!(bearer(Some("Bearer a")), Ok(Some("a")));
+        assert_eq!(bearer(None), Ok(None));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::binding::{self, Binding, ToBind};
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::error::{OAuthError, Reason};
 use crate::form;
 use crate::introspection::{self, Patch};
@@ -45,7 +45,7 @@ struct TokenState {
 }
 
 struct ResourceState {
-    route: ProtectedRoute,
+    route: Rc<ProtectedRoute>,
     token_key: Option<String>,
     claim: Option<String>,
     /// The request has a form body to check for a token before deciding.
@@ -90,12 +90,6 @@ pub struct Http {
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
     pending: Option<Pending>,
-}
-
-/// Envoy folds repeated `Authorization` headers into one comma-separated
-/// value; neither Basic nor Bearer credentials contain a comma.
-fn several_authorization_headers() -> bool {
-    host::request_header("authorization").is_some_and(|v| v.contains(','))
 }
 
 fn path_only(path: &str) -> &str {
@@ -185,8 +179,16 @@ impl Http {
     }
 
     /// Sends an etcd call and parks the stream's continuation.
+    /// The etcd store's configuration, when that is the backend.
+    fn etcd(&self) -> Option<Rc<EtcdConfig>> {
+        match self.config.as_ref().map(|c| &c.store) {
+            Some(StoreConfig::Etcd(cfg)) => Some(cfg.clone()),
+            _ => None,
+        }
+    }
+
     fn send(&mut self, path: &'static str, body: Vec<u8>, waiting: Waiting) -> Result<(), StoreError> {
-        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+        let Some(cfg) = self.etcd() else {
             return Err(StoreError::Etcd("not configured".into()));
         };
         let token = store::etcd_call(&cfg, path, &body)?;
@@ -206,7 +208,7 @@ impl Http {
 
     /// Asks etcd for a binding; the stream continues with `waiting` when it answers.
     fn read_remote(&mut self, key: &str, waiting: Waiting) -> Result<(), StoreError> {
-        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+        let Some(cfg) = self.etcd() else {
             return Err(StoreError::Etcd("not configured".into()));
         };
         self.send(RANGE, core_store::etcd_range(&store::etcd_key(&cfg, key)), waiting)
@@ -242,7 +244,8 @@ impl Http {
             peer_subject: peer_subject.as_deref(),
             peer_dns_san: peer_san.as_deref(),
             headers: values,
-            now: host::now().unwrap_or_default(),
+            // Only a certificate read from a header has dates to check.
+            now: if any_header { host::now().unwrap_or_default() } else { 0 },
         };
         let resolution = cert_source::resolve(sources, &facts)?;
         for name in &resolution.remove {
@@ -275,7 +278,7 @@ impl Http {
 
     // ------------------------------------------------------------ resources
 
-    fn resource_request(&mut self, config: &Config, route: ProtectedRoute, full_path: &str, eos: bool) -> Action {
+    fn resource_request(&mut self, config: &Config, route: Rc<ProtectedRoute>, full_path: &str, eos: bool) -> Action {
         if let Some(h) = &route.thumbprint_header {
             // Only certbound says which certificate a request proved.
             let _ = host::set_request_header(h, None);
@@ -283,11 +286,11 @@ impl Http {
         if resource::query_has_access_token(full_path) {
             return self.refuse_resource(resource::token_in_uri());
         }
-        if several_authorization_headers() {
-            return self.refuse_resource(resource::ambiguous_authorization());
-        }
         let authorization = host::request_header("authorization");
-        let token = resource::bearer_token(authorization.as_deref());
+        let token = match resource::bearer(authorization.as_deref()) {
+            Ok(t) => t,
+            Err(e) => return self.refuse_resource(e),
+        };
         let claim = match (&config.jwt_claims, token) {
             (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
             _ => None,
@@ -395,9 +398,6 @@ impl Http {
         }
         if end_of_stream {
             return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "token request has no body"));
-        }
-        if several_authorization_headers() {
-            return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "more than one Authorization header"));
         }
         if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
             if len > config.max_body_bytes {
@@ -567,7 +567,7 @@ impl Http {
 
     /// Grants the next missing lease, or sends the put-if-absent transaction.
     fn bind_next(&mut self, job: BindJob) -> Action {
-        let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+        let Some(cfg) = self.etcd() else {
             return Action::Continue;
         };
         let sent = match job.leases.iter().find(|(_, id)| *id == 0) {
@@ -780,7 +780,7 @@ impl Http {
         let now = host::now().unwrap_or_default();
         // A lost connection or a timeout is tried once more (Envoy may pick another member).
         if answer.is_err() && !pending.retried {
-            if let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) {
+            if let Some(cfg) = self.etcd() {
                 if let Ok(token) = store::etcd_call(&cfg, pending.path, &pending.body) {
                     self.metrics.store_retry();
                     self.pending = Some(Pending { token, retried: true, ..pending });
@@ -814,7 +814,7 @@ impl Http {
                 }
             }
             Waiting::Txn { mut job } => {
-                let Some(StoreConfig::Etcd(cfg)) = self.config.as_ref().map(|c| c.store.clone()) else {
+                let Some(cfg) = self.etcd() else {
                     return Action::Continue;
                 };
                 let expected: Vec<(String, Binding)> =
@@ -883,7 +883,7 @@ impl HttpContext for Http {
             if let Some(unbound) = host::route_metadata("unbound_tokens") {
                 let missing = host::route_metadata("missing_token");
                 let header = host::route_metadata("thumbprint_header");
-                route = Some(resource::route_from_metadata(&unbound, missing.as_deref(), header.as_deref()));
+                route = Some(Rc::new(resource::route_from_metadata(&unbound, missing.as_deref(), header.as_deref())));
             }
         }
         // The certificate is needed on the token endpoint and protected routes;

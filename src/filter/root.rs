@@ -35,7 +35,7 @@ impl Root {
         Root { id, configured: None, config: None, metrics: None, table: SlotTable::new(1), clients_call: None }
     }
 
-    fn etcd(&self) -> Option<EtcdConfig> {
+    fn etcd(&self) -> Option<Rc<EtcdConfig>> {
         match self.configured.as_ref().map(|c| &c.store) {
             Some(StoreConfig::Etcd(e)) => Some(e.clone()),
             _ => None,
