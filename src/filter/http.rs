@@ -4,7 +4,7 @@
 //! for an etcd callout; either way the decision code is the same.
 
 use super::host;
-use super::metrics::Metrics;
+use super::metrics::{Counter, Metrics};
 use super::store::{self, StoreError};
 use crate::binding::{self, Binding, ToBind};
 use crate::cert_header;
@@ -175,7 +175,7 @@ impl Http {
 
     fn store_failed(&mut self, e: &StoreError) {
         warn!("{} certbound: binding store: {e}", self.tag());
-        self.metrics.store_error();
+        self.metrics.count(Counter::StoreErrors);
     }
 
     /// Sends an etcd call and parks the stream's continuation.
@@ -255,14 +255,14 @@ impl Http {
             match event {
                 Event::UntrustedHeaderRemoved(name) => {
                     warn!("{} certbound removed {name}: its sender is not trusted by the config", self.tag());
-                    self.metrics.untrusted_header_removed();
+                    self.metrics.count(Counter::UntrustedHeaderRemoved);
                 }
                 Event::Conflict { kept } => {
                     warn!(
                         "{} certbound: the connection and a trusted header name different certificates; kept {kept:?}",
                         self.tag()
                     );
-                    self.metrics.certificate_conflict();
+                    self.metrics.count(Counter::CertificateConflicts);
                 }
             }
         }
@@ -375,11 +375,11 @@ impl Http {
                     }
                 }
                 debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.tag());
-                self.metrics.resource_allowed();
+                self.metrics.count(Counter::ResourceAllowed);
             }
             Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
                 debug!("{} certbound: unbound or no token, allowed by route policy", self.tag());
-                self.metrics.resource_allowed_unbound();
+                self.metrics.count(Counter::ResourceAllowedUnbound);
             }
             Err(e) => return self.refuse_resource(e),
         }
@@ -491,7 +491,7 @@ impl Http {
                 self.tag()
             ),
         }
-        self.metrics.client_authenticated();
+        self.metrics.count(Counter::ClientAuthenticated);
         if let Route::Token(state) = &mut self.route {
             state.authenticated = Some(auth);
         }
@@ -507,7 +507,7 @@ impl Http {
             &self.route
         {
             // A public client that presented no certificate and may have unbound tokens.
-            self.metrics.unbound_token_response();
+            self.metrics.count(Counter::UnboundTokenResponses);
             return Action::Continue;
         }
         if end_of_stream {
@@ -596,7 +596,7 @@ impl Http {
 
     fn bound(&mut self, client_id: &str, thumbprint: crate::cert::Thumbprint, n: usize) -> Action {
         info!("{} certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}", self.tag());
-        self.metrics.tokens_bound(n);
+        self.metrics.add(Counter::TokensBound, n);
         Action::Continue
     }
 
@@ -669,7 +669,7 @@ impl Http {
         let Route::Introspect { binding, .. } = &self.route else { return Action::Continue };
         if binding.is_none() {
             debug!("{} certbound: introspected token is not bound", self.tag());
-            self.metrics.introspection_unpatched();
+            self.metrics.count(Counter::IntrospectionUnpatched);
             return Action::Continue;
         }
         if host::response_header(":status").as_deref() != Some("200") {
@@ -678,7 +678,7 @@ impl Http {
         }
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
             warn!("{} certbound: encoded introspection response left unpatched", self.tag());
-            self.metrics.introspection_unpatched();
+            self.metrics.count(Counter::IntrospectionUnpatched);
             self.route = Route::Other;
             return Action::Continue;
         }
@@ -689,7 +689,7 @@ impl Http {
         let Route::Introspect { binding: Some(b), .. } = &self.route else { return Action::Continue };
         if body_size > config.max_body_bytes {
             warn!("{} certbound: introspection response over max_body_bytes left unpatched", self.tag());
-            self.metrics.introspection_unpatched();
+            self.metrics.count(Counter::IntrospectionUnpatched);
             self.route = Route::Other;
             return Action::Continue;
         }
@@ -701,7 +701,7 @@ impl Http {
             Ok(b) => b,
             Err(s) => {
                 warn!("{} certbound: cannot read the introspection response: {s:?}", self.tag());
-                self.metrics.introspection_unpatched();
+                self.metrics.count(Counter::IntrospectionUnpatched);
                 return Action::Continue;
             }
         };
@@ -711,11 +711,11 @@ impl Http {
                     return action;
                 }
                 info!("{} certbound added cnf x5t#S256={} to introspection", self.tag(), thumbprint);
-                self.metrics.introspection_patched();
+                self.metrics.count(Counter::IntrospectionPatched);
             }
             Patch::Unchanged(why) => {
                 debug!("{} certbound: introspection response unchanged: {why:?}", self.tag());
-                self.metrics.introspection_unpatched();
+                self.metrics.count(Counter::IntrospectionUnpatched);
             }
         }
         Action::Continue
@@ -741,7 +741,7 @@ impl Http {
             && host::response_header("content-encoding").is_none_or(|e| e.eq_ignore_ascii_case("identity"));
         if !ok {
             self.route = Route::Other;
-            self.metrics.metadata_unpatched();
+            self.metrics.count(Counter::MetadataUnpatched);
             return Action::Continue;
         }
         Action::Pause
@@ -750,7 +750,7 @@ impl Http {
     fn discovery_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         if body_size > config.max_body_bytes {
             warn!("{} certbound: metadata over max_body_bytes left unpatched", self.tag());
-            self.metrics.metadata_unpatched();
+            self.metrics.count(Counter::MetadataUnpatched);
             self.route = Route::Other;
             return Action::Continue;
         }
@@ -759,7 +759,7 @@ impl Http {
         }
         self.route = Route::Other;
         let Ok(body) = host::body(BufferType::HttpResponseBody, body_size) else {
-            self.metrics.metadata_unpatched();
+            self.metrics.count(Counter::MetadataUnpatched);
             return Action::Continue;
         };
         match crate::discovery::patch_metadata(&body, config.discovery.mtls_host.as_deref()) {
@@ -767,9 +767,9 @@ impl Http {
                 if let Err(action) = self.replace_response_body(body_size, &patched) {
                     return action;
                 }
-                self.metrics.metadata_patched();
+                self.metrics.count(Counter::MetadataPatched);
             }
-            Patch::Unchanged(_) => self.metrics.metadata_unpatched(),
+            Patch::Unchanged(_) => self.metrics.count(Counter::MetadataUnpatched),
         }
         Action::Continue
     }
@@ -782,7 +782,7 @@ impl Http {
         if answer.is_err() && !pending.retried {
             if let Some(cfg) = self.etcd() {
                 if let Ok(token) = store::etcd_call(&cfg, pending.path, &pending.body) {
-                    self.metrics.store_retry();
+                    self.metrics.count(Counter::StoreRetries);
                     self.pending = Some(Pending { token, retried: true, ..pending });
                     return Action::Pause;
                 }

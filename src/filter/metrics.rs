@@ -5,25 +5,68 @@ use log::debug;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-#[derive(Debug, Default)]
-pub struct Metrics {
-    client_authenticated: Option<u32>,
-    tokens_bound: Option<u32>,
-    unbound_token_responses: Option<u32>,
-    introspection_patched: Option<u32>,
-    resource_allowed: Option<u32>,
-    untrusted_header_removed: Option<u32>,
-    store_errors: Option<u32>,
-    metadata_patched: Option<u32>,
-    metadata_unpatched: Option<u32>,
-    store_retries: Option<u32>,
-    certificate_conflicts: Option<u32>,
-    resource_allowed_unbound: Option<u32>,
-    introspection_unpatched: Option<u32>,
-    refused: Vec<(Reason, Option<u32>)>,
+/// Every counter but the refusals (which are one per `Reason`).
+#[derive(Debug, Clone, Copy)]
+pub enum Counter {
+    ClientAuthenticated,
+    TokensBound,
+    UnboundTokenResponses,
+    IntrospectionPatched,
+    IntrospectionUnpatched,
+    MetadataPatched,
+    MetadataUnpatched,
+    ResourceAllowed,
+    ResourceAllowedUnbound,
+    UntrustedHeaderRemoved,
+    CertificateConflicts,
+    StoreErrors,
+    StoreRetries,
 }
 
-fn counter(name: &str) -> Option<u32> {
+impl Counter {
+    const ALL: [Counter; 13] = [
+        Counter::ClientAuthenticated,
+        Counter::TokensBound,
+        Counter::UnboundTokenResponses,
+        Counter::IntrospectionPatched,
+        Counter::IntrospectionUnpatched,
+        Counter::MetadataPatched,
+        Counter::MetadataUnpatched,
+        Counter::ResourceAllowed,
+        Counter::ResourceAllowedUnbound,
+        Counter::UntrustedHeaderRemoved,
+        Counter::CertificateConflicts,
+        Counter::StoreErrors,
+        Counter::StoreRetries,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Counter::ClientAuthenticated => "client_authenticated",
+            Counter::TokensBound => "tokens_bound",
+            Counter::UnboundTokenResponses => "unbound_token_responses",
+            Counter::IntrospectionPatched => "introspection_patched",
+            Counter::IntrospectionUnpatched => "introspection_unpatched",
+            Counter::MetadataPatched => "metadata_patched",
+            Counter::MetadataUnpatched => "metadata_unpatched",
+            Counter::ResourceAllowed => "resource_allowed",
+            Counter::ResourceAllowedUnbound => "resource_allowed_unbound",
+            Counter::UntrustedHeaderRemoved => "untrusted_header_removed",
+            Counter::CertificateConflicts => "certificate_conflicts",
+            Counter::StoreErrors => "store_errors",
+            Counter::StoreRetries => "store_retries",
+        }
+    }
+}
+
+/// Metric ids, defined once at configure time and looked up by position.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Vec<Option<u32>>,
+    refused: Vec<Option<u32>>,
+}
+
+fn define(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some(id),
         Err(status) => {
@@ -43,79 +86,29 @@ fn bump(id: Option<u32>, by: i64) {
 
 impl Metrics {
     pub fn define() -> Metrics {
+        // Indexed by the counter's own discriminant, whatever the order of ALL.
+        let mut counters = vec![None; Counter::ALL.len()];
+        for c in Counter::ALL {
+            if let Some(slot) = counters.get_mut(c as usize) {
+                *slot = define(&format!("certbound.{}", c.name()));
+            }
+        }
         Metrics {
-            client_authenticated: counter("certbound.client_authenticated"),
-            tokens_bound: counter("certbound.tokens_bound"),
-            unbound_token_responses: counter("certbound.unbound_token_responses"),
-            introspection_patched: counter("certbound.introspection_patched"),
-            resource_allowed: counter("certbound.resource_allowed"),
-            untrusted_header_removed: counter("certbound.untrusted_header_removed"),
-            store_errors: counter("certbound.store_errors"),
-            metadata_patched: counter("certbound.metadata_patched"),
-            metadata_unpatched: counter("certbound.metadata_unpatched"),
-            store_retries: counter("certbound.store_retries"),
-            certificate_conflicts: counter("certbound.certificate_conflicts"),
-            resource_allowed_unbound: counter("certbound.resource_allowed_unbound"),
-            introspection_unpatched: counter("certbound.introspection_unpatched"),
-            refused: Reason::ALL.iter().map(|r| (*r, counter(&format!("certbound.refused.{}", r.as_str())))).collect(),
+            counters,
+            refused: Reason::ALL.iter().map(|r| define(&format!("certbound.refused.{}", r.as_str()))).collect(),
         }
     }
 
-    pub fn client_authenticated(&self) {
-        bump(self.client_authenticated, 1);
+    pub fn add(&self, counter: Counter, n: usize) {
+        bump(self.counters.get(counter as usize).copied().flatten(), n as i64);
     }
 
-    pub fn tokens_bound(&self, n: usize) {
-        bump(self.tokens_bound, n as i64);
-    }
-
-    pub fn unbound_token_response(&self) {
-        bump(self.unbound_token_responses, 1);
-    }
-
-    pub fn metadata_patched(&self) {
-        bump(self.metadata_patched, 1);
-    }
-
-    pub fn metadata_unpatched(&self) {
-        bump(self.metadata_unpatched, 1);
-    }
-
-    pub fn store_error(&self) {
-        bump(self.store_errors, 1);
-    }
-
-    pub fn store_retry(&self) {
-        bump(self.store_retries, 1);
-    }
-
-    pub fn untrusted_header_removed(&self) {
-        bump(self.untrusted_header_removed, 1);
-    }
-
-    pub fn certificate_conflict(&self) {
-        bump(self.certificate_conflicts, 1);
-    }
-
-    pub fn resource_allowed(&self) {
-        bump(self.resource_allowed, 1);
-    }
-
-    pub fn resource_allowed_unbound(&self) {
-        bump(self.resource_allowed_unbound, 1);
-    }
-
-    pub fn introspection_patched(&self) {
-        bump(self.introspection_patched, 1);
-    }
-
-    pub fn introspection_unpatched(&self) {
-        bump(self.introspection_unpatched, 1);
+    pub fn count(&self, counter: Counter) {
+        self.add(counter, 1);
     }
 
     pub fn refused(&self, reason: Reason) {
-        if let Some((_, id)) = self.refused.iter().find(|(r, _)| *r == reason) {
-            bump(*id, 1);
-        }
+        let id = Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.refused.get(i).copied().flatten());
+        bump(id, 1);
     }
 }
