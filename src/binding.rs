@@ -81,25 +81,6 @@ pub fn live(stored: Option<&[u8]>, now: i64) -> Option<Binding> {
     stored.and_then(Binding::decode).filter(|b| b.is_live(now))
 }
 
-/// What to do when writing a binding where one may already be stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutDecision {
-    Write,
-    /// The same binding is already there (a retried response): nothing to do.
-    AlreadyBound,
-    /// A live binding to another certificate: never overwritten.
-    Conflict,
-}
-
-/// Put-if-absent: a live binding is never replaced; an expired one may be.
-pub fn put_decision(existing: Option<&[u8]>, new: &Binding, now: i64) -> PutDecision {
-    match live(existing, now) {
-        None => PutDecision::Write,
-        Some(b) if b.thumbprint.ct_eq(&new.thumbprint) => PutDecision::AlreadyBound,
-        Some(_) => PutDecision::Conflict,
-    }
-}
-
 /// RFC 8705 §4 and WSO2 IS's refresh check: a bound refresh token is only
 /// refreshed with the certificate it is bound to. An unbound one (issued
 /// elsewhere, or to a public client without a certificate) is the AS's to judge.
@@ -216,16 +197,6 @@ mod tests {
         assert_eq!(live(Some(&b.encode()), NOW - 1), Some(b));
         assert_eq!(live(Some(&b.encode()), NOW), None);
         assert_eq!(live(None, NOW), None);
-    }
-
-    #[test]
-    fn a_live_binding_is_never_overwritten() {
-        let old = Binding { thumbprint: t(b"a"), kind: TokenKind::Access, expires_at: NOW + 10 };
-        let new = Binding { thumbprint: t(b"b"), ..old };
-        assert_eq!(put_decision(Some(&old.encode()), &new, NOW), PutDecision::Conflict);
-        assert_eq!(put_decision(Some(&old.encode()), &old, NOW), PutDecision::AlreadyBound);
-        assert_eq!(put_decision(Some(&old.encode()), &new, NOW + 10), PutDecision::Write);
-        assert_eq!(put_decision(None, &new, NOW), PutDecision::Write);
     }
 
     #[test]
