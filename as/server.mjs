@@ -7,6 +7,7 @@
 //   AS_ISSUER       issuer URL (default http://127.0.0.1:$AS_PORT)
 //   AS_CLIENTS      path of a JSON file: oidc-provider client metadata array
 //   AS_REQUEST_LOG  path of a file that gets one JSON line per request received
+//   AS_TOKEN_TTL    access token lifetime in seconds (default 600)
 //   AS_NATIVE_MTLS_HEADER  when set, the AS's own RFC 8705 feature binds the
 //                  tokens of clients registered with
 //                  tls_client_certificate_bound_access_tokens to the URL-encoded
@@ -26,6 +27,7 @@ const issuer = process.env.AS_ISSUER || `http://127.0.0.1:${port}`;
 const clients = JSON.parse(readFileSync(process.env.AS_CLIENTS, 'utf8'));
 const requestLog = process.env.AS_REQUEST_LOG;
 const nativeMtlsHeader = process.env.AS_NATIVE_MTLS_HEADER;
+const tokenTtl = Number(process.env.AS_TOKEN_TTL || 600);
 
 // Access tokens for this resource are JWTs (others stay opaque).
 const JWT_RESOURCE = 'https://api.certbound.test';
@@ -69,7 +71,7 @@ const provider = new Provider(issuer, {
   // Rotate refresh tokens on every use, so tests see rotated tokens bound again.
   rotateRefreshToken: true,
   // Opaque access tokens are the case an AS without RFC 8705 presents.
-  ttl: { ClientCredentials: 600, AccessToken: 600 },
+  ttl: { ClientCredentials: tokenTtl, AccessToken: tokenTtl },
 });
 provider.proxy = true;
 

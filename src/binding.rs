@@ -12,11 +12,13 @@ use sha2::{Digest, Sha256};
 /// Prefix of every binding key in the store.
 pub const KEY_PREFIX: &str = "certbound/b/";
 
-/// Store key of a token: the prefix and base64url(SHA-256(token)).
+/// Store key of a token: the prefix and base64url(SHA-256(token)), the
+/// token taken without trailing `=`: a resource server that decodes tokens
+/// reads `<token>=` as `<token>`, so certbound must find the same binding.
 pub fn key_for_token(token: &str) -> String {
     let mut key = String::with_capacity(KEY_PREFIX.len() + 43);
     key.push_str(KEY_PREFIX);
-    key.push_str(&URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())));
+    key.push_str(&URL_SAFE_NO_PAD.encode(Sha256::digest(token.trim_end_matches('=').as_bytes())));
     key
 }
 
@@ -103,6 +105,13 @@ pub fn check_refresh(bound: Option<&Binding>, presented: Option<&Thumbprint>) ->
 pub enum UnbindableResponse {
     NotJson,
     NoAccessToken,
+    /// A lifetime member that is not a number of seconds: how long to bind is unknown.
+    BadLifetime(&'static str),
+    /// The token lives longer than `max_ttl_seconds`: a shorter binding would lapse while it is usable.
+    LifetimeTooLong {
+        lifetime: u64,
+        max: u64,
+    },
 }
 
 impl std::fmt::Display for UnbindableResponse {
@@ -110,8 +119,48 @@ impl std::fmt::Display for UnbindableResponse {
         match self {
             UnbindableResponse::NotJson => f.write_str("token response is not a JSON object"),
             UnbindableResponse::NoAccessToken => f.write_str("token response has no access_token"),
+            UnbindableResponse::BadLifetime(member) => write!(f, "token response member {member} is not a lifetime"),
+            UnbindableResponse::LifetimeTooLong { lifetime, max } => {
+                write!(f, "a token lives {lifetime} s, longer than the {max} s a binding may be kept (binding.max_ttl_seconds)")
+            }
         }
     }
+}
+
+/// A lifetime in seconds from a token response member: a non-negative
+/// number, or a string of digits as some servers send it.
+fn seconds(obj: &serde_json::Map<String, Value>, member: &'static str) -> Result<Option<u64>, UnbindableResponse> {
+    let Some(v) = obj.get(member) else { return Ok(None) };
+    let n = match v {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.map(Some).ok_or(UnbindableResponse::BadLifetime(member))
+}
+
+/// Seconds until a JWT's `exp`, read without checking its signature: it only
+/// ever makes a binding last longer, never shorter.
+fn jwt_lifetime(token: &str, now: i64) -> Option<u64> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_i64()?;
+    Some(exp.saturating_sub(now).max(0) as u64)
+}
+
+/// The longest of the lifetimes known for a token, or `fallback` when none is.
+fn lifetime(known: impl IntoIterator<Item = Option<u64>>, fallback: u64, max: u64) -> Result<u64, UnbindableResponse> {
+    let lifetime = known.into_iter().flatten().max().unwrap_or(fallback);
+    if lifetime > max {
+        return Err(UnbindableResponse::LifetimeTooLong { lifetime, max });
+    }
+    Ok(lifetime)
 }
 
 /// One binding to write: the store key and the record.
@@ -136,14 +185,27 @@ pub fn bindings_for_response(
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or(UnbindableResponse::NoAccessToken)?;
-    let access_ttl =
-        obj.get("expires_in").and_then(Value::as_u64).unwrap_or(policy.default_ttl_seconds).min(policy.max_ttl_seconds);
+    let access_ttl = lifetime(
+        [seconds(obj, "expires_in")?, jwt_lifetime(access, now)],
+        policy.default_ttl_seconds,
+        policy.max_ttl_seconds,
+    )?;
     let mut out = vec![ToBind {
         key: key_for_token(access),
         binding: Binding { thumbprint, kind: TokenKind::Access, expires_at: now.saturating_add(access_ttl as i64) },
     }];
     if let Some(refresh) = obj.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        let ttl = policy.refresh_token_ttl_seconds.min(policy.max_ttl_seconds);
+        // The operator's lifetime (token responses rarely state one), or longer when the response or the token says so.
+        let ttl = lifetime(
+            [
+                Some(policy.refresh_token_ttl_seconds),
+                seconds(obj, "refresh_token_expires_in")?,
+                seconds(obj, "refresh_expires_in")?.map(|s| if s == 0 { u64::MAX } else { s }),
+                jwt_lifetime(refresh, now),
+            ],
+            policy.refresh_token_ttl_seconds,
+            policy.max_ttl_seconds,
+        )?;
         out.push(ToBind {
             key: key_for_token(refresh),
             binding: Binding { thumbprint, kind: TokenKind::Refresh, expires_at: now.saturating_add(ttl as i64) },
@@ -170,6 +232,13 @@ mod tests {
         assert_eq!(k.len(), KEY_PREFIX.len() + 43);
         assert_eq!(k, key_for_token("secret-token-value"));
         assert_ne!(k, key_for_token("secret-token-valuf"));
+    }
+
+    #[test]
+    fn a_token_with_trailing_padding_has_the_same_key() {
+        assert_eq!(key_for_token("abc=="), key_for_token("abc"));
+        assert_eq!(key_for_token("abc="), key_for_token("abc"));
+        assert_ne!(key_for_token("ab=c"), key_for_token("abc"));
     }
 
     #[test]
@@ -222,19 +291,65 @@ mod tests {
     }
 
     #[test]
-    fn lifetimes_are_capped_and_defaulted() {
-        let p = BindingPolicy { default_ttl_seconds: 100, max_ttl_seconds: 50, refresh_token_ttl_seconds: 1000 };
+    fn access_token_without_expires_in_is_bound_for_the_default_lifetime() {
+        let p = BindingPolicy { default_ttl_seconds: 100, max_ttl_seconds: 5000, refresh_token_ttl_seconds: 1000 };
         let out = bindings_for_response(br#"{"access_token":"at","refresh_token":"rt"}"#, t(b"c"), &p, NOW).unwrap();
-        assert_eq!(out[0].binding.expires_at, NOW + 50);
-        assert_eq!(out[1].binding.expires_at, NOW + 50);
-        let out = bindings_for_response(
-            br#"{"access_token":"at","expires_in":1e99}"#,
-            t(b"c"),
-            &BindingPolicy::default(),
-            NOW,
-        )
-        .unwrap();
-        assert_eq!(out[0].binding.expires_at, NOW + 3600);
+        assert_eq!(out[0].binding.expires_at, NOW + 100);
+        assert_eq!(out[1].binding.expires_at, NOW + 1000);
+        let out = bindings_for_response(br#"{"access_token":"at","expires_in":"60"}"#, t(b"c"), &p, NOW).unwrap();
+        assert_eq!(out[0].binding.expires_at, NOW + 60);
+    }
+
+    fn jwt(exp: i64) -> String {
+        let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"x","exp":{exp}}}"#));
+        format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln")
+    }
+
+    #[test]
+    fn a_jwt_is_bound_until_its_exp_when_that_is_later_than_expires_in() {
+        let p = BindingPolicy::default();
+        let body = format!(r#"{{"access_token":"{}","expires_in":60}}"#, jwt(NOW + 900));
+        let out = bindings_for_response(body.as_bytes(), t(b"c"), &p, NOW).unwrap();
+        assert_eq!(out[0].binding.expires_at, NOW + 900);
+        let body = format!(r#"{{"access_token":"{}","expires_in":60}}"#, jwt(NOW + 10));
+        assert_eq!(bindings_for_response(body.as_bytes(), t(b"c"), &p, NOW).unwrap()[0].binding.expires_at, NOW + 60);
+    }
+
+    #[test]
+    fn a_token_that_outlives_what_can_be_stored_is_refused_not_bound_shorter() {
+        let p = BindingPolicy { default_ttl_seconds: 100, max_ttl_seconds: 300, refresh_token_ttl_seconds: 200 };
+        assert_eq!(
+            bindings_for_response(br#"{"access_token":"at","expires_in":600}"#, t(b"c"), &p, NOW),
+            Err(UnbindableResponse::LifetimeTooLong { lifetime: 600, max: 300 })
+        );
+        let body = format!(r#"{{"access_token":"{}","expires_in":60}}"#, jwt(NOW + 301));
+        assert!(bindings_for_response(body.as_bytes(), t(b"c"), &p, NOW).is_err());
+        let r = br#"{"access_token":"at","expires_in":60,"refresh_token":"rt","refresh_token_expires_in":900}"#;
+        assert_eq!(
+            bindings_for_response(r, t(b"c"), &p, NOW),
+            Err(UnbindableResponse::LifetimeTooLong { lifetime: 900, max: 300 })
+        );
+        // Keycloak's refresh_expires_in 0: a refresh token that never expires.
+        let r = br#"{"access_token":"at","expires_in":60,"refresh_token":"rt","refresh_expires_in":0}"#;
+        assert!(matches!(bindings_for_response(r, t(b"c"), &p, NOW), Err(UnbindableResponse::LifetimeTooLong { .. })));
+    }
+
+    #[test]
+    fn a_lifetime_that_is_not_a_number_of_seconds_is_refused() {
+        let p = BindingPolicy::default();
+        for body in [
+            &br#"{"access_token":"at","expires_in":1e99}"#[..],
+            br#"{"access_token":"at","expires_in":-5}"#,
+            br#"{"access_token":"at","expires_in":"soon"}"#,
+            br#"{"access_token":"at","expires_in":[1]}"#,
+        ] {
+            assert_eq!(
+                bindings_for_response(body, t(b"c"), &p, NOW),
+                Err(UnbindableResponse::BadLifetime("expires_in")),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

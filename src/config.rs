@@ -5,7 +5,8 @@ use crate::cert::{parse_pem, Thumbprint, Validity};
 use crate::cert_header::{ForwardFormat, HeaderFormat, XfccElement};
 use crate::cert_source::{Cidr, Forward, HeaderSource, Prefer, Sources, Trust};
 use crate::dn::Dn;
-use crate::resource::{MissingTokenPolicy, ProtectedRoute, UnboundPolicy};
+use crate::path::Endpoints;
+use crate::resource::{MissingTokenPolicy, OtherSchemes, ProtectedRoute, UnboundPolicy};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use std::rc::Rc;
 pub const DEFAULT_TOKEN_PATH: &str = "/oauth2/token";
 pub const DEFAULT_INTROSPECTION_PATH: &str = "/oauth2/introspect";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Removed from every request even when no route names it: the demo's and the docs' thumbprint header.
+pub const DEFAULT_THUMBPRINT_HEADER: &str = "x-certbound-x5t";
 const MAX_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A config error: the field (a JSON path such as `clients[0].thumbprints[1]`) and what is wrong.
@@ -68,6 +71,7 @@ struct RawConfig {
     store: Option<Value>,
     discovery: Option<Value>,
     route_metadata: Option<bool>,
+    thumbprint_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +149,7 @@ struct RawRoute {
     path_prefix: String,
     unbound_tokens: Option<String>,
     missing_token: Option<String>,
+    other_schemes: Option<String>,
     thumbprint_header: Option<String>,
 }
 
@@ -273,6 +278,11 @@ pub struct Config {
     /// Also protect routes whose Envoy route config carries
     /// `metadata.filter_metadata.certbound.unbound_tokens`.
     pub route_metadata: bool,
+    /// The paths certbound acts on, matched by one path model.
+    pub endpoints: Endpoints,
+    /// Headers that only certbound may write (the verified thumbprint):
+    /// removed from every request, whatever its route.
+    pub thumbprint_headers: Vec<String>,
 }
 
 /// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
@@ -397,7 +407,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let field = format!("protected_routes[{i}]");
         let route = compile_route(from_value(v, &field)?, &field)?;
         for endpoint in [&token_path, &introspection_path] {
-            if endpoint.starts_with(&route.path_prefix) {
+            if endpoint.to_ascii_lowercase().starts_with(&route.path_prefix.to_ascii_lowercase()) {
                 return Err(ConfigError::new(
                     format!("{field}.path_prefix"),
                     format!("{:?} would cover the AS endpoint {endpoint}", route.path_prefix),
@@ -454,7 +464,29 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
     };
 
+    let mut thumbprint_headers = vec![DEFAULT_THUMBPRINT_HEADER.to_string()];
+    for (i, h) in raw.thumbprint_headers.unwrap_or_default().into_iter().enumerate() {
+        if !is_header_name(&h) || h == "authorization" || h == "host" {
+            return Err(ConfigError::new(
+                format!("thumbprint_headers[{i}]"),
+                format!("{h:?} must be a lowercase header name other than authorization or host"),
+            ));
+        }
+        thumbprint_headers.push(h);
+    }
+    thumbprint_headers.extend(protected_routes.iter().filter_map(|r| r.thumbprint_header.clone()));
+    thumbprint_headers.sort();
+    thumbprint_headers.dedup();
+    let endpoints = Endpoints {
+        token: token_path.clone(),
+        introspection: introspection_path.clone(),
+        discovery: discovery.paths.clone(),
+        protected: protected_routes.clone(),
+    };
+
     Ok(Config {
+        endpoints,
+        thumbprint_headers,
         token_path,
         introspection_path,
         max_body_bytes,
@@ -634,18 +666,29 @@ fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
             Some(Forward { name: f.name, format })
         }
     };
+    let connection_chain_verified = raw.connection_chain_verified.unwrap_or(false);
+    if !connection_chain_verified {
+        // A listener that accepts any certificate (ACCEPT_UNTRUSTED) lets anyone present the proxy's subject or SAN.
+        for (i, h) in headers.iter().enumerate() {
+            let peer_field = if !h.trust.peer_subjects.is_empty() {
+                "peer_subjects"
+            } else if !h.trust.peer_dns_sans.is_empty() {
+                "peer_dns_sans"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::new(
+                format!("certificate_sources.headers[{i}].trust.{peer_field}"),
+                "trusts the certificate of the connection, but certificate_sources.connection_chain_verified is \
+                 false: on a listener that does not verify client chains anyone can present that subject or SAN",
+            ));
+        }
+    }
     let connection = raw.connection.unwrap_or(true);
     if !connection && headers.is_empty() {
         return Err(ConfigError::new("certificate_sources", "no certificate source is enabled"));
     }
-    Ok(Sources {
-        connection,
-        connection_chain_verified: raw.connection_chain_verified.unwrap_or(false),
-        headers,
-        prefer,
-        max_header_bytes,
-        forward,
-    })
+    Ok(Sources { connection, connection_chain_verified, headers, prefer, max_header_bytes, forward })
 }
 
 fn tls_client_auth_rule(raw: &RawClient, field: &str) -> Result<TlsClientAuthRule, ConfigError> {
@@ -716,6 +759,16 @@ fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigErr
             ))
         }
     };
+    let other_schemes = match raw.other_schemes.as_deref() {
+        None | Some("reject") => OtherSchemes::Reject,
+        Some("pass") => OtherSchemes::Pass,
+        Some(o) => {
+            return Err(ConfigError::new(
+                format!("{field}.other_schemes"),
+                format!("{o:?}: expected \"reject\" or \"pass\""),
+            ))
+        }
+    };
     if let Some(h) = &raw.thumbprint_header {
         if !is_header_name(h) || h == "authorization" || h == "host" {
             return Err(ConfigError::new(
@@ -728,6 +781,7 @@ fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigErr
         path_prefix: raw.path_prefix,
         unbound_tokens,
         missing_token,
+        other_schemes,
         thumbprint_header: raw.thumbprint_header,
     })
 }
@@ -746,6 +800,17 @@ fn compile_binding(raw: RawBinding) -> Result<BindingPolicy, ConfigError> {
     ] {
         if v == 0 {
             return Err(ConfigError::new(name, "must be greater than 0"));
+        }
+    }
+    for (name, v) in [
+        ("binding.default_ttl_seconds", p.default_ttl_seconds),
+        ("binding.refresh_token_ttl_seconds", p.refresh_token_ttl_seconds),
+    ] {
+        if v > p.max_ttl_seconds {
+            return Err(ConfigError::new(
+                name,
+                "must not exceed binding.max_ttl_seconds: every token of that lifetime would be refused",
+            ));
         }
     }
     Ok(p)
@@ -1074,6 +1139,55 @@ mod tests {
             f(json!({"headers":[{"name":"x-cert","trust":{"always":true}},{"name":"x-cert","trust":{"always":true}}]})),
             "certificate_sources.headers[1].name"
         );
+    }
+
+    #[test]
+    fn trust_by_the_peer_certificate_needs_a_listener_that_verifies_chains() {
+        for trust in [json!({"peer_subjects":["CN=edge,O=x"]}), json!({"peer_dns_sans":["edge.example"]})] {
+            let e = err(json!({"certificate_sources":{"headers":[{"name":"x-forwarded-client-cert","trust":trust}]}}));
+            let which = if trust.get("peer_subjects").is_some() { "peer_subjects" } else { "peer_dns_sans" };
+            assert_eq!(e.field, format!("certificate_sources.headers[0].trust.{which}"));
+            assert!(e.message.contains("connection_chain_verified"), "{}", e.message);
+        }
+        let ok = json!({"certificate_sources":{"connection_chain_verified":true,
+            "headers":[{"name":"x-forwarded-client-cert","trust":{"peer_subjects":["CN=edge,O=x"]}}]}});
+        assert!(parse(ok.to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn thumbprint_headers_are_removed_on_every_route_and_include_the_routes_own() {
+        let c = parse(
+            br#"{"thumbprint_headers":["x-client-x5t"],"protected_routes":[{"path_prefix":"/api/","thumbprint_header":"x-api-x5t"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.thumbprint_headers, vec!["x-api-x5t", "x-certbound-x5t", "x-client-x5t"]);
+        assert_eq!(err(json!({"thumbprint_headers":["Host"]})).field, "thumbprint_headers[0]");
+        assert_eq!(err(json!({"thumbprint_headers":["authorization"]})).field, "thumbprint_headers[0]");
+    }
+
+    #[test]
+    fn other_schemes_policy_defaults_to_reject() {
+        let c = parse(br#"{"protected_routes":[{"path_prefix":"/a/"},{"path_prefix":"/b/","other_schemes":"pass"}]}"#)
+            .unwrap();
+        assert_eq!(c.protected_routes[0].other_schemes, OtherSchemes::Reject);
+        assert_eq!(c.protected_routes[1].other_schemes, OtherSchemes::Pass);
+        let e = err(json!({"protected_routes":[{"path_prefix":"/a/","other_schemes":"maybe"}]}));
+        assert_eq!(e.field, "protected_routes[0].other_schemes");
+    }
+
+    #[test]
+    fn a_binding_lifetime_above_the_maximum_is_refused() {
+        let e =
+            err(json!({"binding":{"max_ttl_seconds":600,"default_ttl_seconds":300,"refresh_token_ttl_seconds":1200}}));
+        assert_eq!(e.field, "binding.refresh_token_ttl_seconds");
+        let e = err(json!({"binding":{"max_ttl_seconds":600}}));
+        assert_eq!(e.field, "binding.default_ttl_seconds");
+    }
+
+    #[test]
+    fn a_protected_prefix_covering_an_endpoint_in_another_case_is_refused() {
+        let e = err(json!({"protected_routes":[{"path_prefix":"/OAuth2/"}]}));
+        assert_eq!(e.field, "protected_routes[0].path_prefix");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Reason {
     CertificateDoesNotMatch,
     StoreFull,
     StoreUnavailable,
+    OtherScheme,
+    AmbiguousPath,
 }
 
 impl Reason {
@@ -74,10 +76,12 @@ impl Reason {
             Reason::CertificateDoesNotMatch => "certificate_does_not_match",
             Reason::StoreFull => "store_full",
             Reason::StoreUnavailable => "store_unavailable",
+            Reason::OtherScheme => "other_scheme",
+            Reason::AmbiguousPath => "ambiguous_path",
         }
     }
 
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 33] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -109,6 +113,8 @@ impl Reason {
         Reason::CertificateDoesNotMatch,
         Reason::StoreFull,
         Reason::StoreUnavailable,
+        Reason::OtherScheme,
+        Reason::AmbiguousPath,
     ];
 }
 

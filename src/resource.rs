@@ -23,36 +23,41 @@ pub enum MissingTokenPolicy {
     Reject,
 }
 
+/// What a protected route does with credentials of another scheme (`DPoP`, `Basic`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherSchemes {
+    /// 400 `invalid_request`: they are never mistaken for "no token".
+    Reject,
+    /// Pass them on: the resource server authenticates them itself.
+    Pass,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedRoute {
     pub path_prefix: String,
     pub unbound_tokens: UnboundPolicy,
     pub missing_token: MissingTokenPolicy,
+    pub other_schemes: OtherSchemes,
     /// Header in which the verified thumbprint is passed upstream (any
     /// client-supplied value is removed first).
     pub thumbprint_header: Option<String>,
 }
 
-impl AsRef<ProtectedRoute> for ProtectedRoute {
-    fn as_ref(&self) -> &ProtectedRoute {
-        self
-    }
-}
-
-/// The protected route a path falls under: the longest matching prefix.
-pub fn route_for<'a, R: AsRef<ProtectedRoute>>(routes: &'a [R], path: &str) -> Option<&'a R> {
-    routes.iter().filter(|r| path.starts_with(&r.as_ref().path_prefix)).max_by_key(|r| r.as_ref().path_prefix.len())
-}
-
 /// A protected route described by Envoy route metadata
 /// (`filter_metadata.certbound`): its policies as strings. An unknown policy
 /// falls back to the strict one; a bad header name is dropped.
-pub fn route_from_metadata(unbound: &str, missing: Option<&str>, header: Option<&str>) -> ProtectedRoute {
+pub fn route_from_metadata(
+    unbound: &str,
+    missing: Option<&str>,
+    other: Option<&str>,
+    header: Option<&str>,
+) -> ProtectedRoute {
     let header_ok = |h: &&str| crate::config::is_header_name(h) && *h != "authorization" && *h != "host";
     ProtectedRoute {
         path_prefix: String::new(),
         unbound_tokens: if unbound == "allow" { UnboundPolicy::Allow } else { UnboundPolicy::RequireBinding },
         missing_token: if missing == Some("pass") { MissingTokenPolicy::Pass } else { MissingTokenPolicy::Reject },
+        other_schemes: if other == Some("pass") { OtherSchemes::Pass } else { OtherSchemes::Reject },
         thumbprint_header: header.filter(header_ok).map(str::to_string),
     }
 }
@@ -102,42 +107,156 @@ impl ResourceError {
     }
 }
 
-/// The token of `Authorization: Bearer <b64token>` (RFC 6750 §2.1), or `None`
-/// when the header is absent or of another scheme.
-pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
-    let (scheme, token) = authorization?.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
-    let body = token.trim_end_matches('=');
-    (!body.is_empty() && body.chars().all(b64token)).then_some(token)
+/// What the `Authorization` header of a protected request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    Absent,
+    /// `Bearer <b64token>` (RFC 6750 §2.1), scheme in any case.
+    Bearer(&'a str),
+    /// Credentials of another scheme (`Basic`, `DPoP`, ...).
+    OtherScheme,
 }
 
-/// The Bearer token of a protected request. Envoy folds repeated
-/// `Authorization` headers into one comma-separated value, and no
-/// credentials contain a comma: such a request is ambiguous and refused.
-pub fn bearer(authorization: Option<&str>) -> Result<Option<&str>, ResourceError> {
-    if authorization.is_some_and(|a| a.contains(',')) {
+impl Credentials<'_> {
+    pub fn kind(&self) -> CredentialsKind {
+        match self {
+            Credentials::Absent => CredentialsKind::Absent,
+            Credentials::Bearer(_) => CredentialsKind::Bearer,
+            Credentials::OtherScheme => CredentialsKind::OtherScheme,
+        }
+    }
+}
+
+/// [`Credentials`] without the token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CredentialsKind {
+    #[default]
+    Absent,
+    Bearer,
+    OtherScheme,
+}
+
+/// RFC 9110 §11.6.2 whitespace (OWS / the separator after the scheme).
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// RFC 9110 `tchar`: what an auth-scheme is made of.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Reads `Authorization` as RFC 9110 §11.4 and RFC 6750 §2.1 say: the scheme
+/// case-insensitively, spaces or tabs after it, a `b64token`. Anything a
+/// lenient resource server could still read as a Bearer token is either that
+/// token or refused, never "no token": an empty header, `Bearer` without a
+/// token, a token with spaces or other characters after it, and repeated
+/// headers (Envoy folds them into one comma-separated value; no credentials
+/// contain a comma).
+pub fn credentials(authorization: Option<&str>) -> Result<Credentials<'_>, ResourceError> {
+    let Some(value) = authorization else { return Ok(Credentials::Absent) };
+    if value.contains(',') {
         return Err(ambiguous_authorization());
     }
-    Ok(bearer_token(authorization))
+    let value = value.trim_matches(is_ows);
+    let (scheme, rest) = match value.find(is_ows) {
+        Some(i) => (&value[..i], value[i..].trim_start_matches(is_ows)),
+        None => (value, ""),
+    };
+    if scheme.is_empty() || !scheme.chars().all(is_tchar) {
+        return Err(ResourceError::invalid_request(Reason::BadRequest, "the Authorization header is malformed"));
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Credentials::OtherScheme);
+    }
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+    let body = rest.trim_end_matches('=');
+    if body.is_empty() || !body.chars().all(b64token) {
+        return Err(ResourceError::invalid_request(Reason::BadRequest, "the Bearer credentials are malformed"));
+    }
+    Ok(Credentials::Bearer(rest))
 }
 
-/// True when the query string carries `access_token` (RFC 6750 §2.3), which
-/// certbound does not accept: a URI token would slip past the binding check.
-pub fn query_has_access_token(path: &str) -> bool {
-    let Some((_, query)) = path.split_once('?') else { return false };
+/// A parameter name that some server could read as `access_token`: after
+/// percent-decoding, in any case (ASP.NET), with `.` or a space for `_` and
+/// a `[` suffix (PHP). A name that does not decode counts as one.
+fn is_access_token_name(raw: &[u8]) -> bool {
+    crate::form::decode_component(raw).map_or(true, |name| names_access_token(&name))
+}
+
+fn names_access_token(name: &str) -> bool {
+    let name: String = name.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c.to_ascii_lowercase() }).collect();
+    name == "access_token" || name.starts_with("access_token[")
+}
+
+/// Parameters of a query or form body, split as servers split them (`&`, and `;` as older ones do).
+fn parameters(s: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    s.split(|b| *b == b'&' || *b == b';').filter(|p| !p.is_empty()).map(|p| {
+        let mut kv = p.splitn(2, |b| *b == b'=');
+        (kv.next().unwrap_or_default(), kv.next().unwrap_or_default())
+    })
+}
+
+/// Refuses a request URI that carries `access_token` in its query (RFC 6750
+/// §2.3), under any spelling a server could decode to it: a URI token would
+/// slip past the binding check.
+pub fn check_query(path: &str) -> Result<(), ResourceError> {
+    let Some((_, query)) = path.split_once('?') else { return Ok(()) };
     let query = query.split('#').next().unwrap_or_default();
-    query.split('&').any(|p| p.split('=').next().map(|k| k == "access_token" || k == "access%5Ftoken").unwrap_or(false))
+    if parameters(query.as_bytes()).any(|(name, _)| is_access_token_name(name)) {
+        return Err(token_in_uri());
+    }
+    Ok(())
+}
+
+/// Which request bodies certbound reads on a protected route before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCheck {
+    /// Not a body a server reads parameters from.
+    None,
+    /// `application/x-www-form-urlencoded` (RFC 6750 §2.2), in any case, with parameters, even folded with another type.
+    Form,
+    /// `multipart/*`: refused, a token could hide in a part.
+    Multipart,
+}
+
+pub fn body_check(content_type: Option<&str>) -> BodyCheck {
+    let Some(ct) = content_type.map(str::to_ascii_lowercase) else { return BodyCheck::None };
+    if ct.contains("multipart/") {
+        BodyCheck::Multipart
+    } else if ct.contains("x-www-form-urlencoded") {
+        BodyCheck::Form
+    } else {
+        BodyCheck::None
+    }
+}
+
+/// A multipart body on a protected route fails closed.
+pub fn multipart_refused() -> ResourceError {
+    ResourceError::invalid_request(
+        Reason::BadRequest,
+        "multipart bodies are not accepted on protected routes: a token in them would slip past the check",
+    )
+}
+
+/// RFC 6750 §2.2: a form body on a protected route must parse, and must not carry `access_token`.
+pub fn check_form_body(body: &[u8]) -> Result<(), ResourceError> {
+    let unparsable = || ResourceError::invalid_request(Reason::BadRequest, "the form body cannot be parsed");
+    for (name, value) in parameters(body) {
+        let name = crate::form::decode_component(name).map_err(|_| unparsable())?;
+        if names_access_token(&name) {
+            return Err(token_in_uri());
+        }
+        crate::form::decode_component(value).map_err(|_| unparsable())?;
+    }
+    Ok(())
 }
 
 /// What a protected request presented.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Presented<'a> {
-    /// The Bearer token is present.
-    pub token: bool,
+    /// What the `Authorization` header carried.
+    pub credentials: CredentialsKind,
     /// The binding certbound stored for the token, if any.
     pub stored: Option<Thumbprint>,
     /// `cnf.x5t#S256` of a JWT whose signature Envoy verified, if any.
@@ -154,6 +273,8 @@ pub enum Allowed {
     Unbound,
     /// No token: the route passes such requests on.
     NoToken,
+    /// Credentials of another scheme: the route passes them on.
+    OtherScheme,
 }
 
 fn matches(expected: &str, presented: &Thumbprint) -> bool {
@@ -162,7 +283,16 @@ fn matches(expected: &str, presented: &Thumbprint) -> bool {
 
 /// RFC 8705 §3: the decision for one request on a protected route.
 pub fn decide(route: &ProtectedRoute, p: &Presented<'_>) -> Result<Allowed, ResourceError> {
-    if !p.token {
+    if p.credentials == CredentialsKind::OtherScheme {
+        return match route.other_schemes {
+            OtherSchemes::Pass => Ok(Allowed::OtherScheme),
+            OtherSchemes::Reject => Err(ResourceError::invalid_request(
+                Reason::OtherScheme,
+                "this route accepts certificate-bound Bearer tokens only",
+            )),
+        };
+    }
+    if p.credentials == CredentialsKind::Absent {
         return match route.missing_token {
             MissingTokenPolicy::Pass => Ok(Allowed::NoToken),
             MissingTokenPolicy::Reject => Err(ResourceError {
@@ -222,6 +352,7 @@ mod tests {
             path_prefix: "/api/".into(),
             unbound_tokens: unbound,
             missing_token: missing,
+            other_schemes: OtherSchemes::Reject,
             thumbprint_header: None,
         }
     }
@@ -236,13 +367,23 @@ mod tests {
 
     #[test]
     fn bound_token_with_its_certificate_is_allowed() {
-        let p = Presented { token: true, stored: Some(t(b"a")), certificate: Some(t(b"a")), ..Default::default() };
+        let p = Presented {
+            credentials: CredentialsKind::Bearer,
+            stored: Some(t(b"a")),
+            certificate: Some(t(b"a")),
+            ..Default::default()
+        };
         assert_eq!(decide(&strict(), &p), Ok(Allowed::Bound(t(b"a"))));
     }
 
     #[test]
     fn bound_token_with_another_certificate_is_invalid_token() {
-        let p = Presented { token: true, stored: Some(t(b"a")), certificate: Some(t(b"b")), ..Default::default() };
+        let p = Presented {
+            credentials: CredentialsKind::Bearer,
+            stored: Some(t(b"a")),
+            certificate: Some(t(b"b")),
+            ..Default::default()
+        };
         let e = decide(&strict(), &p).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (401, Some("invalid_token"), Reason::TokenCertificateMismatch));
         assert!(e.www_authenticate().starts_with("Bearer error=\"invalid_token\", error_description=\""));
@@ -250,13 +391,13 @@ mod tests {
 
     #[test]
     fn bound_token_without_certificate_is_invalid_token() {
-        let p = Presented { token: true, stored: Some(t(b"a")), ..Default::default() };
+        let p = Presented { credentials: CredentialsKind::Bearer, stored: Some(t(b"a")), ..Default::default() };
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::TokenWithoutCertificate);
     }
 
     #[test]
     fn unbound_token_follows_the_route_policy() {
-        let p = Presented { token: true, certificate: Some(t(b"a")), ..Default::default() };
+        let p = Presented { credentials: CredentialsKind::Bearer, certificate: Some(t(b"a")), ..Default::default() };
         assert_eq!(decide(&route(UnboundPolicy::Allow, MissingTokenPolicy::Reject), &p), Ok(Allowed::Unbound));
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::UnboundToken);
     }
@@ -273,8 +414,12 @@ mod tests {
     #[test]
     fn verified_jwt_cnf_claim_is_enforced_without_the_store() {
         let claim = t(b"a").x5t_s256();
-        let ok =
-            Presented { token: true, verified_claim: Some(&claim), certificate: Some(t(b"a")), ..Default::default() };
+        let ok = Presented {
+            credentials: CredentialsKind::Bearer,
+            verified_claim: Some(&claim),
+            certificate: Some(t(b"a")),
+            ..Default::default()
+        };
         assert_eq!(decide(&strict(), &ok), Ok(Allowed::Bound(t(b"a"))));
         let bad = Presented { certificate: Some(t(b"b")), ..ok };
         assert_eq!(decide(&strict(), &bad).unwrap_err().reason, Reason::TokenCertificateMismatch);
@@ -283,65 +428,120 @@ mod tests {
     #[test]
     fn store_and_claim_must_both_name_the_certificate() {
         let claim = t(b"b").x5t_s256();
-        let p =
-            Presented { token: true, stored: Some(t(b"a")), verified_claim: Some(&claim), certificate: Some(t(b"a")) };
+        let p = Presented {
+            credentials: CredentialsKind::Bearer,
+            stored: Some(t(b"a")),
+            verified_claim: Some(&claim),
+            certificate: Some(t(b"a")),
+        };
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::TokenCertificateMismatch);
     }
 
     #[test]
     fn malformed_cnf_claim_is_invalid_token() {
-        let p =
-            Presented { token: true, verified_claim: Some("nope"), certificate: Some(t(b"a")), ..Default::default() };
+        let p = Presented {
+            credentials: CredentialsKind::Bearer,
+            verified_claim: Some("nope"),
+            certificate: Some(t(b"a")),
+            ..Default::default()
+        };
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::BadCnfClaim);
     }
 
+    fn bearer(v: &str) -> Result<Credentials<'_>, Reason> {
+        credentials(Some(v)).map_err(|e| e.reason)
+    }
+
     #[test]
-    fn bearer_token_is_read_from_the_authorization_header_only() {
-        assert_eq!(bearer_token(Some("Bearer abc.def-_~+/=")), Some("abc.def-_~+/="));
-        assert_eq!(bearer_token(Some("bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(Some("Basic abc")), None);
-        assert_eq!(bearer_token(Some("Bearer ")), None);
-        assert_eq!(bearer_token(Some("Bearer a b")), None);
-        assert_eq!(bearer_token(None), None);
+    fn bearer_scheme_is_case_insensitive_and_spaces_or_tabs_separate_it() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc", "Bearer\tabc", " Bearer abc\t"] {
+            assert_eq!(bearer(v), Ok(Credentials::Bearer("abc")), "{v:?}");
+        }
+        assert_eq!(bearer("Bearer abc.def-_~+/=="), Ok(Credentials::Bearer("abc.def-_~+/==")));
+        assert_eq!(credentials(None), Ok(Credentials::Absent));
+    }
+
+    #[test]
+    fn malformed_bearer_credentials_are_refused_never_taken_for_no_token() {
+        for v in ["Bearer", "Bearer ", "", "  ", "Bearer a b", "Bearer a\"b", "Bearer ==", "Be@rer abc"] {
+            let e = credentials(Some(v)).unwrap_err();
+            assert_eq!((e.status, e.error), (400, Some("invalid_request")), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_recognised_and_follow_the_route_policy() {
+        assert_eq!(bearer("DPoP abc"), Ok(Credentials::OtherScheme));
+        assert_eq!(bearer("Basic YTpi"), Ok(Credentials::OtherScheme));
+        assert_eq!(bearer("Negotiate"), Ok(Credentials::OtherScheme));
+        let p = Presented { credentials: CredentialsKind::OtherScheme, ..Default::default() };
+        let e = decide(&strict(), &p).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, Some("invalid_request"), Reason::OtherScheme));
+        let mut pass = route(UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject);
+        pass.other_schemes = OtherSchemes::Pass;
+        assert_eq!(decide(&pass, &p), Ok(Allowed::OtherScheme));
     }
 
     #[test]
     fn folded_authorization_headers_are_refused() {
-        let e = bearer(Some("Bearer a,Bearer b")).unwrap_err();
+        let e = credentials(Some("Bearer a,Bearer b")).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, Some("invalid_request"), Reason::BadRequest));
-        assert_eq!(bearer(Some("Bearer a")), Ok(Some("a")));
-        assert_eq!(bearer(None), Ok(None));
     }
 
     #[test]
-    fn access_token_in_the_query_is_detected() {
-        assert!(query_has_access_token("/api/x?access_token=abc"));
-        assert!(query_has_access_token("/api/x?a=1&access_token=abc"));
-        assert!(!query_has_access_token("/api/x?my_access_token=abc"));
-        assert!(!query_has_access_token("/api/x"));
+    fn access_token_in_the_query_is_found_under_every_spelling() {
+        for q in [
+            "/api/x?access_token=abc",
+            "/api/x?a=1&access_token=abc",
+            "/api/x?access%5ftoken=abc",
+            "/api/x?%61ccess_token=abc",
+            "/api/x?x=1;access_token=abc",
+            "/api/x?access.token=abc",
+            "/api/x?access+token=abc",
+            "/api/x?Access_Token=abc",
+            "/api/x?access_token[]=abc",
+            "/api/x?access_token",
+            "/api/x?%zz=1",
+        ] {
+            assert_eq!(check_query(q).unwrap_err().reason, Reason::TokenInUri, "{q}");
+        }
+        assert!(check_query("/api/x?my_access_token=abc&q=100%").is_ok());
+        assert!(check_query("/api/x").is_ok());
         let e = token_in_uri();
         assert_eq!((e.status, e.error), (400, Some("invalid_request")));
     }
 
     #[test]
-    fn route_metadata_policies_fall_back_to_strict() {
-        let r = route_from_metadata("allow", Some("pass"), Some("x-x5t"));
-        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::Allow, MissingTokenPolicy::Pass));
-        assert_eq!(r.thumbprint_header.as_deref(), Some("x-x5t"));
-        let r = route_from_metadata("alow", Some("maybe"), Some("Authorization"));
-        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject));
-        assert_eq!(r.thumbprint_header, None);
+    fn form_bodies_on_protected_routes_must_parse_and_carry_no_token() {
+        assert!(check_form_body(b"a=1&b=two+words%21").is_ok());
+        for body in [&b"access%5ftoken=x"[..], b"a=1;access_token=x", b"ACCESS_TOKEN=x"] {
+            assert_eq!(check_form_body(body).unwrap_err().reason, Reason::TokenInUri);
+        }
+        for body in [&b"a=%zz"[..], b"a=%ff", b"a=%", b"%zz", b"%ff=1"] {
+            let e = check_form_body(body).unwrap_err();
+            assert_eq!((e.status, e.reason), (400, Reason::BadRequest));
+        }
     }
 
     #[test]
-    fn longest_protected_prefix_wins() {
-        let mut a = strict();
-        a.path_prefix = "/api/".into();
-        let mut b = route(UnboundPolicy::Allow, MissingTokenPolicy::Pass);
-        b.path_prefix = "/api/public/".into();
-        let routes = vec![a, b];
-        assert_eq!(route_for(&routes, "/api/public/x").unwrap().unbound_tokens, UnboundPolicy::Allow);
-        assert_eq!(route_for(&routes, "/api/x").unwrap().unbound_tokens, UnboundPolicy::RequireBinding);
-        assert!(route_for(&routes, "/other").is_none());
+    fn which_bodies_are_read_before_deciding() {
+        assert_eq!(body_check(Some("application/x-www-form-urlencoded")), BodyCheck::Form);
+        assert_eq!(body_check(Some("Application/X-WWW-Form-Urlencoded; charset=utf-8")), BodyCheck::Form);
+        assert_eq!(body_check(Some("application/json,application/x-www-form-urlencoded")), BodyCheck::Form);
+        assert_eq!(body_check(Some("multipart/form-data; boundary=x")), BodyCheck::Multipart);
+        assert_eq!(body_check(Some("application/json")), BodyCheck::None);
+        assert_eq!(body_check(None), BodyCheck::None);
+    }
+
+    #[test]
+    fn route_metadata_policies_fall_back_to_strict() {
+        let r = route_from_metadata("allow", Some("pass"), Some("pass"), Some("x-x5t"));
+        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::Allow, MissingTokenPolicy::Pass));
+        assert_eq!(r.other_schemes, OtherSchemes::Pass);
+        assert_eq!(r.thumbprint_header.as_deref(), Some("x-x5t"));
+        let r = route_from_metadata("alow", Some("maybe"), Some("yes"), Some("Authorization"));
+        assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject));
+        assert_eq!(r.other_schemes, OtherSchemes::Reject);
+        assert_eq!(r.thumbprint_header, None);
     }
 }

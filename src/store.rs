@@ -108,16 +108,67 @@ pub enum SlotGet {
 pub fn get_at(slot: Option<&[u8]>, key: &str, now: i64) -> SlotGet {
     let Some(bytes) = slot.filter(|b| !b.is_empty()) else { return SlotGet::Absent };
     match decode_slot(bytes) {
-        Some((k, Some(b))) if k == key.as_bytes() => {
-            if b.is_live(now) {
-                SlotGet::Found(b)
-            } else {
-                SlotGet::Absent
-            }
-        }
-        // Another key (live or expired) sits here: the key may be further on.
+        Some((k, Some(b))) if k == key.as_bytes() && b.is_live(now) => SlotGet::Found(b),
+        // Another key, or this key's expired binding: a live one may be further on.
         _ => SlotGet::Next,
     }
+}
+
+/// Where an insert goes, decided over the whole probe window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutPlan<C> {
+    /// The key already has a live binding to the same certificate.
+    AlreadyBound,
+    /// The key has a live binding to another certificate: never overwritten.
+    Conflict,
+    /// The first free or expired slot, with the version read (for compare-and-swap).
+    Write { index: u64, cas: C },
+    /// Every slot of the window holds another live binding.
+    Full,
+}
+
+/// Plans a put-if-absent: a live binding of the key anywhere in its probe
+/// window wins over a free slot before it (else a reissued token string
+/// would shadow its live binding). The window ends at a never-used slot.
+pub fn plan_put<C, E>(
+    table: SlotTable,
+    key: &str,
+    new: &Binding,
+    now: i64,
+    mut read: impl FnMut(u64) -> Result<(Option<Vec<u8>>, C), E>,
+) -> Result<PutPlan<C>, E> {
+    let mut first_free: Option<(u64, C)> = None;
+    for index in table.probes(key) {
+        let (value, cas) = read(index)?;
+        let never_used = value.as_deref().is_none_or(|v| v.is_empty());
+        match put_at(value.as_deref(), key, new, now) {
+            SlotPut::AlreadyBound => return Ok(PutPlan::AlreadyBound),
+            SlotPut::Conflict => return Ok(PutPlan::Conflict),
+            SlotPut::Take if first_free.is_none() => first_free = Some((index, cas)),
+            SlotPut::Take | SlotPut::Next => {}
+        }
+        if never_used {
+            break;
+        }
+    }
+    Ok(first_free.map_or(PutPlan::Full, |(index, cas)| PutPlan::Write { index, cas }))
+}
+
+/// Looks a key's live binding up over its probe window.
+pub fn find<E>(
+    table: SlotTable,
+    key: &str,
+    now: i64,
+    mut read: impl FnMut(u64) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Option<Binding>, E> {
+    for index in table.probes(key) {
+        match get_at(read(index)?.as_deref(), key, now) {
+            SlotGet::Found(b) => return Ok(Some(b)),
+            SlotGet::Absent => return Ok(None),
+            SlotGet::Next => {}
+        }
+    }
+    Ok(None)
 }
 
 // ------------------------------------------------------------------ etcd
@@ -288,11 +339,68 @@ mod tests {
         assert_eq!(put_at(Some(&live), "k1", &b(b"z", NOW + 5), NOW), SlotPut::Conflict);
     }
 
+    /// A shared-data table in memory: slot index -> content.
+    fn table_with(t: SlotTable, key: &str, contents: &[(usize, Vec<u8>)]) -> std::collections::HashMap<u64, Vec<u8>> {
+        let probes: Vec<u64> = t.probes(key).collect();
+        contents.iter().map(|(i, v)| (probes[*i], v.clone())).collect()
+    }
+
+    fn plan(t: SlotTable, m: &std::collections::HashMap<u64, Vec<u8>>, key: &str, new: &Binding) -> PutPlan<()> {
+        plan_put::<(), ()>(t, key, new, NOW, |i| Ok((m.get(&i).cloned(), ()))).unwrap()
+    }
+
+    #[test]
+    fn a_live_binding_further_along_the_window_is_found_before_a_free_slot_is_taken() {
+        let t = SlotTable::new(1024);
+        let probes: Vec<u64> = t.probes("k").collect();
+        // Slot 0: another key's expired binding; slot 1: another live one; slot 2: k's live binding.
+        let m = table_with(
+            t,
+            "k",
+            &[
+                (0, encode_slot("other", &b(b"x", NOW - 1))),
+                (1, encode_slot("other2", &b(b"x", NOW + 9))),
+                (2, encode_slot("k", &b(b"a", NOW + 9))),
+            ],
+        );
+        assert_eq!(plan(t, &m, "k", &b(b"z", NOW + 5)), PutPlan::Conflict);
+        assert_eq!(plan(t, &m, "k", &b(b"a", NOW + 5)), PutPlan::AlreadyBound);
+        assert_eq!(
+            plan(t, &m, "k2", &b(b"a", NOW + 5)),
+            PutPlan::Write { index: t.probes("k2").next().unwrap(), cas: () }
+        );
+        let found = find::<()>(t, "k", NOW, |i| Ok(m.get(&i).cloned())).unwrap();
+        assert_eq!(found, Some(b(b"a", NOW + 9)));
+        // With the live one gone (expired), the first reusable slot is taken.
+        let m = table_with(
+            t,
+            "k",
+            &[(0, encode_slot("other", &b(b"x", NOW - 1))), (1, encode_slot("k", &b(b"a", NOW - 1)))],
+        );
+        assert_eq!(plan(t, &m, "k", &b(b"z", NOW + 5)), PutPlan::Write { index: probes[0], cas: () });
+    }
+
+    #[test]
+    fn a_window_of_live_bindings_is_full() {
+        let t = SlotTable::new(4);
+        let m: std::collections::HashMap<u64, Vec<u8>> =
+            (0..4).map(|i| (i, encode_slot(&format!("o{i}"), &b(b"x", NOW + 9)))).collect();
+        assert_eq!(plan(t, &m, "k", &b(b"a", NOW + 5)), PutPlan::Full);
+    }
+
+    #[test]
+    fn an_expired_binding_of_the_key_does_not_hide_a_live_one_further_on() {
+        let t = SlotTable::new(1024);
+        let m =
+            table_with(t, "k", &[(0, encode_slot("k", &b(b"a", NOW - 1))), (1, encode_slot("k", &b(b"b", NOW + 9)))]);
+        assert_eq!(find::<()>(t, "k", NOW, |i| Ok(m.get(&i).cloned())).unwrap(), Some(b(b"b", NOW + 9)));
+    }
+
     #[test]
     fn lookup_finds_its_key_skips_others_and_stops_at_a_never_used_slot() {
         let slot = encode_slot("k1", &b(b"a", NOW + 10));
         assert_eq!(get_at(Some(&slot), "k1", NOW), SlotGet::Found(b(b"a", NOW + 10)));
-        assert_eq!(get_at(Some(&slot), "k1", NOW + 10), SlotGet::Absent);
+        assert_eq!(get_at(Some(&slot), "k1", NOW + 10), SlotGet::Next);
         assert_eq!(get_at(Some(&slot), "k2", NOW), SlotGet::Next);
         assert_eq!(get_at(None, "k2", NOW), SlotGet::Absent);
         assert_eq!(get_at(Some(b""), "k2", NOW), SlotGet::Absent);

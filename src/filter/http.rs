@@ -12,9 +12,9 @@ use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::error::{OAuthError, Reason};
-use crate::form;
 use crate::introspection::{self, Patch};
-use crate::resource::{self, Allowed, Presented, ProtectedRoute, ResourceError};
+use crate::path::Endpoint;
+use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
 use crate::store::{self as core_store, SlotTable};
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
@@ -46,6 +46,7 @@ struct TokenState {
 
 struct ResourceState {
     route: Rc<ProtectedRoute>,
+    credentials: CredentialsKind,
     token_key: Option<String>,
     claim: Option<String>,
     /// The request has a form body to check for a token before deciding.
@@ -90,10 +91,13 @@ pub struct Http {
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
     pending: Option<Pending>,
-}
-
-fn path_only(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
+    /// The request is held until its end (body end or trailers) to be judged.
+    awaiting_request_end: bool,
+    /// The response is held until its end to be bound or patched.
+    awaiting_response_end: bool,
+    /// Bytes of the request / response body buffered so far (trailers end a body without saying its size).
+    request_body_size: usize,
+    response_body_size: usize,
 }
 
 const RANGE: &str = "/v3/kv/range";
@@ -102,7 +106,20 @@ const LEASE_GRANT: &str = "/v3/lease/grant";
 
 impl Http {
     pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {
-        Http { id, config, metrics, table, request_id: None, route: Route::Other, presented: None, pending: None }
+        Http {
+            id,
+            config,
+            metrics,
+            table,
+            request_id: None,
+            route: Route::Other,
+            presented: None,
+            pending: None,
+            awaiting_request_end: false,
+            awaiting_response_end: false,
+            request_body_size: 0,
+            response_body_size: 0,
+        }
     }
 
     /// The request's `x-request-id` for log lines (read once, on demand: most
@@ -152,6 +169,8 @@ impl Http {
         self.metrics.refused(reason);
         self.route = Route::Answered;
         self.pending = None;
+        self.awaiting_request_end = false;
+        self.awaiting_response_end = false;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
             warn!("{} certbound could not send its reply: {status:?}", self.tag());
@@ -279,27 +298,41 @@ impl Http {
     // ------------------------------------------------------------ resources
 
     fn resource_request(&mut self, config: &Config, route: Rc<ProtectedRoute>, full_path: &str, eos: bool) -> Action {
-        if let Some(h) = &route.thumbprint_header {
-            // Only certbound says which certificate a request proved.
-            let _ = host::set_request_header(h, None);
-        }
-        if resource::query_has_access_token(full_path) {
-            return self.refuse_resource(resource::token_in_uri());
+        if let Err(e) = resource::check_query(full_path) {
+            return self.refuse_resource(e);
         }
         let authorization = host::request_header("authorization");
-        let token = match resource::bearer(authorization.as_deref()) {
-            Ok(t) => t,
+        let credentials = match resource::credentials(authorization.as_deref()) {
+            Ok(c) => c,
             Err(e) => return self.refuse_resource(e),
+        };
+        let token = match credentials {
+            Credentials::Bearer(t) => Some(t),
+            _ => None,
         };
         let claim = match (&config.jwt_claims, token) {
             (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
             _ => None,
         };
         // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
-        let form = !eos && host::request_header("content-type").is_some_and(|c| form::is_form_content_type(&c));
-        self.route =
-            Route::Resource(ResourceState { route, token_key: token.map(binding::key_for_token), claim, form });
+        let form = if eos {
+            false
+        } else {
+            match resource::body_check(host::request_header("content-type").as_deref()) {
+                BodyCheck::None => false,
+                BodyCheck::Form => true,
+                BodyCheck::Multipart => return self.refuse_resource(resource::multipart_refused()),
+            }
+        };
+        self.route = Route::Resource(ResourceState {
+            route,
+            credentials: credentials.kind(),
+            token_key: token.map(binding::key_for_token),
+            claim,
+            form,
+        });
         if form {
+            self.awaiting_request_end = true;
             return Action::Pause;
         }
         self.resource_lookup()
@@ -309,14 +342,16 @@ impl Http {
         if body_size > config.max_body_bytes {
             return self.refuse(OAuthError::too_large(format!("form body exceeds {} bytes", config.max_body_bytes)));
         }
-        if !end_of_stream || self.pending.is_some() {
+        if !end_of_stream {
             return Action::Pause;
         }
-        let has_token = host::body(BufferType::HttpRequestBody, body_size)
-            .map(|b| form::Form::parse(&b).map(|f| f.contains("access_token")).unwrap_or(false))
-            .unwrap_or(false);
-        if has_token {
-            return self.refuse_resource(resource::token_in_uri());
+        self.awaiting_request_end = false;
+        let body = match host::body(BufferType::HttpRequestBody, body_size) {
+            Ok(b) => b,
+            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
+        };
+        if let Err(e) = resource::check_form_body(&body) {
+            return self.refuse_resource(e);
         }
         if let Route::Resource(state) = &mut self.route {
             state.form = false;
@@ -361,8 +396,8 @@ impl Http {
     fn resource_decide(&mut self, stored: Option<Binding>) -> Action {
         let Route::Resource(state) = &self.route else { return Action::Continue };
         let route = state.route.clone();
-        let presented = Presented {
-            token: state.token_key.is_some(),
+        let presented = resource::Presented {
+            credentials: state.credentials,
             stored: stored.map(|b| b.thumbprint),
             verified_claim: state.claim.as_deref(),
             certificate: self.presented.as_ref().map(|p| p.thumbprint),
@@ -377,8 +412,8 @@ impl Http {
                 debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.tag());
                 self.metrics.count(Counter::ResourceAllowed);
             }
-            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) => {
-                debug!("{} certbound: unbound or no token, allowed by route policy", self.tag());
+            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) | Ok(Allowed::OtherScheme) => {
+                debug!("{} certbound: unbound, no or another kind of token, allowed by route policy", self.tag());
                 self.metrics.count(Counter::ResourceAllowedUnbound);
             }
             Err(e) => return self.refuse_resource(e),
@@ -415,6 +450,7 @@ impl Http {
             authenticated: None,
             binding_response: false,
         });
+        self.awaiting_request_end = true;
         Action::Pause
     }
 
@@ -426,6 +462,7 @@ impl Http {
         if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
+        self.awaiting_request_end = false;
         let body = match host::body(BufferType::HttpRequestBody, body_size) {
             Ok(b) => b,
             Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
@@ -519,6 +556,7 @@ impl Http {
         if let Route::Token(state) = &mut self.route {
             state.binding_response = true;
         }
+        self.awaiting_response_end = true;
         Action::Pause
     }
 
@@ -529,6 +567,7 @@ impl Http {
         if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
+        self.awaiting_response_end = false;
         let Route::Token(TokenState { authenticated: Some(auth), .. }) = &self.route else {
             return Action::Continue;
         };
@@ -621,6 +660,7 @@ impl Http {
         if !end_of_stream || self.pending.is_some() {
             return Action::Pause;
         }
+        self.awaiting_request_end = false;
         let key = host::body(BufferType::HttpRequestBody, body_size)
             .ok()
             .and_then(|b| introspection::token_param(&b))
@@ -682,6 +722,7 @@ impl Http {
             self.route = Route::Other;
             return Action::Continue;
         }
+        self.awaiting_response_end = true;
         Action::Pause
     }
 
@@ -696,6 +737,7 @@ impl Http {
         if !end_of_stream {
             return Action::Pause;
         }
+        self.awaiting_response_end = false;
         let thumbprint = b.thumbprint;
         let body = match host::body(BufferType::HttpResponseBody, body_size) {
             Ok(b) => b,
@@ -744,6 +786,7 @@ impl Http {
             self.metrics.count(Counter::MetadataUnpatched);
             return Action::Continue;
         }
+        self.awaiting_response_end = true;
         Action::Pause
     }
 
@@ -757,6 +800,7 @@ impl Http {
         if !end_of_stream {
             return Action::Pause;
         }
+        self.awaiting_response_end = false;
         self.route = Route::Other;
         let Ok(body) = host::body(BufferType::HttpResponseBody, body_size) else {
             self.metrics.count(Counter::MetadataUnpatched);
@@ -874,25 +918,40 @@ impl HttpContext for Http {
         let Some(config) = self.config.clone() else {
             return self.refuse(OAuthError::not_configured());
         };
-        let full_path = host::request_header(":path").unwrap_or_default();
-        let path = path_only(&full_path);
-        let is_token = path == config.token_path;
-        let mut route = resource::route_for(&config.protected_routes, path).cloned();
-        if route.is_none() && config.route_metadata {
-            // Per-route protection in Envoy's own route configuration.
-            if let Some(unbound) = host::route_metadata("unbound_tokens") {
-                let missing = host::route_metadata("missing_token");
-                let header = host::route_metadata("thumbprint_header");
-                route = Some(Rc::new(resource::route_from_metadata(&unbound, missing.as_deref(), header.as_deref())));
-            }
+        // Only certbound says which certificate a request proved, on every route.
+        for h in &config.thumbprint_headers {
+            let _ = host::set_request_header(h, None);
         }
+        let full_path = host::request_header(":path").unwrap_or_default();
+        let endpoint = match config.endpoints.classify(&full_path) {
+            Ok(e) => e,
+            Err(ambiguous) => {
+                self.read_request_id();
+                return self.refuse(OAuthError::invalid_request(Reason::AmbiguousPath, ambiguous.description));
+            }
+        };
+        let route = match endpoint {
+            Endpoint::Protected(ref r) => Some(r.clone()),
+            // Per-route protection in Envoy's own route configuration.
+            Endpoint::Other if config.route_metadata => host::route_metadata("unbound_tokens").map(|unbound| {
+                let missing = host::route_metadata("missing_token");
+                let other = host::route_metadata("other_schemes");
+                let header = host::route_metadata("thumbprint_header");
+                Rc::new(resource::route_from_metadata(
+                    &unbound,
+                    missing.as_deref(),
+                    other.as_deref(),
+                    header.as_deref(),
+                ))
+            }),
+            _ => None,
+        };
+        let is_token = endpoint == Endpoint::Token;
         // The certificate is needed on the token endpoint and protected routes;
         // elsewhere only to strip untrusted headers and forward the verified one.
         let sources = &config.sources;
         let needs_certificate = is_token || route.is_some() || !sources.headers.is_empty() || sources.forward.is_some();
-        let acts =
-            needs_certificate || path == config.introspection_path || config.discovery.paths.iter().any(|p| p == path);
-        if acts {
+        if needs_certificate || endpoint != Endpoint::Other {
             self.read_request_id();
         }
         let resolved = if needs_certificate { self.resolve_certificate(&config) } else { Ok(()) };
@@ -919,30 +978,32 @@ impl HttpContext for Http {
                 let _ = host::set_request_header(&h.name, None);
             }
         }
-        if is_token {
-            return self.token_request_headers(&config, end_of_stream);
-        }
-        if path == config.introspection_path
-            && host::request_header(":method").as_deref() == Some("POST")
-            && !end_of_stream
-        {
-            let _ = host::set_request_header("accept-encoding", None);
-            self.route = Route::Introspect { binding: None };
-            return Action::Pause;
-        }
         if let Some(route) = route {
+            if let Some(h) = &route.thumbprint_header {
+                let _ = host::set_request_header(h, None);
+            }
             return self.resource_request(&config, route, &full_path, end_of_stream);
         }
-        if config.discovery.paths.iter().any(|p| p == path) && host::request_header(":method").as_deref() == Some("GET")
-        {
-            // The document must be readable to patch it.
-            let _ = host::set_request_header("accept-encoding", None);
-            self.route = Route::Discovery;
+        match endpoint {
+            Endpoint::Token => self.token_request_headers(&config, end_of_stream),
+            Endpoint::Introspection if host::request_header(":method").as_deref() == Some("POST") && !end_of_stream => {
+                let _ = host::set_request_header("accept-encoding", None);
+                self.route = Route::Introspect { binding: None };
+                self.awaiting_request_end = true;
+                Action::Pause
+            }
+            Endpoint::Discovery if host::request_header(":method").as_deref() == Some("GET") => {
+                // The document must be readable to patch it.
+                let _ = host::set_request_header("accept-encoding", None);
+                self.route = Route::Discovery;
+                Action::Continue
+            }
+            _ => Action::Continue,
         }
-        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body_size = body_size;
         let Some(config) = self.config.clone() else { return Action::Continue };
         match &self.route {
             Route::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
@@ -956,6 +1017,20 @@ impl HttpContext for Http {
         }
     }
 
+    /// Trailers end the request without an end-of-stream body callback (the
+    /// SDK's default would let a held request go on undecided): whatever
+    /// waited for the end of the body is decided here.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.awaiting_request_end {
+            let size = self.request_body_size;
+            return self.on_http_request_body(size, true);
+        }
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.route {
             Route::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
@@ -966,6 +1041,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body_size = body_size;
         let Some(config) = self.config.clone() else { return Action::Continue };
         match self.route {
             Route::Token(TokenState { binding_response: true, .. }) => {
@@ -977,5 +1053,18 @@ impl HttpContext for Http {
             Route::Discovery => self.discovery_response_body(&config, body_size, end_of_stream),
             _ => Action::Continue,
         }
+    }
+
+    /// Trailers end the response: a held token response is bound (or an
+    /// introspection or metadata response patched) before any of it goes on.
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.awaiting_response_end {
+            let size = self.response_body_size;
+            return self.on_http_response_body(size, true);
+        }
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
+        Action::Continue
     }
 }

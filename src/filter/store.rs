@@ -4,7 +4,7 @@
 
 use crate::binding::{Binding, ToBind};
 use crate::config::EtcdConfig;
-use crate::store::{self as core, SlotGet, SlotPut, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
+use crate::store::{self as core, PutPlan, SlotGet, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 use std::time::Duration;
@@ -36,37 +36,26 @@ fn slot(prefix: &str, index: u64) -> Result<(Option<Vec<u8>>, Option<u32>), Stor
 
 /// Looks a binding up in a slot table.
 pub fn slots_get(table: SlotTable, prefix: &str, key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
-    for index in table.probes(key) {
-        let (value, _) = slot(prefix, index)?;
-        match core::get_at(value.as_deref(), key, now) {
-            SlotGet::Found(b) => return Ok(Some(b)),
-            SlotGet::Absent => return Ok(None),
-            SlotGet::Next => {}
-        }
-    }
-    Ok(None)
+    core::find(table, key, now, |index| slot(prefix, index).map(|(value, _)| value))
 }
 
 /// Writes a binding into a slot table: put-if-absent, never evicting a live binding.
 pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, now: i64) -> Result<(), StoreError> {
-    for index in table.probes(key) {
-        // A concurrent writer on another worker makes the CAS fail: look again.
-        for _ in 0..3 {
-            let (value, cas) = slot(prefix, index)?;
-            match core::put_at(value.as_deref(), key, binding, now) {
-                SlotPut::AlreadyBound => return Ok(()),
-                SlotPut::Conflict => return Err(StoreError::Conflict),
-                SlotPut::Next => break,
-                SlotPut::Take => {
-                    match hostcalls::set_shared_data(
-                        &core::slot_key(prefix, index),
-                        Some(&core::encode_slot(key, binding)),
-                        cas,
-                    ) {
-                        Ok(()) => return Ok(()),
-                        Err(Status::CasMismatch) => continue,
-                        Err(s) => return Err(StoreError::Host(s)),
-                    }
+    // A concurrent writer on another worker makes the CAS fail: plan again.
+    for _ in 0..3 {
+        match core::plan_put(table, key, binding, now, |index| slot(prefix, index))? {
+            PutPlan::AlreadyBound => return Ok(()),
+            PutPlan::Conflict => return Err(StoreError::Conflict),
+            PutPlan::Full => return Err(StoreError::Full),
+            PutPlan::Write { index, cas } => {
+                match hostcalls::set_shared_data(
+                    &core::slot_key(prefix, index),
+                    Some(&core::encode_slot(key, binding)),
+                    cas,
+                ) {
+                    Ok(()) => return Ok(()),
+                    Err(Status::CasMismatch) => continue,
+                    Err(s) => return Err(StoreError::Host(s)),
                 }
             }
         }

@@ -184,7 +184,8 @@ def hop(stack, tmp_path_factory):
         workdir,
         {
             "clients": [
-                harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                # good-client also pins a CA-issued certificate, to reach this verifying listener directly.
+                harness.certbound_client("good-client", certificates=[stack.clients["good"].pem, certs["tls-other"].pem],
                                          upstream_secret=UPSTREAM_SECRETS["good-client"]),
                 {"client_id": "rsa-client", "token_endpoint_auth_method": "tls_client_auth",
                  "tls_client_auth_subject_dn": "cn = tls-client, ou=payments,  o=certbound test",
@@ -208,11 +209,13 @@ def hop(stack, tmp_path_factory):
                 ],
                 # The connection here is the outer proxy's; the client's certificate is in the header.
                 "prefer": "header",
+                # This listener verifies client chains, so the outer proxy's certificate can be trusted by subject.
+                "connection_chain_verified": True,
                 "forward": {"name": "x-as-cert", "format": "pem"},
             },
         },
         cert_dir=pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="inner-envoy",
-        xfcc_mode="ALWAYS_FORWARD_ONLY",
+        xfcc_mode="ALWAYS_FORWARD_ONLY", trust_chain="VERIFY_TRUST_CHAIN",
     )
     outer = harness.OuterEnvoy(workdir, cert_dir=pki.dir, inner_port=inner.port)
     yield {"inner": inner, "outer": outer, "certs": certs}

@@ -226,7 +226,8 @@ class AuthorizationServer:
 
     NATIVE_MTLS_HEADER = "x-as-client-cert"
 
-    def __init__(self, workdir: Path, clients: list[dict], port: int | None = None, native_mtls: bool = False):
+    def __init__(self, workdir: Path, clients: list[dict], port: int | None = None, native_mtls: bool = False,
+                 token_ttl: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.request_log = workdir / "as-requests.jsonl"
@@ -242,6 +243,7 @@ class AuthorizationServer:
                 "AS_CLIENTS": str(clients_file),
                 "AS_REQUEST_LOG": str(self.request_log),
                 **({"AS_NATIVE_MTLS_HEADER": self.NATIVE_MTLS_HEADER} if native_mtls else {}),
+                **({"AS_TOKEN_TTL": str(token_ttl)} if token_ttl else {}),
             },
         )
         wait_until("the AS to listen", lambda: "as ready" in self.proc.log(), proc=self.proc)
@@ -312,6 +314,7 @@ class Envoy:
         log_level: str = "info",
         xfcc_mode: str = "SANITIZE",
         etcd_ports: list[int] | None = None,
+        trust_chain: str = "ACCEPT_UNTRUSTED",
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
@@ -327,6 +330,7 @@ class Envoy:
             AS_PORT=as_port,
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
             XFCC_MODE=xfcc_mode,
+            TRUST_CHAIN=trust_chain,
             EXTRA_CLUSTERS=etcd_cluster_yaml(etcd_ports) if etcd_ports else "",
             API_PORT=api_port,
         )

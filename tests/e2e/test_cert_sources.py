@@ -51,13 +51,26 @@ def test_verified_certificate_is_forwarded_to_the_as_replacing_what_the_client_s
 
 
 def test_header_is_not_believed_from_a_client_without_the_proxy_certificate(client, stack, hop):
-    # Straight to the inner Envoy, with the client's own certificate and a header naming another one.
-    good, other = stack.clients["good"], stack.clients["rsa"]
+    # Straight to the inner Envoy, with a CA-issued certificate that is not the proxy's and a header naming another.
+    own, other = hop["certs"]["tls-other"], stack.clients["rsa"]
     forged = {"x-client-cert-outer": quote(other.pem)}
-    r = token_via(hop["inner"].url, stack, good, headers=forged)
+    before = hop["inner"].counter("certbound.untrusted_header_removed")
+    r = token_via(hop["inner"].url, stack, own, headers=forged)
     assert r.status_code == 200, r.text
-    assert cnf(client, r.json()["access_token"], hop["inner"]) == x5t_by_openssl(good.cert_path)
-    assert hop["inner"].counter("certbound.untrusted_header_removed") >= 1
+    assert cnf(client, r.json()["access_token"], hop["inner"]) == x5t_by_openssl(own.cert_path)
+    assert hop["inner"].counter("certbound.untrusted_header_removed") == before + 1
+
+
+def test_a_self_signed_certificate_with_the_proxys_subject_gets_nowhere(client, stack, hop, tmp_path):
+    # The inner listener verifies chains: a self-made certificate with the proxy's subject fails the handshake,
+    # and with it the XFCC Hash= naming the victim's certificate.
+    import hashlib
+
+    impostor = harness.Pki(tmp_path / "impostor").client("outer-proxy")
+    victim = stack.clients["good"]
+    xfcc = {"x-forwarded-client-cert": f"Hash={hashlib.sha256(victim.der()).hexdigest()}"}
+    with pytest.raises(requests.exceptions.SSLError):
+        token_via(hop["inner"].url, stack, impostor, headers=xfcc)
 
 
 @pytest.mark.parametrize("style", ["wso2_one_line", "wso2_spaces", "alb", "nginx", "haproxy", "rfc9440", "traefik"])

@@ -196,19 +196,24 @@ def test_certbound_client_command_registers_lists_and_removes_clients(stack, rep
 
 @pytest.fixture(scope="module")
 def small_store(stack, tmp_path_factory):
+    # An AS whose tokens live 3 s: bindings last as long as their tokens, so they expire as fast.
     workdir = tmp_path_factory.mktemp("small-store")
+    auth_server = harness.AuthorizationServer(
+        workdir, [harness.as_client("good-client", UPSTREAM_SECRETS["good-client"], ["client_credentials"]),
+                  harness.as_client("demo-rs", "demo-rs-secret", [])],
+        token_ttl=3)
     envoy = harness.Envoy(
         workdir,
         {
             "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
                                                  upstream_secret=UPSTREAM_SECRETS["good-client"])],
-            "binding": {"max_ttl_seconds": 2},
+            "binding": {"max_ttl_seconds": 3, "default_ttl_seconds": 3, "refresh_token_ttl_seconds": 3},
             "store": {"capacity": 8},
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="small-store",
+        cert_dir=stack.pki.dir, as_port=auth_server.port, api_port=stack.api.port, name="small-store",
     )
     yield envoy
-    envoy.stop()
+    harness.stop_all([auth_server, envoy])
 
 
 def test_a_full_store_refuses_new_tokens_and_works_again_after_expiry(stack, small_store):
@@ -219,7 +224,7 @@ def test_a_full_store_refuses_new_tokens_and_works_again_after_expiry(stack, sma
     assert small_store.counter("certbound.refused.store_full") == 1
     # The 8 live bindings were kept.
     assert all("cnf" in introspect_via(small_store, stack, r.json()["access_token"]).json() for r in got[:8])
-    time.sleep(2.5)
+    time.sleep(3.5)
     r = token_via(small_store, stack)
     assert r.status_code == 200, r.text
 
@@ -230,7 +235,7 @@ def allocated(envoy) -> int:
 
 
 def test_memory_stays_flat_over_a_long_run_of_issue_and_expire(stack, small_store):
-    # 8 slots, 2 s bindings: issuing faster than they expire cycles the table many times over.
+    # 8 slots, 3 s bindings: issuing faster than they expire cycles the table many times over.
     session = requests.Session()
 
     def run(seconds):
