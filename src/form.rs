@@ -103,6 +103,49 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// OAuth parameters that the token and introspection endpoints take from the
+/// body only (RFC 6749 §3.2, RFC 7662 §2.1). Some servers merge the query into
+/// the form parameters (Java servlets' getParameter), so one of these in the
+/// query would be judged by the AS but never seen by certbound.
+pub const BODY_ONLY_PARAMETERS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "redirect_uri",
+    "token",
+    "token_type_hint",
+    "scope",
+    "resource",
+];
+
+/// The first body-only OAuth parameter the query of `path` carries, under
+/// any case or escaping; a name that does not decode counts as one.
+pub fn body_only_parameter_in_query(path: &str) -> Option<String> {
+    let (_, query) = path.split_once('?')?;
+    let query = query.split('#').next().unwrap_or_default();
+    query.split(['&', ';']).filter(|p| !p.is_empty()).find_map(|p| {
+        let raw = p.split('=').next().unwrap_or_default();
+        match decode_component(raw.as_bytes()) {
+            Err(_) => Some(raw.to_string()),
+            Ok(name) => {
+                let name = name.to_ascii_lowercase();
+                BODY_ONLY_PARAMETERS.contains(&name.as_str()).then_some(name)
+            }
+        }
+    })
+}
+
+/// A request body in an encoding certbound does not read (`Content-Encoding`
+/// other than `identity`): the AS or API could decode a body certbound cannot judge.
+pub fn is_encoded(content_encoding: Option<&str>) -> bool {
+    content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
+}
+
 /// Credentials of an `Authorization: Basic` header.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
@@ -208,5 +251,23 @@ mod tests {
         assert!(is_form_content_type("application/x-www-form-urlencoded; charset=UTF-8"));
         assert!(is_form_content_type("Application/X-WWW-Form-Urlencoded"));
         assert!(!is_form_content_type("application/json"));
+    }
+
+    #[test]
+    fn oauth_parameters_in_the_query_of_a_body_endpoint_are_found_under_any_spelling() {
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?refresh_token=x"), Some("refresh_token".into()));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?a=1;Client_ID=x"), Some("client_id".into()));
+        assert_eq!(body_only_parameter_in_query("/oauth2/introspect?%74oken=x"), Some("token".into()));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?%zz=1"), Some("%zz".into()));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?tenant=a"), None);
+        assert_eq!(body_only_parameter_in_query("/oauth2/token"), None);
+    }
+
+    #[test]
+    fn only_identity_bodies_are_read() {
+        assert!(is_encoded(Some("gzip")));
+        assert!(is_encoded(Some("identity, gzip")));
+        assert!(!is_encoded(Some("Identity")));
+        assert!(!is_encoded(None));
     }
 }

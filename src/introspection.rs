@@ -2,12 +2,15 @@
 //! token gains `"cnf": {"x5t#S256": ...}` (RFC 8705 §3.2).
 
 use crate::cert::Thumbprint;
-use crate::form::Form;
+use crate::form::{Form, FormError};
 use serde_json::{Map, Value};
 
 /// The `token` parameter of an introspection request, if it has exactly one.
-pub fn token_param(body: &[u8]) -> Option<String> {
-    Form::parse(body).ok()?.single("token").ok()?.filter(|t| !t.is_empty()).map(str::to_string)
+/// The `token` of an introspection request (RFC 7662 §2.1). A body that does
+/// not parse, or names the token twice, is an error: the AS could still read
+/// a token from it and answer without the `cnf` certbound would add.
+pub fn token_param(body: &[u8]) -> Result<Option<String>, FormError> {
+    Ok(Form::parse(body)?.single("token")?.filter(|t| !t.is_empty()).map(str::to_string))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,9 +205,11 @@ mod tests {
 
     #[test]
     fn token_parameter_is_read_once() {
-        assert_eq!(token_param(b"token=abc&token_type_hint=access_token"), Some("abc".into()));
-        assert_eq!(token_param(b"token=a&token=b"), None);
-        assert_eq!(token_param(b"token="), None);
-        assert_eq!(token_param(b"x=1"), None);
+        assert_eq!(token_param(b"token=abc&token_type_hint=access_token"), Ok(Some("abc".into())));
+        assert_eq!(token_param(b"token=a&token=b"), Err(FormError::Repeated("token".into())));
+        assert_eq!(token_param(b"token="), Ok(None));
+        assert_eq!(token_param(b"x=1"), Ok(None));
+        assert_eq!(token_param(b"token=abc&x=%ff"), Err(FormError::NotUtf8));
+        assert_eq!(token_param(b"token=abc&x=%z"), Err(FormError::BadPercentEncoding));
     }
 }

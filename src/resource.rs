@@ -239,6 +239,11 @@ pub fn multipart_refused() -> ResourceError {
     )
 }
 
+/// A form body in a `Content-Encoding` certbound does not read fails closed.
+pub fn encoded_form_refused() -> ResourceError {
+    ResourceError::invalid_request(Reason::BadRequest, "an encoded form body cannot be checked for tokens")
+}
+
 /// RFC 6750 §2.2: a form body on a protected route must parse, and must not carry `access_token`.
 pub fn check_form_body(body: &[u8]) -> Result<(), ResourceError> {
     let unparsable = || ResourceError::invalid_request(Reason::BadRequest, "the form body cannot be parsed");

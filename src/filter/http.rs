@@ -12,6 +12,7 @@ use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::error::{OAuthError, Reason};
+use crate::form;
 use crate::introspection::{self, Patch};
 use crate::path::Endpoint;
 use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
@@ -320,8 +321,11 @@ impl Http {
         } else {
             match resource::body_check(host::request_header("content-type").as_deref()) {
                 BodyCheck::None => false,
-                BodyCheck::Form => true,
                 BodyCheck::Multipart => return self.refuse_resource(resource::multipart_refused()),
+                BodyCheck::Form if form::is_encoded(host::request_header("content-encoding").as_deref()) => {
+                    return self.refuse_resource(resource::encoded_form_refused())
+                }
+                BodyCheck::Form => true,
             }
         };
         self.route = Route::Resource(ResourceState {
@@ -424,6 +428,23 @@ impl Http {
 
     // ------------------------------------------------------------ token endpoint
 
+    /// The token and introspection endpoints are judged on their form body:
+    /// OAuth parameters in the query, or a body certbound cannot read, could
+    /// be read by the AS and never by certbound.
+    fn body_endpoint_request_check(&mut self) -> Result<(), OAuthError> {
+        let path = host::request_header(":path").unwrap_or_default();
+        if let Some(name) = form::body_only_parameter_in_query(&path) {
+            return Err(OAuthError::invalid_request(
+                Reason::BadRequest,
+                format!("parameter {name} is accepted in the request body only"),
+            ));
+        }
+        if form::is_encoded(host::request_header("content-encoding").as_deref()) {
+            return Err(OAuthError::invalid_request(Reason::BadRequest, "an encoded request body cannot be judged"));
+        }
+        Ok(())
+    }
+
     fn token_request_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
         match host::request_header(":method").as_deref() {
             Some("POST") => {}
@@ -433,6 +454,9 @@ impl Http {
         }
         if end_of_stream {
             return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "token request has no body"));
+        }
+        if let Err(e) = self.body_endpoint_request_check() {
+            return self.refuse(e);
         }
         if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
             if len > config.max_body_bytes {
@@ -650,6 +674,26 @@ impl Http {
 
     // ------------------------------------------------------------ introspection
 
+    fn introspection_request_headers(&mut self, end_of_stream: bool) -> Action {
+        match host::request_header(":method").as_deref() {
+            Some("POST") => {}
+            Some("OPTIONS") => return Action::Continue,
+            _ => return self.refuse(OAuthError::method_not_allowed("the introspection endpoint accepts POST only")),
+        }
+        if let Err(e) = self.body_endpoint_request_check() {
+            return self.refuse(e);
+        }
+        if end_of_stream {
+            // No body, no token: the AS answers the error.
+            return Action::Continue;
+        }
+        // The response must be readable to patch it.
+        let _ = host::set_request_header("accept-encoding", None);
+        self.route = Route::Introspect { binding: None };
+        self.awaiting_request_end = true;
+        Action::Pause
+    }
+
     fn introspection_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
         if body_size > config.max_body_bytes {
             return self.refuse(OAuthError::too_large(format!(
@@ -661,13 +705,20 @@ impl Http {
             return Action::Pause;
         }
         self.awaiting_request_end = false;
-        let key = host::body(BufferType::HttpRequestBody, body_size)
-            .ok()
-            .and_then(|b| introspection::token_param(&b))
-            .map(|t| binding::key_for_token(&t));
+        let body = match host::body(BufferType::HttpRequestBody, body_size) {
+            Ok(b) => b,
+            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
+        };
+        let key = match introspection::token_param(&body) {
+            Ok(token) => token.map(|t| binding::key_for_token(&t)),
+            Err(e) => return self.refuse(OAuthError::invalid_request(Reason::BadRequest, e.to_string())),
+        };
         self.route = Route::Introspect { binding: None };
         let Some(key) = key else { return Action::Continue };
-        let Some(now) = host::now() else { return Action::Continue };
+        let now = match self.now() {
+            Ok(n) => n,
+            Err(e) => return self.refuse(e),
+        };
         // Looked up before the AS answers, so the response path never waits.
         let result = match self.read_local(&key, now) {
             Some(r) => r,
@@ -986,12 +1037,7 @@ impl HttpContext for Http {
         }
         match endpoint {
             Endpoint::Token => self.token_request_headers(&config, end_of_stream),
-            Endpoint::Introspection if host::request_header(":method").as_deref() == Some("POST") && !end_of_stream => {
-                let _ = host::set_request_header("accept-encoding", None);
-                self.route = Route::Introspect { binding: None };
-                self.awaiting_request_end = true;
-                Action::Pause
-            }
+            Endpoint::Introspection => self.introspection_request_headers(end_of_stream),
             Endpoint::Discovery if host::request_header(":method").as_deref() == Some("GET") => {
                 // The document must be readable to patch it.
                 let _ = host::set_request_header("accept-encoding", None);

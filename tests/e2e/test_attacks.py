@@ -463,3 +463,67 @@ def test_two_content_types_hide_a_form_token(client, stack, proto, token):
              f"item=1&access_token={token}")
     assert_refused(r, 400)
     assert_api_never_saw(client, r)
+
+
+# ================================================================ I. where the AS reads what certbound does not
+# Servers that merge the query into form parameters (Java servlets), parse a body
+# certbound cannot, or inflate a gzip body would judge a request certbound never saw.
+
+
+def gzip(data: bytes) -> bytes:
+    import gzip as gz
+
+    return gz.compress(data)
+
+
+def test_refresh_token_in_the_query_of_the_token_endpoint(client, stack, proto):
+    """Parameter placement: a bound refresh token in the token endpoint's query, where certbound does not look."""
+    rt = spa_refresh_token(client, stack)
+    r = send(stack, proto, "POST", f"/oauth2/token?refresh_token={rt}", [("content-type", FORM)],
+             b"grant_type=refresh_token&client_id=spa", cert=stack.clients["stranger"])
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+def test_token_in_the_query_of_the_introspection_endpoint(client, stack, proto, token):
+    """Parameter placement: the introspected token in the query, so the AS could answer without certbound's cnf."""
+    r = send(stack, proto, "POST", f"/oauth2/introspect?%74oken={token}",
+             [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))], b"token_type_hint=access_token")
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+@pytest.mark.parametrize("body", ["token={T}&x=%ff", "token={T}&x=%z", "token={T}&token={T}"],
+                         ids=["not_utf8", "bad_escape", "token_twice"])
+def test_introspection_body_certbound_cannot_read(client, stack, proto, token, body):
+    """Body parsing: an introspection body certbound cannot read must not reach an AS that reads it more leniently."""
+    r = send(stack, proto, "POST", "/oauth2/introspect",
+             [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))], body.format(T=token))
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+@pytest.mark.parametrize("path", ["/oauth2/introspect", "/oauth2/token"])
+def test_gzip_request_body_at_a_body_endpoint(client, stack, proto, token, path):
+    """Content-Encoding: a gzip body the AS may inflate and certbound cannot read."""
+    body = f"token={token}" if path.endswith("introspect") else "grant_type=client_credentials&client_id=good-client"
+    r = send(stack, proto, "POST", path, [("content-type", FORM), ("content-encoding", "gzip"),
+                                          ("authorization", basic("demo-rs", "demo-rs-secret"))],
+             gzip(body.encode()), cert=stack.clients["good"])
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+def test_gzip_form_body_on_a_protected_route(client, stack, proto, token):
+    """Content-Encoding: a gzip form body on a protected route could hide access_token from certbound."""
+    r = send(stack, proto, "POST", "/api/open/x", [("content-type", FORM), ("content-encoding", "gzip")],
+             gzip(f"access_token={token}".encode()))
+    assert_refused(r, 400, "invalid_request")
+    assert_api_never_saw(client, r)
+
+
+def test_introspection_by_get_with_the_token_in_the_query(client, stack, proto, token):
+    """Method: an AS that also answers GET introspection would read the query certbound does not judge."""
+    r = send(stack, proto, "GET", f"/oauth2/introspect?token={token}", [("authorization", basic("demo-rs", "demo-rs-secret"))])
+    assert_refused(r, 405, "invalid_request")
+    assert_as_never_saw(client, r)
