@@ -105,6 +105,8 @@ pub fn check_refresh(bound: Option<&Binding>, presented: Option<&Thumbprint>) ->
 pub enum UnbindableResponse {
     NotJson,
     NoAccessToken,
+    /// A member named twice: certbound and the client could each read a different token.
+    DuplicateMembers,
     /// A lifetime member that is not a number of seconds: how long to bind is unknown.
     BadLifetime(&'static str),
     /// The token lives longer than `max_ttl_seconds`: a shorter binding would lapse while it is usable.
@@ -119,6 +121,7 @@ impl std::fmt::Display for UnbindableResponse {
         match self {
             UnbindableResponse::NotJson => f.write_str("token response is not a JSON object"),
             UnbindableResponse::NoAccessToken => f.write_str("token response has no access_token"),
+            UnbindableResponse::DuplicateMembers => f.write_str("token response names a member twice"),
             UnbindableResponse::BadLifetime(member) => write!(f, "token response member {member} is not a lifetime"),
             UnbindableResponse::LifetimeTooLong { lifetime, max } => {
                 write!(f, "a token lives {lifetime} s, longer than the {max} s a binding may be kept (binding.max_ttl_seconds)")
@@ -180,6 +183,9 @@ pub fn bindings_for_response(
 ) -> Result<Vec<ToBind>, UnbindableResponse> {
     let v: Value = serde_json::from_slice(body).map_err(|_| UnbindableResponse::NotJson)?;
     let obj = v.as_object().ok_or(UnbindableResponse::NotJson)?;
+    if crate::introspection::has_duplicate_keys(body) {
+        return Err(UnbindableResponse::DuplicateMembers);
+    }
     let access = obj
         .get("access_token")
         .and_then(Value::as_str)
@@ -332,6 +338,15 @@ mod tests {
         // Keycloak's refresh_expires_in 0: a refresh token that never expires.
         let r = br#"{"access_token":"at","expires_in":60,"refresh_token":"rt","refresh_expires_in":0}"#;
         assert!(matches!(bindings_for_response(r, t(b"c"), &p, NOW), Err(UnbindableResponse::LifetimeTooLong { .. })));
+    }
+
+    #[test]
+    fn a_response_naming_a_token_twice_is_not_bound() {
+        let body = br#"{"access_token":"a","token_type":"Bearer","access_token":"b"}"#;
+        assert_eq!(
+            bindings_for_response(body, t(b"c"), &BindingPolicy::default(), NOW),
+            Err(UnbindableResponse::DuplicateMembers)
+        );
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub struct Authenticated {
     pub thumbprint: Option<Thumbprint>,
     /// The `Authorization` value to present upstream, or none.
     pub upstream_authorization: Option<String>,
-    /// For the `refresh_token` grant: the store key of the refresh token, whose
-    /// binding must be checked before the request goes upstream.
+    /// When the request carries a `refresh_token` (any grant type): its store
+    /// key, whose binding must be checked before the request goes upstream.
     pub refresh_key: Option<String>,
 }
 
@@ -122,12 +122,10 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
     };
 
     let bad = |e: form::FormError| OAuthError::invalid_request(Reason::BadRequest, e.to_string());
-    let refresh_key = match body.single("grant_type").map_err(bad)? {
-        Some("refresh_token") => {
-            body.single("refresh_token").map_err(bad)?.filter(|t| !t.is_empty()).map(key_for_token)
-        }
-        _ => None,
-    };
+    body.single("grant_type").map_err(bad)?;
+    // Checked whatever grant_type says: an AS that reads the grant type
+    // leniently (case, a URN alias) must not refresh a token certbound skipped.
+    let refresh_key = body.single("refresh_token").map_err(bad)?.filter(|t| !t.is_empty()).map(key_for_token);
 
     Ok(Authenticated {
         client_id: client.client_id.clone(),
@@ -439,6 +437,17 @@ mod tests {
         let body = b"grant_type=refresh_token&refresh_token=rt-1&client_id=c1";
         let a = authenticate(&f.config, &req(body, Some(f.registered))).unwrap();
         assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
+    }
+
+    #[test]
+    fn a_refresh_token_is_checked_whatever_the_grant_type_says() {
+        let f = fixture();
+        for body in
+            [&b"grant_type=Refresh_Token&refresh_token=rt-1&client_id=c1"[..], b"refresh_token=rt-1&client_id=c1"]
+        {
+            let a = authenticate(&f.config, &req(body, Some(f.registered))).unwrap();
+            assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
+        }
     }
 
     #[test]

@@ -527,3 +527,13 @@ def test_introspection_by_get_with_the_token_in_the_query(client, stack, proto, 
     r = send(stack, proto, "GET", f"/oauth2/introspect?token={token}", [("authorization", basic("demo-rs", "demo-rs-secret"))])
     assert_refused(r, 405, "invalid_request")
     assert_as_never_saw(client, r)
+
+
+@pytest.mark.parametrize("grant", ["Refresh_Token", "REFRESH_TOKEN", None], ids=["mixed_case", "upper_case", "absent"])
+def test_refresh_token_checked_whatever_the_grant_type_says(client, stack, proto, grant):
+    """Grant type spelling: an AS that read grant_type leniently would refresh a token certbound did not check."""
+    rt = spa_refresh_token(client, stack)
+    body = f"client_id=spa&refresh_token={rt}" + (f"&grant_type={grant}" if grant else "")
+    r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], body, cert=stack.clients["stranger"])
+    assert_refused(r, 400, "invalid_grant")
+    assert_as_never_saw(client, r)
