@@ -54,7 +54,6 @@ $(OHA):
 	cargo install --locked --root $(TOOLS)/cargo oha
 
 bench: deps wasm $(OHA)
-	@command -v etcd >/dev/null || { echo "etcd is required by the bench (apt-get install etcd-server)"; exit 1; }
 	$(PY) bench/run.py
 
 # The native `certbound` command (thumbprint, check-config, client).
@@ -62,7 +61,6 @@ cli:
 	cargo build --release -p certbound-cli
 
 e2e: deps wasm cli
-	@command -v etcd >/dev/null || { echo "etcd is required by the tests (apt-get install etcd-server)"; exit 1; }
 	$(VENV)/bin/pytest -q tests/e2e
 
 test: lint unit e2e

