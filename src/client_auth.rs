@@ -96,7 +96,14 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
                 "client_id in the body and in HTTP Basic differ",
             ))
         }
-        (Some(id), _) | (None, Some(id)) => id,
+        (Some(id), _) => id,
+        // RFC 8705 §2: the client MUST include client_id in the body (oidc-provider answers the same).
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                Reason::MissingClientId,
+                "client_id is required in the request body (RFC 8705 §2); HTTP Basic alone does not name the client",
+            ))
+        }
         (None, None) => return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required")),
     };
 
@@ -334,10 +341,14 @@ mod tests {
     }
 
     #[test]
-    fn client_id_from_basic_is_accepted() {
+    fn client_id_only_in_basic_is_invalid_request_as_rfc_8705_section_2_requires_the_parameter() {
         let f = fixture();
         let h = form::basic_header("c1", "");
         let r = TokenRequest { authorization: Some(&h), ..req(b"grant_type=client_credentials", Some(f.registered)) };
+        let e = authenticate(&f.config, &r).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_request", Reason::MissingClientId));
+        // Both, agreeing, is fine.
+        let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
         assert_eq!(authenticate(&f.config, &r).unwrap().client_id, "c1");
     }
 

@@ -72,6 +72,13 @@ struct RawConfig {
     discovery: Option<Value>,
     route_metadata: Option<bool>,
     thumbprint_headers: Option<Vec<String>>,
+    introspection: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    wso2_x5t_sha256: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +290,8 @@ pub struct Config {
     /// Headers that only certbound may write (the verified thumbprint):
     /// removed from every request, whatever its route.
     pub thumbprint_headers: Vec<String>,
+    /// Also write the thumbprint under WSO2 IS's `cnf.x5t#SHA256`.
+    pub introspection_wso2_member: bool,
 }
 
 /// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
@@ -484,9 +493,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         protected: protected_routes.clone(),
     };
 
+    let introspection_wso2_member = match raw.introspection {
+        None => false,
+        Some(v) => from_value::<RawIntrospection>(v, "introspection")?.wso2_x5t_sha256.unwrap_or(false),
+    };
+
     Ok(Config {
         endpoints,
         thumbprint_headers,
+        introspection_wso2_member,
         token_path,
         introspection_path,
         max_body_bytes,
@@ -1163,6 +1178,13 @@ mod tests {
         assert_eq!(c.thumbprint_headers, vec!["x-api-x5t", "x-certbound-x5t", "x-client-x5t"]);
         assert_eq!(err(json!({"thumbprint_headers":["Host"]})).field, "thumbprint_headers[0]");
         assert_eq!(err(json!({"thumbprint_headers":["authorization"]})).field, "thumbprint_headers[0]");
+    }
+
+    #[test]
+    fn wso2s_introspection_member_is_off_by_default() {
+        assert!(!parse(b"{}").unwrap().introspection_wso2_member);
+        assert!(parse(br#"{"introspection":{"wso2_x5t_sha256":true}}"#).unwrap().introspection_wso2_member);
+        assert_eq!(err(json!({"introspection":{"wso2":true}})).field, "introspection");
     }
 
     #[test]

@@ -72,9 +72,18 @@ impl<'de> serde::Deserialize<'de> for Outline {
     }
 }
 
+/// The member WSO2 Identity Server's introspection writes the thumbprint
+/// under; resource servers written against WSO2 read it.
+pub const WSO2_MEMBER: &str = "x5t#SHA256";
+
 /// Adds the binding to an introspection response body, in one pass over it
 /// when (as usual) the AS stated no `cnf` of its own.
 pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
+    add_cnf_members(body, thumbprint, false)
+}
+
+/// [`add_cnf`], with WSO2's `x5t#SHA256` beside RFC 8705's `x5t#S256` when `wso2` is set.
+pub fn add_cnf_members(body: &[u8], thumbprint: &Thumbprint, wso2: bool) -> Patch {
     // JSON is UTF-8; the one-pass outline skips values without checking them.
     let Ok(text) = std::str::from_utf8(body) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
@@ -95,35 +104,42 @@ pub fn add_cnf(body: &[u8], thumbprint: &Thumbprint) -> Patch {
             let Some(end) = body.iter().rposition(|b| *b == b'}') else {
                 return Patch::Unchanged(Unchanged::NotJsonObject);
             };
-            let member = format!(",\"cnf\":{{\"x5t#S256\":\"{x5t}\"}}");
+            let member = if wso2 {
+                format!(",\"cnf\":{{\"x5t#S256\":\"{x5t}\",\"{WSO2_MEMBER}\":\"{x5t}\"}}")
+            } else {
+                format!(",\"cnf\":{{\"x5t#S256\":\"{x5t}\"}}")
+            };
             let mut out = Vec::with_capacity(body.len() + member.len());
             out.extend_from_slice(body.get(..end).unwrap_or_default());
             out.extend_from_slice(member.as_bytes());
             out.extend_from_slice(body.get(end..).unwrap_or_default());
             Patch::Patched(out)
         }
-        Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-            Some(Value::String(s)) if s == &x5t => Patch::Unchanged(Unchanged::AlreadyBound),
-            Some(_) => Patch::Unchanged(Unchanged::Conflict),
-            None => merge_cnf(body, x5t),
+        Some(Value::Object(cnf)) => match (cnf.get("x5t#S256"), cnf.get(WSO2_MEMBER)) {
+            (Some(s), _) if s.as_str() != Some(x5t.as_str()) => Patch::Unchanged(Unchanged::Conflict),
+            (_, Some(w)) if wso2 && w.as_str() != Some(x5t.as_str()) => Patch::Unchanged(Unchanged::Conflict),
+            (Some(_), Some(_)) => Patch::Unchanged(Unchanged::AlreadyBound),
+            (Some(_), None) if !wso2 => Patch::Unchanged(Unchanged::AlreadyBound),
+            _ => merge_cnf(body, x5t, wso2),
         },
-        Some(_) => merge_cnf(body, x5t),
+        Some(_) => merge_cnf(body, x5t, wso2),
     }
 }
 
 /// The AS stated a `cnf` without `x5t#S256`: add the member to it (or replace a non-object).
-fn merge_cnf(body: &[u8], x5t: String) -> Patch {
+fn merge_cnf(body: &[u8], x5t: String, wso2: bool) -> Patch {
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
         return Patch::Unchanged(Unchanged::NotJsonObject);
     };
+    let mut members = Map::new();
+    if wso2 {
+        members.insert(WSO2_MEMBER.into(), Value::String(x5t.clone()));
+    }
+    members.insert("x5t#S256".into(), Value::String(x5t));
     match obj.get_mut("cnf") {
-        Some(Value::Object(cnf)) => {
-            cnf.insert("x5t#S256".into(), Value::String(x5t));
-        }
+        Some(Value::Object(cnf)) => cnf.extend(members),
         _ => {
-            let mut cnf = Map::new();
-            cnf.insert("x5t#S256".into(), Value::String(x5t));
-            obj.insert("cnf".into(), Value::Object(cnf));
+            obj.insert("cnf".into(), Value::Object(members));
         }
     }
     Patch::Patched(Value::Object(obj).to_string().into_bytes())
@@ -132,6 +148,26 @@ fn merge_cnf(body: &[u8], x5t: String) -> Patch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cnf_of(p: Patch) -> Value {
+        let Patch::Patched(out) = p else { panic!("not patched: {p:?}") };
+        serde_json::from_slice::<Value>(&out).unwrap()["cnf"].clone()
+    }
+
+    #[test]
+    fn wso2s_member_is_added_beside_rfc_8705s_when_asked() {
+        let x5t = t().x5t_s256();
+        let c = cnf_of(add_cnf_members(br#"{"active":true}"#, &t(), true));
+        assert_eq!(c, serde_json::json!({"x5t#S256": x5t, "x5t#SHA256": x5t}));
+        let c = cnf_of(add_cnf_members(br#"{"active":true}"#, &t(), false));
+        assert_eq!(c, serde_json::json!({"x5t#S256": x5t}));
+        // An AS that already states x5t#S256 gets WSO2's member added beside it.
+        let body = format!(r#"{{"active":true,"cnf":{{"x5t#S256":"{x5t}"}}}}"#);
+        let c = cnf_of(add_cnf_members(body.as_bytes(), &t(), true));
+        assert_eq!(c, serde_json::json!({"x5t#S256": x5t, "x5t#SHA256": x5t}));
+        let body = r#"{"active":true,"cnf":{"x5t#SHA256":"other"}}"#;
+        assert_eq!(add_cnf_members(body.as_bytes(), &t(), true), Patch::Unchanged(Unchanged::Conflict));
+    }
 
     fn t() -> Thumbprint {
         Thumbprint::of_der(b"client")

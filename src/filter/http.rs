@@ -798,7 +798,7 @@ impl Http {
                 return Action::Continue;
             }
         };
-        match introspection::add_cnf(&body, &thumbprint) {
+        match introspection::add_cnf_members(&body, &thumbprint, config.introspection_wso2_member) {
             Patch::Patched(patched) => {
                 if let Err(action) = self.replace_response_body(body_size, &patched) {
                     return action;

@@ -79,3 +79,28 @@ def test_introspection_patches_are_counted(client, stack):
     before = stack.envoy.counter("certbound.introspection_patched")
     client.introspect(token_for(client, stack))
     assert stack.envoy.counter("certbound.introspection_patched") == before + 1
+
+
+def test_wso2s_member_is_added_beside_the_rfc_one_when_configured(client, stack, tmp_path):
+    # Resource servers written against WSO2 IS read cnf.x5t#SHA256; the option adds it beside x5t#S256.
+    import harness
+
+    good = stack.clients["good"]
+    envoy = harness.Envoy(
+        tmp_path,
+        {"introspection": {"wso2_x5t_sha256": True},
+         "clients": [harness.certbound_client("good-client", certificates=[good.pem],
+                                              upstream_secret=UPSTREAM_SECRETS["good-client"])]},
+        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="wso2-member")
+    try:
+        kw = {"verify": str(stack.pki.ca_path), "timeout": 15}
+        t = requests.post(envoy.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "good-client"},
+                          cert=good.pair, **kw).json()["access_token"]
+        r = requests.post(envoy.url + "/oauth2/introspect", data={"token": t}, auth=("demo-rs", "demo-rs-secret"), **kw)
+        x5t = x5t_by_openssl(good.cert_path)
+        assert r.json()["cnf"] == {"x5t#S256": x5t, "x5t#SHA256": x5t}
+        assert int(r.headers["content-length"]) == len(r.content)
+    finally:
+        envoy.stop()
+    # Off by default (the session Envoy): RFC 8705's member only.
+    assert client.introspect(token_for(client, stack)).json()["cnf"] == {"x5t#S256": x5t_by_openssl(good.cert_path)}

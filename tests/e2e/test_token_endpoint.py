@@ -51,8 +51,12 @@ def test_every_pinned_certificate_of_a_rotating_client_authenticates(client, sta
         assert r.status_code == 200, (name, r.text)
 
 
-def test_client_id_in_http_basic_without_secret_is_accepted(client, stack):
+def test_client_id_only_in_http_basic_is_invalid_request(client, stack):
+    # RFC 8705 §2: the client MUST include client_id; oidc-provider's own RFC 8705 answers the same.
     r = client.token(stack.clients["good"], None, auth=("good-client", ""))
+    assert_oauth_error(r, 400, "invalid_request")
+    assert not client.as_saw(r)
+    r = client.token(stack.clients["good"], "good-client", auth=("good-client", ""))
     assert r.status_code == 200, r.text
 
 
