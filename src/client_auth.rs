@@ -89,23 +89,22 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
         },
     };
 
-    let client_id = match (body_client_id, basic_client_id.as_deref()) {
-        (Some(b), Some(h)) if b != h => {
-            return Err(OAuthError::invalid_request(
-                Reason::ClientIdMismatch,
-                "client_id in the body and in HTTP Basic differ",
-            ))
-        }
-        (Some(id), _) => id,
-        // RFC 8705 §2: the client MUST include client_id in the body (oidc-provider answers the same).
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_request(
+    let client_id =
+        match (body_client_id, basic_client_id.as_deref()) {
+            (Some(b), Some(h)) if b != h => {
+                return Err(OAuthError::invalid_request(
+                    Reason::ClientIdMismatch,
+                    "client_id in the body and in HTTP Basic differ",
+                ))
+            }
+            (Some(id), _) => id,
+            // RFC 8705 §2: the client MUST include client_id in the body (oidc-provider answers the same).
+            (None, Some(_)) => return Err(OAuthError::invalid_request(
                 Reason::MissingClientId,
                 "client_id is required in the request body (RFC 8705 §2); HTTP Basic alone does not name the client",
-            ))
-        }
-        (None, None) => return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required")),
-    };
+            )),
+            (None, None) => return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required")),
+        };
 
     let client = config.client(client_id).ok_or_else(|| {
         OAuthError::invalid_client(Reason::UnknownClient, format!("client {:?} is not registered", shown(client_id)))

@@ -73,6 +73,7 @@ struct RawConfig {
     route_metadata: Option<bool>,
     thumbprint_headers: Option<Vec<String>>,
     introspection: Option<Value>,
+    jwks_fetch: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +192,61 @@ struct RawClient {
     tls_client_auth_san_ip: Option<String>,
     tls_client_auth_san_email: Option<String>,
     upstream: Option<Value>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+}
+
+/// Client metadata an AS holds (RFC 7591 §2, OpenID Connect Dynamic Client
+/// Registration) that certbound has no use for: accepted and ignored, so an
+/// operator can paste the registration the AS already has.
+const REGISTRATION_METADATA_IGNORED: &[&str] = &[
+    "redirect_uris",
+    "grant_types",
+    "response_types",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "scope",
+    "contacts",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+    "software_statement",
+    "application_type",
+    "sector_identifier_uri",
+    "subject_type",
+    "id_token_signed_response_alg",
+    "userinfo_signed_response_alg",
+    "request_object_signing_alg",
+    "token_endpoint_auth_signing_alg",
+    "default_max_age",
+    "require_auth_time",
+    "default_acr_values",
+    "initiate_login_uri",
+    "request_uris",
+    "post_logout_redirect_uris",
+    "client_id_issued_at",
+    "client_secret_expires_at",
+    "introspection_endpoint_auth_method",
+    "revocation_endpoint_auth_method",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwksFetch {
+    cluster: String,
+    refresh_seconds: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// How clients' `jwks_uri` documents are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetch {
+    /// The Envoy cluster that reaches the clients' JWK Set hosts.
+    pub cluster: String,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +322,8 @@ pub struct Client {
     pub method: ClientAuthMethod,
     /// What certbound presents to the AS once the certificate has authenticated the client.
     pub upstream: Option<UpstreamCredentials>,
+    /// Where the client publishes its JWK Set; its certificates are added to the pins when fetched.
+    pub jwks_uri: Option<crate::jwks::JwksUri>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +350,8 @@ pub struct Config {
     pub thumbprint_headers: Vec<String>,
     /// Also write the thumbprint under WSO2 IS's `cnf.x5t#SHA256`.
     pub introspection_wso2_member: bool,
+    /// How `jwks_uri` documents are fetched; required when a client has one.
+    pub jwks_fetch: Option<JwksFetch>,
 }
 
 /// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
@@ -344,8 +404,22 @@ pub const ETCD_CLIENTS: &str = "certbound/clients/";
 
 /// Parses one client registration (a `clients[]` entry), as etcd holds them.
 pub fn parse_client(json: &[u8], field: &str) -> Result<Client, ConfigError> {
-    let raw: RawClient = serde_json::from_slice(json).map_err(|e| ConfigError::new(field, e.to_string()))?;
-    compile_client(raw, field)
+    let v: Value = serde_json::from_slice(json).map_err(|e| ConfigError::new(field, e.to_string()))?;
+    client_from_value(v, field)
+}
+
+/// A `clients[]` entry: certbound's fields, and the AS's own registration metadata ignored.
+fn client_from_value(mut v: Value, field: &str) -> Result<Client, ConfigError> {
+    if let Some(obj) = v.as_object_mut() {
+        if obj.contains_key("client_secret") {
+            return Err(ConfigError::new(
+                format!("{field}.client_secret"),
+                "the client authenticates by certificate; a secret certbound presents to the AS goes in upstream.client_secret",
+            ));
+        }
+        obj.retain(|k, _| !REGISTRATION_METADATA_IGNORED.contains(&k.as_str()));
+    }
+    compile_client(from_value(v, field)?, field)
 }
 
 pub const DEFAULT_STORE_CAPACITY: u64 = 100_000;
@@ -401,7 +475,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let mut clients = HashMap::new();
     for (i, v) in raw.clients.into_iter().enumerate() {
         let field = format!("clients[{i}]");
-        let client = compile_client(from_value(v, &field)?, &field)?;
+        let client = client_from_value(v, &field)?;
         if clients.contains_key(&client.client_id) {
             return Err(ConfigError::new(
                 format!("{field}.client_id"),
@@ -493,6 +567,36 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         protected: protected_routes.clone(),
     };
 
+    let jwks_fetch = match raw.jwks_fetch {
+        None => None,
+        Some(v) => {
+            let j: RawJwksFetch = from_value(v, "jwks_fetch")?;
+            if j.cluster.is_empty() {
+                return Err(ConfigError::new("jwks_fetch.cluster", "must not be empty"));
+            }
+            let refresh_seconds = j.refresh_seconds.unwrap_or(300);
+            if refresh_seconds == 0 {
+                return Err(ConfigError::new("jwks_fetch.refresh_seconds", "must be greater than 0"));
+            }
+            let timeout_ms = j.timeout_ms.unwrap_or(2000);
+            if timeout_ms == 0 {
+                return Err(ConfigError::new("jwks_fetch.timeout_ms", "must be greater than 0"));
+            }
+            Some(JwksFetch { cluster: j.cluster, refresh_seconds, timeout_ms })
+        }
+    };
+    if jwks_fetch.is_none() {
+        if let Some(c) = clients.values().find(|c| c.jwks_uri.is_some()) {
+            return Err(ConfigError::new(
+                "jwks_fetch",
+                format!(
+                    "client {:?} has a jwks_uri: set jwks_fetch.cluster, the Envoy cluster to fetch it through",
+                    c.client_id
+                ),
+            ));
+        }
+    }
+
     let introspection_wso2_member = match raw.introspection {
         None => false,
         Some(v) => from_value::<RawIntrospection>(v, "introspection")?.wso2_x5t_sha256.unwrap_or(false),
@@ -502,6 +606,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         endpoints,
         thumbprint_headers,
         introspection_wso2_member,
+        jwks_fetch,
         token_path,
         introspection_path,
         max_body_bytes,
@@ -848,6 +953,20 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
             "tls_client_auth_* fields are only for tls_client_auth clients",
         ));
     }
+    if raw.token_endpoint_auth_method != "self_signed_tls_client_auth" {
+        for (name, given) in [("jwks", raw.jwks.is_some()), ("jwks_uri", raw.jwks_uri.is_some())] {
+            if given {
+                return Err(ConfigError::new(
+                    format!("{field}.{name}"),
+                    "registered certificates (jwks, jwks_uri) are for self_signed_tls_client_auth clients",
+                ));
+            }
+        }
+    }
+    let jwks_uri = match &raw.jwks_uri {
+        None => None,
+        Some(u) => Some(crate::jwks::parse_uri(u).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e))?),
+    };
     let method = match raw.token_endpoint_auth_method.as_str() {
         "none" => {
             if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
@@ -884,10 +1003,15 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
                     .map_err(|e| ConfigError::new(format!("{field}.thumbprints[{j}]"), e.to_string()))?;
                 pins.push(Pin { thumbprint, validity: None });
             }
-            if pins.is_empty() {
+            if let Some(jwks) = &raw.jwks {
+                let certs =
+                    crate::jwks::certificates(jwks).map_err(|e| ConfigError::new(format!("{field}.jwks"), e))?;
+                pins.extend(certs.into_iter().map(|c| Pin { thumbprint: c.thumbprint, validity: Some(c.validity) }));
+            }
+            if pins.is_empty() && raw.jwks_uri.is_none() {
                 return Err(ConfigError::new(
                     format!("{field}.certificates"),
-                    "self_signed_tls_client_auth needs at least one entry in certificates or thumbprints",
+                    "self_signed_tls_client_auth needs certificates, thumbprints, jwks (keys with x5c) or jwks_uri",
                 ));
             }
             ClientAuthMethod::SelfSignedTlsClientAuth { pins }
@@ -927,7 +1051,7 @@ fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
             Some(UpstreamCredentials { client_secret: Secret(u.client_secret) })
         }
     };
-    Ok(Client { client_id: raw.client_id, method, upstream })
+    Ok(Client { client_id: raw.client_id, method, upstream, jwks_uri })
 }
 
 #[cfg(test)]
@@ -1185,6 +1309,65 @@ mod tests {
         assert!(!parse(b"{}").unwrap().introspection_wso2_member);
         assert!(parse(br#"{"introspection":{"wso2_x5t_sha256":true}}"#).unwrap().introspection_wso2_member);
         assert_eq!(err(json!({"introspection":{"wso2":true}})).field, "introspection");
+    }
+
+    fn x5c() -> String {
+        use base64::Engine;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["c".to_string()]).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(params.self_signed(&key).unwrap().der())
+    }
+
+    #[test]
+    fn a_client_registered_by_jwks_pins_its_x5c_certificates() {
+        let c = parse(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                "jwks":{"keys":[{"kty":"EC","x5c":[x5c()]},{"kty":"EC","x5c":[x5c()]}]}}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let ClientAuthMethod::SelfSignedTlsClientAuth { pins } = &c.client("a").unwrap().method else { panic!() };
+        assert_eq!(pins.len(), 2);
+        assert!(pins.iter().all(|p| p.validity.is_some()));
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "jwks":{"keys":[{"x5c":["!"]}]}}]}));
+        assert_eq!(e.field, "clients[0].jwks");
+    }
+
+    #[test]
+    fn a_client_registered_by_jwks_uri_needs_a_cluster_to_fetch_it() {
+        let client = json!({"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "jwks_uri":"https://a.example/jwks.json"});
+        assert_eq!(err(json!({"clients":[client.clone()]})).field, "jwks_fetch");
+        let c = parse(json!({"clients":[client],"jwks_fetch":{"cluster":"jwks"}}).to_string().as_bytes()).unwrap();
+        let uri = c.client("a").unwrap().jwks_uri.clone().unwrap();
+        assert_eq!((uri.authority.as_str(), uri.path.as_str()), ("a.example", "/jwks.json"));
+        assert_eq!(c.jwks_fetch.unwrap().refresh_seconds, 300);
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "jwks_uri":"a.example/jwks"}],"jwks_fetch":{"cluster":"jwks"}}));
+        assert_eq!(e.field, "clients[0].jwks_uri");
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"tls_client_auth",
+            "tls_client_auth_san_dns":"a.example","jwks_uri":"https://a.example/j"}],"jwks_fetch":{"cluster":"jwks"}}));
+        assert_eq!(e.field, "clients[0].jwks_uri");
+    }
+
+    #[test]
+    fn the_as_registration_can_be_pasted_its_other_metadata_ignored() {
+        let c = parse(
+            json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                "thumbprints":[thumb()],"grant_types":["client_credentials"],"redirect_uris":[],
+                "client_name":"A","tls_client_certificate_bound_access_tokens":true}]})
+            .to_string()
+            .as_bytes(),
+        );
+        assert!(c.is_ok(), "{c:?}");
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"client_secret":"s"}]}));
+        assert_eq!(e.field, "clients[0].client_secret");
+        let e = err(json!({"clients":[{"client_id":"a","token_endpoint_auth_method":"self_signed_tls_client_auth",
+            "thumbprints":[thumb()],"grant_typo":["x"]}]}));
+        assert_eq!(e.field, "clients[0]");
     }
 
     #[test]

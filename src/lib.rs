@@ -18,6 +18,7 @@ pub mod dn;
 pub mod error;
 pub mod form;
 pub mod introspection;
+pub mod jwks;
 pub mod path;
 pub mod resource;
 pub mod store;

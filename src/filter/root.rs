@@ -3,12 +3,13 @@
 
 use super::http::Http;
 use super::metrics::Metrics;
-use crate::config::{self, Config, EtcdConfig, StoreConfig, ETCD_CLIENTS};
+use crate::config::{self, ClientAuthMethod, Config, EtcdConfig, Pin, StoreConfig, ETCD_CLIENTS};
 use crate::store::{self, SlotTable};
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,21 +19,48 @@ pub const GIT_REV: &str = match option_env!("CERTBOUND_GIT_REV") {
     None => "unknown",
 };
 
+/// What a pending callout of the root context fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fetch {
+    /// The clients registered in etcd.
+    EtcdClients,
+    /// The JWK Set of this client's `jwks_uri`.
+    Jwks(String),
+}
+
 pub struct Root {
     id: u32,
-    /// As configured; the clients read from etcd are added to a copy of it.
+    /// As configured; clients from etcd and fetched JWK Sets are added to a copy of it.
     configured: Option<Rc<Config>>,
     /// What new HTTP contexts get.
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
     table: SlotTable,
-    /// The pending etcd read of registered clients.
-    clients_call: Option<u32>,
+    /// Pending callouts by token id.
+    calls: HashMap<u32, Fetch>,
+    /// The clients etcd last answered with (kept while etcd cannot be read).
+    etcd_clients: Vec<config::Client>,
+    /// The certificates of each client's last good JWK Set.
+    jwks_pins: HashMap<String, Vec<Pin>>,
+    /// Unix seconds at which each refresh is next due.
+    next_etcd: i64,
+    next_jwks: i64,
 }
 
 impl Root {
     pub fn new(id: u32) -> Self {
-        Root { id, configured: None, config: None, metrics: None, table: SlotTable::new(1), clients_call: None }
+        Root {
+            id,
+            configured: None,
+            config: None,
+            metrics: None,
+            table: SlotTable::new(1),
+            calls: HashMap::new(),
+            etcd_clients: Vec::new(),
+            jwks_pins: HashMap::new(),
+            next_etcd: 0,
+            next_jwks: 0,
+        }
     }
 
     fn etcd(&self) -> Option<Rc<EtcdConfig>> {
@@ -42,8 +70,8 @@ impl Root {
         }
     }
 
-    /// Merges the clients etcd holds into the configured ones. A client
-    /// registered in the plugin configuration keeps that registration.
+    /// Reads the clients etcd holds. A client registered in the plugin
+    /// configuration keeps that registration.
     fn apply_etcd_clients(&mut self, body: &[u8]) {
         let (Some(configured), Some(etcd)) = (self.configured.clone(), self.etcd()) else { return };
         let values = match store::etcd_range_values(body) {
@@ -53,12 +81,11 @@ impl Root {
                 return;
             }
         };
-        let mut merged = (*configured).clone();
-        let mut added = 0;
+        let mut clients = Vec::new();
         for (key, value) in values {
             let field = format!("etcd:{key}");
             match config::parse_client(&value, &field) {
-                Ok(c) if merged.clients.contains_key(&c.client_id) => {
+                Ok(c) if configured.clients.contains_key(&c.client_id) => {
                     warn!(
                         "[root {}] certbound: {field} ignored: {:?} is in the plugin configuration",
                         self.id, c.client_id
@@ -67,20 +94,125 @@ impl Root {
                 Ok(c) if !key.ends_with(&format!("/{}", c.client_id)) => {
                     warn!("[root {}] certbound: {field} ignored: its client_id is {:?}", self.id, c.client_id)
                 }
-                Ok(c) => {
-                    merged.clients.insert(c.client_id.clone(), c);
-                    added += 1;
+                Ok(c) if c.jwks_uri.is_some() && configured.jwks_fetch.is_none() => {
+                    warn!(
+                        "[root {}] certbound: {field} ignored: it has a jwks_uri and jwks_fetch is not configured",
+                        self.id
+                    )
                 }
+                Ok(c) => clients.push(c),
                 Err(e) => warn!("[root {}] certbound: client registration refused: {e}", self.id),
             }
         }
-        let changed = self.config.as_ref().map(|c| c.clients != merged.clients).unwrap_or(true);
-        if changed {
+        let added = clients.len();
+        self.etcd_clients = clients;
+        if self.rebuild() {
             info!(
                 "[root {}] certbound: {added} client(s) from etcd (prefix {}{})",
                 self.id, etcd.key_prefix, ETCD_CLIENTS
             );
+            // A client new from etcd gets its JWK Set now, not at the next refresh.
+            self.fetch_jwks(true);
+        }
+    }
+
+    /// A client's fetched JWK Set: its certificates become the client's pins
+    /// (beside the configured ones) until the next good fetch.
+    fn apply_jwks(&mut self, client_id: &str, answer: Result<Vec<u8>, String>) {
+        let certs = answer.and_then(|body| crate::jwks::parse_document(&body));
+        match certs {
+            Ok(certs) => {
+                if certs.is_empty() {
+                    warn!("[root {}] certbound: the JWK Set of {client_id:?} has no key with x5c", self.id);
+                }
+                let pins = certs.into_iter().map(|c| Pin { thumbprint: c.thumbprint, validity: Some(c.validity) });
+                self.jwks_pins.insert(client_id.to_string(), pins.collect());
+                if self.rebuild() {
+                    info!(
+                        "[root {}] certbound: registered certificates of {client_id:?} updated from its jwks_uri",
+                        self.id
+                    );
+                }
+            }
+            // The last good set stays.
+            Err(e) => warn!("[root {}] certbound: cannot use the jwks_uri of {client_id:?}: {e}", self.id),
+        }
+    }
+
+    /// The configuration new streams get: the configured one, the clients
+    /// from etcd, and the certificates of fetched JWK Sets. True when it changed.
+    fn rebuild(&mut self) -> bool {
+        let Some(configured) = self.configured.clone() else { return false };
+        let mut merged = (*configured).clone();
+        for c in &self.etcd_clients {
+            merged.clients.entry(c.client_id.clone()).or_insert_with(|| c.clone());
+        }
+        for (client_id, fetched) in &self.jwks_pins {
+            if let Some(ClientAuthMethod::SelfSignedTlsClientAuth { pins }) =
+                merged.clients.get_mut(client_id).map(|c| &mut c.method)
+            {
+                for p in fetched {
+                    if !pins.iter().any(|q| q.thumbprint.ct_eq(&p.thumbprint)) {
+                        pins.push(p.clone());
+                    }
+                }
+            }
+        }
+        let changed = self.config.as_ref().map(|c| c.clients != merged.clients).unwrap_or(true);
+        if changed {
             self.config = Some(Rc::new(merged));
+        }
+        changed
+    }
+
+    fn fetch_etcd_clients(&mut self) {
+        let Some(etcd) = self.etcd() else { return };
+        if self.calls.values().any(|f| *f == Fetch::EtcdClients) {
+            return;
+        }
+        let prefix = format!("{}{ETCD_CLIENTS}", etcd.key_prefix);
+        match super::store::etcd_call(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&prefix)) {
+            Ok(token) => {
+                self.calls.insert(token, Fetch::EtcdClients);
+            }
+            Err(e) => warn!("[root {}] certbound: cannot read clients from etcd: {e}", self.id),
+        }
+    }
+
+    /// Fetches the JWK Sets of the clients with a `jwks_uri` (only those never fetched, when `missing_only`).
+    fn fetch_jwks(&mut self, missing_only: bool) {
+        let Some(config) = self.config.clone() else { return };
+        let Some(fetch) = &config.jwks_fetch else { return };
+        for client in config.clients.values() {
+            let Some(uri) = &client.jwks_uri else { continue };
+            if missing_only && self.jwks_pins.contains_key(&client.client_id) {
+                continue;
+            }
+            let fetching = Fetch::Jwks(client.client_id.clone());
+            if self.calls.values().any(|f| *f == fetching) {
+                continue;
+            }
+            let sent = hostcalls::dispatch_http_call(
+                &fetch.cluster,
+                vec![
+                    (":method", "GET"),
+                    (":path", &uri.path),
+                    (":authority", &uri.authority),
+                    ("accept", "application/json"),
+                ],
+                None,
+                vec![],
+                Duration::from_millis(fetch.timeout_ms),
+            );
+            match sent {
+                Ok(token) => {
+                    self.calls.insert(token, fetching);
+                }
+                Err(s) => warn!(
+                    "[root {}] certbound: cannot fetch the jwks_uri of {:?} through {}: {s:?}",
+                    self.id, client.client_id, fetch.cluster
+                ),
+            }
         }
     }
 }
@@ -125,15 +257,18 @@ const TABLE_META: &str = "certbound/s/meta";
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if self.clients_call != Some(token_id) {
+        let Some(fetch) = self.calls.remove(&token_id) else {
             warn!("[root {}] certbound: answer to unknown call {token_id}", self.id);
             return;
-        }
-        self.clients_call = None;
-        match super::store::etcd_answer(num_headers, body_size) {
-            Ok(body) => self.apply_etcd_clients(&body),
-            // The last known clients stay registered until etcd answers again.
-            Err(e) => warn!("[root {}] certbound: cannot read clients from etcd: {e}", self.id),
+        };
+        let answer = super::store::etcd_answer(num_headers, body_size);
+        match fetch {
+            Fetch::EtcdClients => match answer {
+                Ok(body) => self.apply_etcd_clients(&body),
+                // The last known clients stay registered until etcd answers again.
+                Err(e) => warn!("[root {}] certbound: cannot read clients from etcd: {e}", self.id),
+            },
+            Fetch::Jwks(client_id) => self.apply_jwks(&client_id, answer.map_err(|e| e.to_string())),
         }
     }
 }
@@ -162,16 +297,24 @@ impl RootContext for Root {
                     c.introspection_path
                 );
                 self.table = self.slot_table(&c.store);
-                let refresh = match &c.store {
-                    StoreConfig::Etcd(e) => e.clients_refresh_seconds,
-                    _ => 0,
-                };
+                let refreshes = [
+                    match &c.store {
+                        StoreConfig::Etcd(e) => e.clients_refresh_seconds,
+                        _ => 0,
+                    },
+                    c.jwks_fetch.as_ref().map_or(0, |j| j.refresh_seconds),
+                ];
                 let c = Rc::new(c);
                 self.configured = Some(c.clone());
                 self.config = Some(c);
-                if refresh > 0 {
-                    if let Err(s) = hostcalls::set_tick_period(Duration::from_secs(refresh)) {
-                        warn!("[root {}] certbound: cannot schedule the etcd client refresh: {s:?}", self.id);
+                // A reload starts from the new configuration; fetched sets are fetched again.
+                self.etcd_clients.clear();
+                self.jwks_pins.clear();
+                self.next_etcd = 0;
+                self.next_jwks = 0;
+                if let Some(tick) = refreshes.iter().copied().filter(|r| *r > 0).min() {
+                    if let Err(s) = hostcalls::set_tick_period(Duration::from_secs(tick)) {
+                        warn!("[root {}] certbound: cannot schedule the client refreshes: {s:?}", self.id);
                     }
                     self.on_tick();
                 }
@@ -192,14 +335,19 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(etcd) = self.etcd() else { return };
-        if self.clients_call.is_some() {
-            return;
+        let Some(configured) = self.configured.clone() else { return };
+        let now = super::host::now().unwrap_or_default();
+        if let Some(etcd) = self.etcd().filter(|e| e.clients_refresh_seconds > 0) {
+            if now >= self.next_etcd {
+                self.next_etcd = now + etcd.clients_refresh_seconds as i64;
+                self.fetch_etcd_clients();
+            }
         }
-        let prefix = format!("{}{ETCD_CLIENTS}", etcd.key_prefix);
-        match super::store::etcd_call(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&prefix)) {
-            Ok(token) => self.clients_call = Some(token),
-            Err(e) => warn!("[root {}] certbound: cannot read clients from etcd: {e}", self.id),
+        if let Some(fetch) = &configured.jwks_fetch {
+            if now >= self.next_jwks {
+                self.next_jwks = now + fetch.refresh_seconds as i64;
+                self.fetch_jwks(false);
+            }
         }
     }
 

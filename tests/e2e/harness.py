@@ -315,6 +315,7 @@ class Envoy:
         xfcc_mode: str = "SANITIZE",
         etcd_ports: list[int] | None = None,
         trust_chain: str = "ACCEPT_UNTRUSTED",
+        extra_clusters: str = "",
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
@@ -331,7 +332,7 @@ class Envoy:
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
             XFCC_MODE=xfcc_mode,
             TRUST_CHAIN=trust_chain,
-            EXTRA_CLUSTERS=etcd_cluster_yaml(etcd_ports) if etcd_ports else "",
+            EXTRA_CLUSTERS=(etcd_cluster_yaml(etcd_ports) if etcd_ports else "") + extra_clusters,
             API_PORT=api_port,
         )
         self.config_path = workdir / f"{name}.yaml"
@@ -376,6 +377,21 @@ class Envoy:
 
     def stop(self):
         self.proc.stop()
+
+
+def static_cluster_yaml(name: str, port: int) -> str:
+    """A plain HTTP cluster to a loopback port (extra_clusters of Envoy)."""
+    return f"""
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}"""
 
 
 def etcd_cluster_yaml(ports: list[int]) -> str:
