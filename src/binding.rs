@@ -85,9 +85,20 @@ pub fn live(stored: Option<&[u8]>, now: i64) -> Option<Binding> {
 
 /// RFC 8705 §4 and WSO2 IS's refresh check: a bound refresh token is only
 /// refreshed with the certificate it is bound to. An unbound one (issued
-/// elsewhere, or to a public client without a certificate) is the AS's to judge.
-pub fn check_refresh(bound: Option<&Binding>, presented: Option<&Thumbprint>) -> Result<(), OAuthError> {
+/// elsewhere, or to a public client without a certificate) is the AS's to
+/// judge, unless every token of the client is bound (`must_be_bound`: a
+/// public client registered for bound tokens), where an unknown refresh token
+/// is refused rather than refreshed unchecked.
+pub fn check_refresh(
+    bound: Option<&Binding>,
+    presented: Option<&Thumbprint>,
+    must_be_bound: bool,
+) -> Result<(), OAuthError> {
     match (bound, presented) {
+        (None, _) if must_be_bound => Err(OAuthError::invalid_grant(
+            Reason::RefreshTokenNotBound,
+            "this client's refresh tokens are certificate-bound, and this one has no binding",
+        )),
         (None, _) => Ok(()),
         (Some(b), Some(p)) if b.thumbprint.ct_eq(p) => Ok(()),
         (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
@@ -385,16 +396,18 @@ mod tests {
     #[test]
     fn bound_refresh_token_refreshes_only_with_its_certificate() {
         let b = Binding { thumbprint: t(b"a"), kind: TokenKind::Refresh, expires_at: NOW };
-        assert_eq!(check_refresh(Some(&b), Some(&t(b"a"))), Ok(()));
-        let e = check_refresh(Some(&b), Some(&t(b"b"))).unwrap_err();
+        assert_eq!(check_refresh(Some(&b), Some(&t(b"a")), false), Ok(()));
+        let e = check_refresh(Some(&b), Some(&t(b"b")), false).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::RefreshCertificateMismatch));
-        let e = check_refresh(Some(&b), None).unwrap_err();
+        let e = check_refresh(Some(&b), None, false).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::RefreshWithoutCertificate));
     }
 
     #[test]
     fn unbound_refresh_token_is_left_to_the_as() {
-        assert_eq!(check_refresh(None, None), Ok(()));
-        assert_eq!(check_refresh(None, Some(&t(b"a"))), Ok(()));
+        assert_eq!(check_refresh(None, None, false), Ok(()));
+        assert_eq!(check_refresh(None, Some(&t(b"a")), false), Ok(()));
+        let e = check_refresh(None, Some(&t(b"a")), true).unwrap_err();
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::RefreshTokenNotBound));
     }
 }

@@ -34,6 +34,9 @@ pub struct Authenticated {
     /// When the request carries a `refresh_token` (any grant type): its store
     /// key, whose binding must be checked before the request goes upstream.
     pub refresh_key: Option<String>,
+    /// Every refresh token of this client is bound (a public client registered
+    /// with `tls_client_certificate_bound_access_tokens`): one without a binding is refused.
+    pub refresh_must_be_bound: bool,
 }
 
 /// Parameters by which a client would authenticate another way (RFC 6749 §2.3,
@@ -141,6 +144,7 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
             .as_ref()
             .map(|u| form::basic_header(&client.client_id, u.client_secret.expose())),
         refresh_key,
+        refresh_must_be_bound: matches!(client.method, ClientAuthMethod::None { require_certificate: true }),
     })
 }
 

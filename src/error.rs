@@ -39,6 +39,7 @@ pub enum Reason {
     StoreUnavailable,
     OtherScheme,
     AmbiguousPath,
+    RefreshTokenNotBound,
 }
 
 impl Reason {
@@ -78,10 +79,11 @@ impl Reason {
             Reason::StoreUnavailable => "store_unavailable",
             Reason::OtherScheme => "other_scheme",
             Reason::AmbiguousPath => "ambiguous_path",
+            Reason::RefreshTokenNotBound => "refresh_token_not_bound",
         }
     }
 
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -115,6 +117,7 @@ impl Reason {
         Reason::StoreUnavailable,
         Reason::OtherScheme,
         Reason::AmbiguousPath,
+        Reason::RefreshTokenNotBound,
     ];
 }
 

@@ -531,7 +531,7 @@ impl Http {
                 return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")));
             }
         };
-        if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref()) {
+        if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref(), auth.refresh_must_be_bound) {
             return self.refuse(e);
         }
         self.token_request_pass(auth)

@@ -537,3 +537,19 @@ def test_refresh_token_checked_whatever_the_grant_type_says(client, stack, proto
     r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], body, cert=stack.clients["stranger"])
     assert_refused(r, 400, "invalid_grant")
     assert_as_never_saw(client, r)
+
+
+def test_unbound_refresh_token_of_a_client_whose_tokens_are_all_bound(client, stack, proto):
+    """Binding lapse: spa-bound's tokens are always bound, so a refresh token certbound has no binding for
+    (expired early, or issued around it) is refused rather than refreshed unchecked."""
+    import requests
+
+    code, verifier = harness.authorization_code(stack.auth_server.url, "spa-bound")
+    direct = requests.post(stack.auth_server.url + "/oauth2/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": harness.REDIRECT_URI,
+        "code_verifier": verifier, "client_id": "spa-bound"}, timeout=10)
+    assert direct.status_code == 200, direct.text
+    body = f"grant_type=refresh_token&client_id=spa-bound&refresh_token={direct.json()['refresh_token']}"
+    r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], body, cert=stack.clients["stranger"])
+    assert_refused(r, 400, "invalid_grant")
+    assert_as_never_saw(client, r)
