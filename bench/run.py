@@ -104,19 +104,25 @@ def oha(url, cert, extra):
     }
 
 
+def check_statuses(what, run, expect="200"):
+    """A run is reported only if every answer it counted is `expect`, and there was at least one:
+    the rate of error responses (or of none) is not the rate of the thing measured."""
+    codes = {str(k): v for k, v in run["codes"].items()}
+    bad = {k: v for k, v in codes.items() if k != expect}
+    if bad or not codes.get(expect):
+        raise RuntimeError(f"{what}: statuses {codes or 'none'}, expected only {expect}; the run measured something else")
+    return run
+
+
 def scenario(name, certbound_url, baseline_url, cert, extra, baseline_extra=None, expect="200"):
     """Alternates certbound and the baseline, ROUNDS times each, after a warm-up of both."""
     extras = {"certbound": extra, "baseline": extra if baseline_extra is None else baseline_extra}
-    oha(certbound_url, cert, extras["certbound"])  # warm-up
-    oha(baseline_url, cert, extras["baseline"])
+    check_statuses(f"{name} certbound warm-up", oha(certbound_url, cert, extras["certbound"]), expect)
+    check_statuses(f"{name} baseline warm-up", oha(baseline_url, cert, extras["baseline"]), expect)
     runs = {"certbound": [], "baseline": []}
     for _ in range(ROUNDS):
         for variant, url in (("certbound", certbound_url), ("baseline", baseline_url)):
-            r = oha(url, cert, extras[variant])
-            bad = {k: v for k, v in r["codes"].items() if k != expect}
-            if bad:
-                raise RuntimeError(f"{name} {variant}: unexpected statuses {bad}")
-            runs[variant].append(r)
+            runs[variant].append(check_statuses(f"{name} {variant}", oha(url, cert, extras[variant]), expect))
     med = lambda v, k: statistics.median(x[k] for x in runs[v])
     rps, base = med("certbound", "rps"), med("baseline", "rps")
     return {
@@ -227,9 +233,22 @@ def main():
         scenarios.append(scenario("token_client_credentials", url("shared", "/oauth2/token"), url("baseline", "/oauth2/token"),
                                   cert, cc, baseline_extra=cc + basic))
         s = scenarios[-1]
-        native_runs = [oha(url("native", "/oauth2/token"), native_cert,
-                           ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d",
-                            "grant_type=client_credentials&client_id=bench-native"]) for _ in range(ROUNDS)]
+        # The AS's own RFC 8705 is the comparison only if it works: one token through the native listener
+        # must come back 200 and be bound by the AS to the native client's certificate.
+        native_body = "grant_type=client_credentials&client_id=bench-native"
+        probe = requests.post(url("native", "/oauth2/token"), data=native_body, cert=native.pair, verify=str(pki.ca_path),
+                              headers={"content-type": "application/x-www-form-urlencoded"}, timeout=10)
+        if probe.status_code != 200 or "access_token" not in probe.text:
+            raise RuntimeError(f"the AS's own RFC 8705 does not issue tokens: {probe.status_code} {probe.text[:300]}")
+        native_x5t = base64.urlsafe_b64encode(hashlib.sha256(native.der()).digest()).decode().rstrip("=")
+        cnf = requests.post(auth.url + "/oauth2/introspect", data={"token": probe.json()["access_token"]},
+                            auth=("demo-rs", "demo-rs-secret"), timeout=10).json().get("cnf")
+        if cnf != {"x5t#S256": native_x5t}:
+            raise RuntimeError(f"the AS's own RFC 8705 did not bind its token to the certificate: cnf={cnf}")
+        native_cc = ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d", native_body]
+        check_statuses("as_native_rfc8705 warm-up", oha(url("native", "/oauth2/token"), native_cert, native_cc))
+        native_runs = [check_statuses("as_native_rfc8705", oha(url("native", "/oauth2/token"), native_cert, native_cc))
+                       for _ in range(ROUNDS)]
         s["as_native_rfc8705_rps"] = round(statistics.median(x["rps"] for x in native_runs), 1)
         s["as_native_rfc8705_p99_ms"] = round(statistics.median(x["p99_ms"] for x in native_runs), 3)
         intro = ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d", f"token={shared_token}",

@@ -369,6 +369,53 @@ mod tests {
         assert_eq!(cert.sans.uri, vec!["spiffe://example/client"]);
         assert_eq!(cert.sans.ip, vec![vec![10, 1, 2, 3]]);
         assert_eq!(cert.sans.email, vec!["client@example.com"]);
-        assert_eq!(Thumbprint::of_der(&cert.der), cert.thumbprint);
+    }
+
+    /// A fixed certificate, made once with `openssl req -x509` (EC P-256, `/C=US/O=Example/CN=client`,
+    /// SANs `DNS:client.example, URI:spiffe://example/client, IP:10.1.2.3, email:client@example.com`).
+    const FIXED_PEM: &str = "-----BEGIN CERTIFICATE-----\n\
+        MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIw\n\
+        MDELMAkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVu\n\
+        dDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhMC\n\
+        VVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49\n\
+        AgEGCCqGSM49AwEHA0IABBlXvRixLtQqNpq78/YFIigH/l3nGifcqvE7I3pbXgLy\n\
+        owmc9bQB2dKylJG9q5jfaXrorRoWNUbJ+nB/kpnvlIujgbcwgbQwHQYDVR0OBBYE\n\
+        FB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVW\n\
+        TM3tXigUMA8GA1UdEwEB/wQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1w\n\
+        bGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXBs\n\
+        ZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIp\n\
+        kcDFbdhkE1Tiw9GQ3b5B+Ei2BTgLOAxY3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHt\n\
+        JgDaTJYWEc+4MnvRdPdiXg==\n\
+        -----END CERTIFICATE-----\n";
+    /// `openssl x509 -in fixed.pem -outform der | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '='`
+    const FIXED_X5T: &str = "ptREEOXMSsPkpNuu0Zs158qKdpDHlugk1OovHIiHguM";
+    /// `openssl x509 -in fixed.pem -outform der | openssl dgst -sha256`
+    const FIXED_SHA256_HEX: &str = "a6d44410e5cc4ac3e4a4dbaed19b35e7ca8a7690c796e824d4ea2f1c888782e3";
+
+    #[test]
+    fn fixed_certificate_gives_the_thumbprint_openssl_computed() {
+        let cert = parse_pem(FIXED_PEM).unwrap();
+        assert_eq!(cert.thumbprint.x5t_s256(), FIXED_X5T);
+        assert_eq!(cert.thumbprint.hex(), FIXED_SHA256_HEX);
+        assert_eq!(Thumbprint::from_x5t_s256(FIXED_X5T), Ok(cert.thumbprint));
+        assert_eq!(Thumbprint::from_hex_digest(FIXED_SHA256_HEX), Ok(Some(cert.thumbprint)));
+        assert_eq!(Thumbprint::from_hex_digest(&FIXED_SHA256_HEX.to_uppercase()), Ok(Some(cert.thumbprint)));
+        // `openssl x509 -outform der | wc -c`
+        assert_eq!(cert.der.len(), 544);
+        // The same certificate on one line, as a terminator writes it, is the same thumbprint.
+        assert_eq!(parse_pem(&FIXED_PEM.replace('\n', " ")).unwrap().thumbprint.x5t_s256(), FIXED_X5T);
+    }
+
+    #[test]
+    fn fixed_certificate_gives_the_subject_sans_and_dates_openssl_shows() {
+        let cert = parse_pem(FIXED_PEM).unwrap();
+        // `openssl x509 -noout -subject -ext subjectAltName -dates`, dates by `date -u -d ... +%s`.
+        assert_eq!(cert.subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
+        assert_eq!(cert.sans.dns, vec!["client.example"]);
+        assert_eq!(cert.sans.uri, vec!["spiffe://example/client"]);
+        assert_eq!(cert.sans.ip, vec![vec![10, 1, 2, 3]]);
+        assert_eq!(cert.sans.email, vec!["client@example.com"]);
+        // notBefore=Nov 28 04:13:59 2026 GMT, notAfter=Nov  4 04:13:59 2126 GMT
+        assert_eq!(cert.validity, Validity { not_before: 1_795_839_239, not_after: 4_949_439_239 });
     }
 }

@@ -378,27 +378,27 @@ mod tests {
 
     #[test]
     fn envoy_xfcc_cert_chain_and_hash_are_read() {
-        let s = sample();
         let other = sample();
         let cert = format!(
-            "By=spiffe://proxy;Hash={};Cert=\"{}\";Subject=\"CN=client,O=x\"",
-            thumb(&s).hex(),
-            url_encode_all(&s.pem)
+            "By=spiffe://proxy;Hash={FIXED_SHA256_HEX};Cert=\"{FIXED_URL_ENCODED_PEM}\";Subject=\"CN=client,O=x\""
         );
-        assert_eq!(read(&cert, HeaderFormat::Xfcc), thumb(&s));
-        assert_eq!(read(&cert, HeaderFormat::Auto), thumb(&s));
-        let chain = format!("Chain=\"{}{}\"", url_encode_all(&s.pem), url_encode_all(&other.pem));
-        assert_eq!(read(&chain, HeaderFormat::Xfcc), thumb(&s));
-        let hash = format!("Hash={}", thumb(&s).hex());
-        assert_eq!(parse(&hash, HeaderFormat::Auto, XfccElement::Last), Ok(HeaderCert::HashOnly(thumb(&s))));
+        assert_eq!(read(&cert, HeaderFormat::Xfcc), fixed_thumbprint());
+        assert_eq!(read(&cert, HeaderFormat::Auto), fixed_thumbprint());
+        let chain = format!("Chain=\"{FIXED_URL_ENCODED_PEM}{}\"", url_encode_all(&other.pem));
+        assert_eq!(read(&chain, HeaderFormat::Xfcc), fixed_thumbprint());
+        let hash = format!("Hash={FIXED_SHA256_HEX}");
+        assert_eq!(parse(&hash, HeaderFormat::Auto, XfccElement::Last), Ok(HeaderCert::HashOnly(fixed_thumbprint())));
+        assert_eq!(parse(&hash, HeaderFormat::Xfcc, XfccElement::Last).unwrap().thumbprint().x5t_s256(), FIXED_X5T);
     }
 
     #[test]
     fn xfcc_hop_is_chosen_by_config() {
-        let (a, b) = (sample(), sample());
-        let v = format!("Hash={};Subject=\"CN=a,O=x\",Hash={}", thumb(&a).hex(), thumb(&b).hex());
-        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::First).unwrap().thumbprint(), thumb(&a));
-        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::Last).unwrap().thumbprint(), thumb(&b));
+        // SHA-256 of the empty string: `printf '' | openssl dgst -sha256`, and its x5t#S256 form.
+        let empty_hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let empty_x5t = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
+        let v = format!("Hash={FIXED_SHA256_HEX};Subject=\"CN=a,O=x\",Hash={empty_hex}");
+        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::First).unwrap().thumbprint().x5t_s256(), FIXED_X5T);
+        assert_eq!(parse(&v, HeaderFormat::Xfcc, XfccElement::Last).unwrap().thumbprint().x5t_s256(), empty_x5t);
     }
 
     #[test]
@@ -460,5 +460,126 @@ mod tests {
             assert_eq!(read(&v, HeaderFormat::Auto), thumb(&s), "{f:?} auto");
         }
         assert!(encode(&s.der, ForwardFormat::PemOneLine).starts_with("-----BEGIN CERTIFICATE-----MII"));
+    }
+
+    // A fixed certificate, made once with `openssl req -x509` (EC P-256, CN=client), and what other tools
+    // make of it: every expected string below was computed outside certbound and pasted here.
+    const FIXED_PEM: &str = "-----BEGIN CERTIFICATE-----\n\
+        MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIw\n\
+        MDELMAkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVu\n\
+        dDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhMC\n\
+        VVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49\n\
+        AgEGCCqGSM49AwEHA0IABBlXvRixLtQqNpq78/YFIigH/l3nGifcqvE7I3pbXgLy\n\
+        owmc9bQB2dKylJG9q5jfaXrorRoWNUbJ+nB/kpnvlIujgbcwgbQwHQYDVR0OBBYE\n\
+        FB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVW\n\
+        TM3tXigUMA8GA1UdEwEB/wQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1w\n\
+        bGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXBs\n\
+        ZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIp\n\
+        kcDFbdhkE1Tiw9GQ3b5B+Ei2BTgLOAxY3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHt\n\
+        JgDaTJYWEc+4MnvRdPdiXg==\n\
+        -----END CERTIFICATE-----\n";
+    /// `openssl x509 -in fixed.pem -outform der | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '='`
+    const FIXED_X5T: &str = "ptREEOXMSsPkpNuu0Zs158qKdpDHlugk1OovHIiHguM";
+    /// `openssl x509 -in fixed.pem -outform der | openssl dgst -sha256` (XFCC `Hash=`)
+    const FIXED_SHA256_HEX: &str = "a6d44410e5cc4ac3e4a4dbaed19b35e7ca8a7690c796e824d4ea2f1c888782e3";
+    /// Python: `base64.b64encode(der)`
+    const FIXED_B64: &str =
+        "MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIwMDELMAkGA1UEBhMCVVMxEDAOBgNVBAoM\
+        B0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhMC\
+        VVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBlXvRixLtQq\
+        Npq78/YFIigH/l3nGifcqvE7I3pbXgLyowmc9bQB2dKylJG9q5jfaXrorRoWNUbJ+nB/kpnvlIujgbcwgbQwHQYDVR0OBBYE\
+        FB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVWTM3tXigUMA8GA1UdEwEB/wQFMAMBAf8w\
+        TAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1wbGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXBs\
+        ZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIpkcDFbdhkE1Tiw9GQ3b5B+Ei2BTgLOAxY\
+        3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHtJgDaTJYWEc+4MnvRdPdiXg==";
+    /// `"-----BEGIN CERTIFICATE-----" + base64.b64encode(der) + "-----END CERTIFICATE-----"` (WSO2 one line)
+    const FIXED_PEM_ONE_LINE: &str =
+        "-----BEGIN CERTIFICATE-----MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIwMDELM\
+        AkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwN\
+        DA0MTM1OVowMDELMAkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49AgEGC\
+        CqGSM49AwEHA0IABBlXvRixLtQqNpq78/YFIigH/l3nGifcqvE7I3pbXgLyowmc9bQB2dKylJG9q5jfaXrorRoWNUbJ+nB/k\
+        pnvlIujgbcwgbQwHQYDVR0OBBYEFB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVWTM3tX\
+        igUMA8GA1UdEwEB/wQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1wbGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50h\
+        wQKAQIDgRJjbGllbnRAZXhhbXBsZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIpkcDFb\
+        dhkE1Tiw9GQ3b5B+Ei2BTgLOAxY3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHtJgDaTJYWEc+4MnvRdPdiXg==-----END CERT\
+        IFICATE-----";
+    /// Python: `':' + base64.b64encode(der) + ':'` (RFC 9440)
+    const FIXED_RFC9440: &str =
+        ":MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIwMDELMAkGA1UEBhMCVVMxEDAOBgNVBAo\
+        MB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhM\
+        CVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBlXvRixLtQ\
+        qNpq78/YFIigH/l3nGifcqvE7I3pbXgLyowmc9bQB2dKylJG9q5jfaXrorRoWNUbJ+nB/kpnvlIujgbcwgbQwHQYDVR0OBBY\
+        EFB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVWTM3tXigUMA8GA1UdEwEB/wQFMAMBAf8\
+        wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1wbGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXB\
+        sZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIpkcDFbdhkE1Tiw9GQ3b5B+Ei2BTgLOAx\
+        Y3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHtJgDaTJYWEc+4MnvRdPdiXg==:";
+    /// Python: `urllib.parse.quote(openssl_pem, safe='')` (nginx `$ssl_client_escaped_cert`)
+    const FIXED_URL_ENCODED_PEM: &str =
+        "-----BEGIN%20CERTIFICATE-----%0AMIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ%2FfuAwCgYIKoZIzj0EAw\
+        Iw%0AMDELMAkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVu%0AdDAgFw0yNjExMjgwNDEzNTla\
+        GA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhMC%0AVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZM\
+        BMGByqGSM49%0AAgEGCCqGSM49AwEHA0IABBlXvRixLtQqNpq78%2FYFIigH%2Fl3nGifcqvE7I3pbXgLy%0Aowmc9bQB2dK\
+        ylJG9q5jfaXrorRoWNUbJ%2BnB%2FkpnvlIujgbcwgbQwHQYDVR0OBBYE%0AFB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1Ud\
+        IwQYMBaAFB2ddeXD0gkE5QrogMVW%0ATM3tXigUMA8GA1UdEwEB%2FwQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1\
+        w%0AbGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXBs%0AZS5jb20wEwYDVR0lBAwwCgYIK\
+        wYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIp%0AkcDFbdhkE1Tiw9GQ3b5B%2BEi2BTgLOAxY3YbKi4Y3AiBRqwqc2kyL\
+        bC%2BrIFLpVsHt%0AJgDaTJYWEc%2B4MnvRdPdiXg%3D%3D%0A-----END%20CERTIFICATE-----%0A";
+    /// Python: `openssl_pem.replace(' ', '%20').replace('\n', '%0A')` (AWS ALB: base64 alphabet left alone)
+    const FIXED_ALB: &str =
+        "-----BEGIN%20CERTIFICATE-----%0AMIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ/fuAwCgYIKoZIzj0EAwIw\
+        %0AMDELMAkGA1UEBhMCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVu%0AdDAgFw0yNjExMjgwNDEzNTlaGA\
+        8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBhMC%0AVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBM\
+        GByqGSM49%0AAgEGCCqGSM49AwEHA0IABBlXvRixLtQqNpq78/YFIigH/l3nGifcqvE7I3pbXgLy%0Aowmc9bQB2dKylJG9q\
+        5jfaXrorRoWNUbJ+nB/kpnvlIujgbcwgbQwHQYDVR0OBBYE%0AFB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB\
+        2ddeXD0gkE5QrogMVW%0ATM3tXigUMA8GA1UdEwEB/wQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1w%0AbGWGF3Nw\
+        aWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGllbnRAZXhhbXBs%0AZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwC\
+        gYIKoZIzj0EAwIDSAAwRQIhALIp%0AkcDFbdhkE1Tiw9GQ3b5B+Ei2BTgLOAxY3YbKi4Y3AiBRqwqc2kyLbC+rIFLpVsHt%0\
+        AJgDaTJYWEc+4MnvRdPdiXg==%0A-----END%20CERTIFICATE-----%0A";
+    /// Python: `urllib.parse.quote(base64.b64encode(der), safe='')` (Traefik)
+    const FIXED_TRAEFIK: &str =
+        "MIICHDCCAcKgAwIBAgIUOudoGTdR26KKAsn9olehTfZ%2FfuAwCgYIKoZIzj0EAwIwMDELMAkGA1UEBhMCVVMxEDAOBgNVBA\
+        oMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDAgFw0yNjExMjgwNDEzNTlaGA8yMTI2MTEwNDA0MTM1OVowMDELMAkGA1UEBh\
+        MCVVMxEDAOBgNVBAoMB0V4YW1wbGUxDzANBgNVBAMMBmNsaWVudDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBlXvRixLt\
+        QqNpq78%2FYFIigH%2Fl3nGifcqvE7I3pbXgLyowmc9bQB2dKylJG9q5jfaXrorRoWNUbJ%2BnB%2FkpnvlIujgbcwgbQwHQ\
+        YDVR0OBBYEFB2ddeXD0gkE5QrogMVWTM3tXigUMB8GA1UdIwQYMBaAFB2ddeXD0gkE5QrogMVWTM3tXigUMA8GA1UdEwEB%2\
+        FwQFMAMBAf8wTAYDVR0RBEUwQ4IOY2xpZW50LmV4YW1wbGWGF3NwaWZmZTovL2V4YW1wbGUvY2xpZW50hwQKAQIDgRJjbGll\
+        bnRAZXhhbXBsZS5jb20wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDSAAwRQIhALIpkcDFbdhkE1Tiw9GQ3b5B\
+        %2BEi2BTgLOAxY3YbKi4Y3AiBRqwqc2kyLbC%2BrIFLpVsHtJgDaTJYWEc%2B4MnvRdPdiXg%3D%3D";
+
+    fn fixed_thumbprint() -> Thumbprint {
+        Thumbprint::from_x5t_s256(FIXED_X5T).unwrap()
+    }
+
+    #[test]
+    fn forwarded_formats_of_a_fixed_certificate_are_the_strings_other_tools_write() {
+        let der = crate::cert::parse_pem(FIXED_PEM).unwrap().der;
+        assert_eq!(encode(&der, ForwardFormat::PemOneLine), FIXED_PEM_ONE_LINE);
+        assert_eq!(encode(&der, ForwardFormat::UrlEncodedPem), FIXED_URL_ENCODED_PEM);
+        assert_eq!(encode(&der, ForwardFormat::Base64Der), FIXED_B64);
+        assert_eq!(encode(&der, ForwardFormat::Rfc9440), FIXED_RFC9440);
+    }
+
+    #[test]
+    fn every_terminator_format_of_a_fixed_certificate_reads_to_the_openssl_thumbprint() {
+        let xfcc = format!("By=spiffe://proxy;Hash={FIXED_SHA256_HEX};Cert=\"{FIXED_URL_ENCODED_PEM}\"");
+        let cases: [(&str, HeaderFormat); 9] = [
+            (FIXED_PEM, HeaderFormat::Pem),
+            (FIXED_PEM_ONE_LINE, HeaderFormat::Pem),
+            (FIXED_URL_ENCODED_PEM, HeaderFormat::UrlEncodedPem),
+            (FIXED_ALB, HeaderFormat::UrlEncodedPem),
+            (FIXED_B64, HeaderFormat::Base64Der),
+            (FIXED_RFC9440, HeaderFormat::Rfc9440),
+            (FIXED_TRAEFIK, HeaderFormat::Traefik),
+            (&xfcc, HeaderFormat::Xfcc),
+            (&xfcc, HeaderFormat::Auto),
+        ];
+        for (value, format) in cases {
+            let got = parse(value, format, XfccElement::Last).unwrap();
+            assert_eq!(got.thumbprint().x5t_s256(), FIXED_X5T, "{format:?}");
+            assert!(matches!(got, HeaderCert::Full(_)), "{format:?}");
+            if format != HeaderFormat::Auto {
+                assert_eq!(read(value, HeaderFormat::Auto).x5t_s256(), FIXED_X5T, "{format:?} read as auto");
+            }
+        }
     }
 }

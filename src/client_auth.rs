@@ -289,7 +289,29 @@ mod tests {
         assert_eq!(a.client_id, "c1");
         assert_eq!(a.thumbprint, Some(f.registered));
         assert_eq!(a.refresh_key, None);
-        assert_eq!(a.upstream_authorization, Some(form::basic_header("c1", "up-secret")));
+        // Python: "Basic " + base64.b64encode(b"c1:up-secret")
+        assert_eq!(a.upstream_authorization.as_deref(), Some("Basic YzE6dXAtc2VjcmV0"));
+    }
+
+    #[test]
+    fn upstream_credentials_with_reserved_characters_are_form_encoded_before_base64() {
+        // RFC 6749 §2.3.1. Expected value from Python, outside certbound:
+        // "Basic " + base64.b64encode((quote_plus(id, safe="") + ":" + quote_plus(secret, safe="")).encode())
+        let pem = cert_pem(2099);
+        let config = config::parse(
+            json!({"clients":[{"client_id":"app:1 x%+","token_endpoint_auth_method":"self_signed_tls_client_auth",
+                               "certificates":[pem],"upstream":{"client_secret":"p%ss+w:rd /\u{e9}"}}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let t = parse_pem(&pem).unwrap().thumbprint;
+        let a = authenticate(&config, &req(b"client_id=app%3A1+x%25%2B", Some(t))).unwrap();
+        assert_eq!(a.client_id, "app:1 x%+");
+        assert_eq!(
+            a.upstream_authorization.as_deref(),
+            Some("Basic YXBwJTNBMSt4JTI1JTJCOnAlMjVzcyUyQnclM0FyZCslMkYlQzMlQTk=")
+        );
     }
 
     #[test]

@@ -225,12 +225,37 @@ mod tests {
         assert_eq!(f.single("b").unwrap(), Some(""));
     }
 
+    // RFC 6749 §2.3.1: Basic carries base64(form-encoded id ":" form-encoded secret). The expected
+    // values were computed outside certbound, with Python:
+    //   "Basic " + base64.b64encode((quote_plus(id, safe="") + ":" + quote_plus(secret, safe="")).encode())
+    const RESERVED_ID: &str = "app:1 x%+";
+    const RESERVED_SECRET: &str = "p%ss+w:rd /\u{e9}";
+    const RESERVED_BASIC: &str = "Basic YXBwJTNBMSt4JTI1JTJCOnAlMjVzcyUyQnclM0FyZCslMkYlQzMlQTk=";
+
     #[test]
-    fn basic_credentials_round_trip_with_form_encoding() {
-        let h = basic_header("client:1", "s3cr3t/+");
-        let c = parse_basic(&h).unwrap();
-        assert_eq!(c.client_id, "client:1");
-        assert_eq!(c.secret, "s3cr3t/+");
+    fn basic_header_is_the_rfc_6749_encoding_of_fixed_vectors() {
+        assert_eq!(basic_header("c1", "up-secret"), "Basic YzE6dXAtc2VjcmV0");
+        assert_eq!(
+            basic_header("good-client", "good-upstream-secret"),
+            "Basic Z29vZC1jbGllbnQ6Z29vZC11cHN0cmVhbS1zZWNyZXQ="
+        );
+        // ':' ' ' '%' '+' '/' and a non-ASCII letter are form-encoded before base64.
+        assert_eq!(basic_header(RESERVED_ID, RESERVED_SECRET), RESERVED_BASIC);
+        // Python: quote_plus("app:1 x%+", safe=""), quote_plus("p%ss+w:rd /\u{e9}", safe="")
+        assert_eq!(encode_component(RESERVED_ID), "app%3A1+x%25%2B");
+        assert_eq!(encode_component(RESERVED_SECRET), "p%25ss%2Bw%3Ard+%2F%C3%A9");
+    }
+
+    #[test]
+    fn basic_credentials_written_by_another_encoder_are_read() {
+        let c = parse_basic(RESERVED_BASIC).unwrap();
+        assert_eq!((c.client_id.as_str(), c.secret.as_str()), (RESERVED_ID, RESERVED_SECRET));
+        // Python: base64.b64encode(b"client%3A1:s3cr3t%2F%2B"): a ':' in the id is encoded, the first raw ':' splits.
+        let c = parse_basic("Basic Y2xpZW50JTNBMTpzM2NyM3QlMkYlMkI=").unwrap();
+        assert_eq!((c.client_id.as_str(), c.secret.as_str()), ("client:1", "s3cr3t/+"));
+        // An empty password (curl -u id:), as clients send it to name themselves.
+        let c = parse_basic("Basic Z29vZC1jbGllbnQ6").unwrap();
+        assert_eq!((c.client_id.as_str(), c.secret.as_str()), ("good-client", ""));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 """RFC 8705 §3 and §4: tokens of every grant are bound; a bound refresh token
 refreshes only with its certificate."""
 
+import base64
+import json
+
 import pytest
 import requests
 
@@ -52,9 +55,26 @@ def test_authorization_code_with_pkce_binds_access_and_refresh_tokens(client, st
     assert cnf_of(client, web_tokens["refresh_token"], token_type_hint="refresh_token") == t
 
 
-def test_code_exchange_response_reaches_the_client_unchanged(web_tokens):
+def test_code_exchange_response_reaches_the_client_unchanged(client, stack, web_tokens):
     assert set(web_tokens) == {"access_token", "expires_in", "id_token", "refresh_token", "scope", "token_type"}
-    assert web_tokens["id_token"].count(".") == 2
+    # The values the AS issues (oidc-provider: 600 s access tokens here, the scope authorized), untouched.
+    assert (web_tokens["token_type"], web_tokens["expires_in"]) == ("Bearer", 600)
+    assert set(web_tokens["scope"].split()) == {"openid", "offline_access"}
+    # The ID token is the AS's, for this client, signed (three parts).
+    header, payload, signature = web_tokens["id_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert (claims["iss"], claims["aud"], claims["sub"]) == (stack.auth_server.url, "web-app", "alice")
+    assert signature
+    # Both tokens are the AS's own (asked directly, not through certbound) ...
+    for kind in ("access_token", "refresh_token"):
+        direct = requests.post(stack.auth_server.url + "/oauth2/introspect", data={"token": web_tokens[kind]},
+                               auth=("demo-rs", "demo-rs-secret"), timeout=10).json()
+        assert (direct["active"], direct["client_id"]) == (True, "web-app"), kind
+        assert "cnf" not in direct, kind
+    # ... and bound by certbound to the certificate presented, as openssl computes its thumbprint.
+    t = x5t_by_openssl(stack.clients["web"].cert_path)
+    assert cnf_of(client, web_tokens["access_token"]) == t
+    assert cnf_of(client, web_tokens["refresh_token"]) == t
 
 
 def test_refresh_with_the_same_certificate_binds_the_new_tokens(client, stack, web_tokens):

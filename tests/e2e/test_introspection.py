@@ -62,9 +62,37 @@ def test_unbound_token_from_the_as_directly_has_no_cnf(client, stack):
     assert int(r.headers["content-length"]) == len(r.content)
 
 
-def test_inactive_token_has_no_cnf(client, stack):
+def test_token_nobody_issued_is_inactive_and_has_no_cnf(client, stack):
     body = client.introspect("not-a-token-anyone-issued").json()
     assert body == {"active": False}
+
+
+def test_bound_token_that_became_inactive_gets_no_cnf(client, stack):
+    # A refresh token certbound bound, then made inactive by the AS: oidc-provider rotates refresh
+    # tokens, so after one refresh the first one is consumed. Its binding is still in the store.
+    import harness
+
+    code, verifier = harness.authorization_code(stack.auth_server.url, "web-app")
+    first = client.post("/oauth2/token", cert=stack.clients["web"], data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": harness.REDIRECT_URI,
+        "code_verifier": verifier, "client_id": "web-app"}).json()
+    old = first["refresh_token"]
+    x5t = x5t_by_openssl(stack.clients["web"].cert_path)
+    assert client.introspect(old).json()["cnf"] == {"x5t#S256": x5t}  # bound, active
+    r = client.post("/oauth2/token", cert=stack.clients["web"],
+                    data={"grant_type": "refresh_token", "refresh_token": old, "client_id": "web-app"})
+    assert r.status_code == 200, r.text
+    # The AS, asked directly, now says the old refresh token is inactive ...
+    direct = requests.post(stack.auth_server.url + "/oauth2/introspect", data={"token": old},
+                           auth=("demo-rs", "demo-rs-secret"), timeout=10)
+    assert direct.json() == {"active": False}
+    before = {n: stack.envoy.counter(f"certbound.{n}") for n in ("introspection_patched", "introspection_unpatched")}
+    r = client.introspect(old)
+    # ... and through certbound the answer is the AS's, unchanged: no cnf on an inactive token.
+    assert r.status_code == 200
+    assert r.content == direct.content
+    after = {n: stack.envoy.counter(f"certbound.{n}") for n in before}
+    assert {n: after[n] - before[n] for n in before} == {"introspection_patched": 0, "introspection_unpatched": 1}
 
 
 def test_introspection_error_passes_unchanged(client, stack):

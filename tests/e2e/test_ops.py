@@ -42,9 +42,15 @@ def test_discovery_documents_advertise_rfc8705(stack, path):
     assert stack.envoy.counter("certbound.metadata_patched") == before + 1
 
 
+# A metadata path certbound is configured to patch, where the AS has no document (it answers 404).
+MISSING_METADATA = "/.well-known/missing-metadata"
+
+
 @pytest.fixture(scope="module")
 def aliased(stack, tmp_path_factory):
-    envoy = harness.Envoy(tmp_path_factory.mktemp("aliased"), {"discovery": {"mtls_host": "mtls.certbound.test:9443"}},
+    discovery = {"mtls_host": "mtls.certbound.test:9443",
+                 "paths": ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", MISSING_METADATA]}
+    envoy = harness.Envoy(tmp_path_factory.mktemp("aliased"), {"discovery": discovery},
                           cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="aliased")
     yield envoy
     envoy.stop()
@@ -57,10 +63,17 @@ def test_mtls_endpoint_aliases_appear_when_configured(stack, aliased):
     assert aliases["introspection_endpoint"] == "https://mtls.certbound.test:9443/oauth2/introspect"
 
 
-def test_error_metadata_responses_pass_unchanged(stack):
-    r = get(stack.envoy, "/.well-known/openid-configuration/nope", stack)
+def test_error_metadata_responses_pass_unchanged(stack, aliased):
+    # The AS's own answer on that path, asked directly, is the oracle.
+    direct = requests.get(stack.auth_server.url + MISSING_METADATA, timeout=10)
+    assert direct.status_code == 404, direct.text
+    before = {n: aliased.counter(f"certbound.{n}") for n in ("metadata_patched", "metadata_unpatched")}
+    r = get(aliased, MISSING_METADATA, stack)
     assert r.status_code == 404
+    assert r.content == direct.content
     assert "tls_client_certificate_bound_access_tokens" not in r.text
+    after = {n: aliased.counter(f"certbound.{n}") for n in before}
+    assert {n: after[n] - before[n] for n in before} == {"metadata_patched": 0, "metadata_unpatched": 1}
 
 
 def test_counters_move_with_each_decision(client, stack):

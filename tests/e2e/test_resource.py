@@ -62,14 +62,21 @@ def test_unbound_token_is_refused_where_binding_is_required(client, stack):
 
 
 def test_unbound_token_passes_where_the_route_allows_bearer_tokens(client, stack):
-    r = client.get("/api/open/catalog", token=unbound_token(stack))
+    token = unbound_token(stack)
+    before = stack.envoy.counter("certbound.resource_allowed_unbound")
+    r = client.get("/api/open/catalog", token=token)
     assert r.status_code == 200, r.text
-    assert len(client.api_saw(r)) == 1
+    [seen] = client.api_saw(r)
+    assert seen["headers"]["authorization"] == f"Bearer {token}"
+    assert stack.envoy.counter("certbound.resource_allowed_unbound") == before + 1
 
 
 def test_bound_token_is_still_enforced_on_a_route_that_allows_unbound_ones(client, stack):
+    before = stack.envoy.counter("certbound.refused.token_certificate_mismatch")
     r = client.get("/api/open/catalog", cert=stack.clients["stranger"], token=bound_token(client, stack))
     assert_invalid_token(r)
+    assert client.api_saw(r) == []
+    assert stack.envoy.counter("certbound.refused.token_certificate_mismatch") == before + 1
 
 
 def test_missing_token_is_401_without_an_error_code(client, stack):

@@ -2,6 +2,8 @@
 
 import base64
 
+import requests
+
 from conftest import UPSTREAM_SECRETS, x5t_by_openssl
 
 
@@ -31,8 +33,18 @@ def test_registered_certificate_gets_a_token_without_sending_a_secret(client, st
 def test_token_response_reaches_the_client_unchanged(client, stack):
     r = client.token(stack.clients["good"], "good-client", extra={"scope": "api"})
     assert r.status_code == 200, r.text
-    assert set(r.json()) == {"access_token", "expires_in", "token_type", "scope"}
-    assert r.json()["scope"] == "api"
+    body = r.json()
+    assert set(body) == {"access_token", "expires_in", "token_type", "scope"}
+    # The values the AS issues (oidc-provider, access tokens of 600 s in the test stack), untouched.
+    assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 600, "api")
+    assert int(r.headers["content-length"]) == len(r.content)
+    # The token is the AS's own: the AS, asked directly (not through certbound), knows it for this client and scope.
+    direct = requests.post(stack.auth_server.url + "/oauth2/introspect", data={"token": body["access_token"]},
+                           auth=("demo-rs", "demo-rs-secret"), timeout=10).json()
+    assert (direct["active"], direct["client_id"], direct["scope"]) == (True, "good-client", "api")
+    assert "cnf" not in direct, "the AS has RFC 8705 off: any cnf comes from certbound"
+    # ... and certbound bound it to the certificate presented, as openssl computes its thumbprint.
+    assert client.introspect(body["access_token"]).json()["cnf"] == {"x5t#S256": x5t_by_openssl(stack.clients["good"].cert_path)}
 
 
 def test_rsa_client_certificate_authenticates(client, stack):
