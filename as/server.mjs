@@ -52,6 +52,8 @@ const provider = new Provider(issuer, {
     mTLS: {
       enabled: Boolean(nativeMtlsHeader),
       certificateBoundAccessTokens: Boolean(nativeMtlsHeader),
+      // The AS's own RFC 8705 client authentication, for the bench's comparison.
+      selfSignedTlsClientAuth: Boolean(nativeMtlsHeader),
       getCertificate: (ctx) => {
         const value = nativeMtlsHeader && ctx.get(nativeMtlsHeader);
         return value ? decodeURIComponent(value) : undefined;
@@ -67,6 +69,12 @@ const provider = new Provider(issuer, {
     revocation: '/oauth2/revoke',
     userinfo: '/oauth2/userinfo',
   },
+  clientAuthMethods: [
+    'none',
+    'client_secret_basic',
+    'client_secret_post',
+    ...(nativeMtlsHeader ? ['self_signed_tls_client_auth'] : []),
+  ],
   scopes: ['openid', 'offline_access', 'api'],
   // Rotate refresh tokens on every use, so tests see rotated tokens bound again.
   rotateRefreshToken: true,
