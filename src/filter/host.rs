@@ -1,8 +1,10 @@
 //! Host calls that can fail, each mapped to a value or an error the caller handles.
 
 use crate::cert::Thumbprint;
+use crate::counter::Counter;
+use crate::flow::{Body, Host, HostError};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType};
 use std::net::{IpAddr, SocketAddr};
 use std::time::UNIX_EPOCH;
 
@@ -26,6 +28,21 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    // The SDK's buffer wrappers panic on statuses they do not expect.
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -111,12 +128,68 @@ pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostSt
     set_header(MapType::HttpResponseHeaders, name, value)
 }
 
-pub fn body(buffer: BufferType, size: usize) -> Result<Vec<u8>, Status> {
-    Ok(hostcalls::get_buffer(buffer, 0, size)?.unwrap_or_default())
+/// The first `size` bytes of a body; a buffer the host does not have (NotFound) is empty.
+pub fn body(buffer: BufferType, size: usize) -> Result<Vec<u8>, HostStatus> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut len: usize = 0;
+    // SAFETY: as for header values; the host writes a buffer it allocated.
+    let status = unsafe { proxy_get_buffer_bytes(buffer as u32, 0, size, &mut data, &mut len) };
+    match status {
+        STATUS_OK => Ok(owned(data, len)),
+        STATUS_NOT_FOUND => Ok(Vec::new()),
+        other => Err(HostStatus(other)),
+    }
 }
 
 pub fn replace_body(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), HostStatus> {
-    hostcalls::set_buffer(buffer, 0, size, data).map_err(|s| HostStatus(s as u32))
+    // SAFETY: pointer and length of a live slice; the host copies it.
+    let status = unsafe { proxy_set_buffer_bytes(buffer as u32, 0, size, data.as_ptr(), data.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}
+
+/// The core's [`Host`] over this stream's host calls.
+pub struct WasmHost<'a> {
+    pub metrics: &'a super::metrics::Metrics,
+    /// `[context-id request-id]`, the prefix of the stream's log lines.
+    pub tag: &'a str,
+}
+
+fn buffer_of(which: Body) -> BufferType {
+    match which {
+        Body::Request => BufferType::HttpRequestBody,
+        Body::Response => BufferType::HttpResponseBody,
+    }
+}
+
+impl Host for WasmHost<'_> {
+    fn request_header(&mut self, name: &str) -> Option<String> {
+        request_header(name)
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        set_request_header(name, value).map_err(|s| HostError(s.0))
+    }
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        response_header(name)
+    }
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        set_response_header(name, value).map_err(|s| HostError(s.0))
+    }
+    fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError> {
+        body(buffer_of(which), size).map_err(|s| HostError(s.0))
+    }
+    fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
+        replace_body(buffer_of(which), size, data).map_err(|s| HostError(s.0))
+    }
+    fn count(&mut self, counter: Counter) {
+        self.metrics.count(counter);
+    }
+    fn log(&mut self, level: log::Level, message: &str) {
+        log::log!(level, "{} {message}", self.tag);
+    }
 }
 
 /// Unix seconds from the host clock.

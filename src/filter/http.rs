@@ -4,14 +4,17 @@
 //! for an etcd callout; either way the decision code is the same.
 
 use super::host;
-use super::metrics::{Counter, Metrics};
+use super::metrics::Metrics;
 use super::store::{self, StoreError};
 use crate::binding::{self, Binding, ToBind};
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
 use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::{Config, EtcdConfig, StoreConfig};
+use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
+use crate::flow::discovery::DiscoveryFlow;
+use crate::flow::Step;
 use crate::form;
 use crate::introspection::{self, Patch};
 use crate::path::Endpoint;
@@ -33,8 +36,8 @@ enum Route {
         binding: Option<Binding>,
     },
     Resource(ResourceState),
-    /// An AS metadata document to patch.
-    Discovery,
+    /// An AS metadata document to patch (the core's flow).
+    Discovery(DiscoveryFlow),
 }
 
 struct TokenState {
@@ -825,48 +828,23 @@ impl Http {
         })
     }
 
-    // ------------------------------------------------------------ discovery
+    // ------------------------------------------------------------ discovery (the core's flow)
 
-    fn discovery_response_headers(&mut self, end_of_stream: bool) -> Action {
-        let ok = host::response_header(":status").as_deref() == Some("200")
-            && !end_of_stream
-            && host::response_header("content-type").is_some_and(|c| c.contains("json"))
-            && host::response_header("content-encoding").is_none_or(|e| e.eq_ignore_ascii_case("identity"));
-        if !ok {
-            self.route = Route::Other;
-            self.metrics.count(Counter::MetadataUnpatched);
-            return Action::Continue;
-        }
-        self.awaiting_response_end = true;
-        Action::Pause
+    /// Runs one event of the discovery flow over this stream's host and carries out its step.
+    fn discovery(&mut self, event: impl FnOnce(&mut DiscoveryFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
+        let tag = self.tag();
+        let Route::Discovery(flow) = &mut self.route else { return Action::Continue };
+        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
+        self.awaiting_response_end = flow.awaiting_end();
+        self.carry_out(step)
     }
 
-    fn discovery_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            warn!("{} certbound: metadata over max_body_bytes left unpatched", self.tag());
-            self.metrics.count(Counter::MetadataUnpatched);
-            self.route = Route::Other;
-            return Action::Continue;
+    fn carry_out(&mut self, step: Step) -> Action {
+        match step {
+            Step::Continue => Action::Continue,
+            Step::Pause => Action::Pause,
+            Step::Reply(e) => self.refuse(e),
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.awaiting_response_end = false;
-        self.route = Route::Other;
-        let Ok(body) = host::body(BufferType::HttpResponseBody, body_size) else {
-            self.metrics.count(Counter::MetadataUnpatched);
-            return Action::Continue;
-        };
-        match crate::discovery::patch_metadata(&body, config.discovery.mtls_host.as_deref()) {
-            Patch::Patched(patched) => {
-                if let Err(action) = self.replace_response_body(body_size, &patched) {
-                    return action;
-                }
-                self.metrics.count(Counter::MetadataPatched);
-            }
-            Patch::Unchanged(_) => self.metrics.count(Counter::MetadataUnpatched),
-        }
-        Action::Continue
     }
 
     // ------------------------------------------------------------ etcd answers
@@ -1038,10 +1016,14 @@ impl HttpContext for Http {
         match endpoint {
             Endpoint::Token => self.token_request_headers(&config, end_of_stream),
             Endpoint::Introspection => self.introspection_request_headers(end_of_stream),
-            Endpoint::Discovery if host::request_header(":method").as_deref() == Some("GET") => {
-                // The document must be readable to patch it.
-                let _ = host::set_request_header("accept-encoding", None);
-                self.route = Route::Discovery;
+            Endpoint::Discovery => {
+                let tag = self.tag();
+                let mut h = host::WasmHost { metrics: &self.metrics, tag: &tag };
+                let method = host::request_header(":method");
+                let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
+                if let Some(flow) = DiscoveryFlow::start(&mut h, method.as_deref(), max, mtls_host) {
+                    self.route = Route::Discovery(flow);
+                }
                 Action::Continue
             }
             _ => Action::Continue,
@@ -1081,7 +1063,7 @@ impl HttpContext for Http {
         match self.route {
             Route::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
             Route::Introspect { .. } => self.introspection_response_headers(),
-            Route::Discovery => self.discovery_response_headers(end_of_stream),
+            Route::Discovery(_) => self.discovery(|f, h| f.response_headers(h, end_of_stream)),
             _ => Action::Continue,
         }
     }
@@ -1096,7 +1078,7 @@ impl HttpContext for Http {
             Route::Introspect { binding: Some(_), .. } => {
                 self.introspection_response_body(&config, body_size, end_of_stream)
             }
-            Route::Discovery => self.discovery_response_body(&config, body_size, end_of_stream),
+            Route::Discovery(_) => self.discovery(|f, h| f.response_body(h, body_size, end_of_stream)),
             _ => Action::Continue,
         }
     }

@@ -1,63 +1,10 @@
 //! Envoy counters for every decision (shown by Envoy as `wasmcustom.certbound.*`).
 
+use crate::counter::Counter;
 use crate::error::Reason;
 use log::debug;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-
-/// Every counter but the refusals (which are one per `Reason`).
-#[derive(Debug, Clone, Copy)]
-pub enum Counter {
-    ClientAuthenticated,
-    TokensBound,
-    UnboundTokenResponses,
-    IntrospectionPatched,
-    IntrospectionUnpatched,
-    MetadataPatched,
-    MetadataUnpatched,
-    ResourceAllowed,
-    ResourceAllowedUnbound,
-    UntrustedHeaderRemoved,
-    CertificateConflicts,
-    StoreErrors,
-    StoreRetries,
-}
-
-impl Counter {
-    const ALL: [Counter; 13] = [
-        Counter::ClientAuthenticated,
-        Counter::TokensBound,
-        Counter::UnboundTokenResponses,
-        Counter::IntrospectionPatched,
-        Counter::IntrospectionUnpatched,
-        Counter::MetadataPatched,
-        Counter::MetadataUnpatched,
-        Counter::ResourceAllowed,
-        Counter::ResourceAllowedUnbound,
-        Counter::UntrustedHeaderRemoved,
-        Counter::CertificateConflicts,
-        Counter::StoreErrors,
-        Counter::StoreRetries,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Counter::ClientAuthenticated => "client_authenticated",
-            Counter::TokensBound => "tokens_bound",
-            Counter::UnboundTokenResponses => "unbound_token_responses",
-            Counter::IntrospectionPatched => "introspection_patched",
-            Counter::IntrospectionUnpatched => "introspection_unpatched",
-            Counter::MetadataPatched => "metadata_patched",
-            Counter::MetadataUnpatched => "metadata_unpatched",
-            Counter::ResourceAllowed => "resource_allowed",
-            Counter::ResourceAllowedUnbound => "resource_allowed_unbound",
-            Counter::UntrustedHeaderRemoved => "untrusted_header_removed",
-            Counter::CertificateConflicts => "certificate_conflicts",
-            Counter::StoreErrors => "store_errors",
-            Counter::StoreRetries => "store_retries",
-        }
-    }
-}
 
 /// Metric ids, defined once at configure time and looked up by position.
 #[derive(Debug, Default)]

@@ -1,0 +1,133 @@
+//! The endpoint flows as state machines over a narrow [`Host`]: the shell
+//! turns each Envoy callback into a call here and carries out the [`Step`]
+//! it returns. A flow never calls the host for a decision it could get
+//! wrong: every host call returns a value, and a failed one is decided on.
+//!
+//! Moved so far: [`discovery`]. The token, introspection and resource
+//! flows still live in the shell (`src/filter/http.rs`).
+
+pub mod discovery;
+
+use crate::counter::Counter;
+use crate::error::OAuthError;
+
+/// What the shell does next with the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Let what was received go on.
+    Continue,
+    /// Hold it (and what follows) until a later event decides.
+    Pause,
+    /// Answer with this error instead (a local reply); the stream is decided.
+    Reply(OAuthError),
+}
+
+/// Which body a host call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Request,
+    Response,
+}
+
+/// A host status other than Ok, as a value (never a panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+/// What a flow may ask of the host.
+pub trait Host {
+    fn request_header(&mut self, name: &str) -> Option<String>;
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    fn response_header(&mut self, name: &str) -> Option<String>;
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError>;
+    fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError>;
+    fn count(&mut self, counter: Counter);
+    /// A log line about this stream (the shell prefixes the stream's ids).
+    fn log(&mut self, level: log::Level, message: &str);
+}
+
+/// Replaces a held response's body with a patched one and sets its
+/// `Content-Length`; a half-applied patch becomes an error reply, never a
+/// body with the wrong length.
+pub fn replace_response_body(host: &mut impl Host, size: usize, patched: &[u8]) -> Result<(), OAuthError> {
+    host.replace_body(Body::Response, size, patched)
+        .and_then(|_| host.set_response_header("content-length", Some(&patched.len().to_string())))
+        .map_err(|s| OAuthError::internal(format!("the response could not be completed (host status {})", s.0)))
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! A host in memory: headers, bodies, counters, and any host status on demand.
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[derive(Debug, Default)]
+    pub struct MockHost {
+        pub request_headers: HashMap<String, String>,
+        pub response_headers: HashMap<String, String>,
+        pub request_body: Vec<u8>,
+        pub response_body: Vec<u8>,
+        pub counted: Vec<Counter>,
+        pub logged: Vec<(log::Level, String)>,
+        /// Host calls (by name) that answer with a failure status.
+        pub failing: HashSet<&'static str>,
+    }
+
+    impl MockHost {
+        fn fail(&self, call: &'static str) -> Result<(), HostError> {
+            if self.failing.contains(call) {
+                Err(HostError(2))
+            } else {
+                Ok(())
+            }
+        }
+
+        pub fn counted(&self, c: Counter) -> usize {
+            self.counted.iter().filter(|x| x.name() == c.name()).count()
+        }
+    }
+
+    impl Host for MockHost {
+        fn request_header(&mut self, name: &str) -> Option<String> {
+            self.request_headers.get(name).cloned()
+        }
+        fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.fail("set_request_header")?;
+            match value {
+                Some(v) => self.request_headers.insert(name.into(), v.into()),
+                None => self.request_headers.remove(name),
+            };
+            Ok(())
+        }
+        fn response_header(&mut self, name: &str) -> Option<String> {
+            self.response_headers.get(name).cloned()
+        }
+        fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.fail("set_response_header")?;
+            match value {
+                Some(v) => self.response_headers.insert(name.into(), v.into()),
+                None => self.response_headers.remove(name),
+            };
+            Ok(())
+        }
+        fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError> {
+            self.fail("body")?;
+            let b = if which == Body::Request { &self.request_body } else { &self.response_body };
+            Ok(b.get(..size.min(b.len())).unwrap_or_default().to_vec())
+        }
+        fn replace_body(&mut self, which: Body, _size: usize, data: &[u8]) -> Result<(), HostError> {
+            self.fail("replace_body")?;
+            match which {
+                Body::Request => self.request_body = data.to_vec(),
+                Body::Response => self.response_body = data.to_vec(),
+            }
+            Ok(())
+        }
+        fn count(&mut self, counter: Counter) {
+            self.counted.push(counter);
+        }
+        fn log(&mut self, level: log::Level, message: &str) {
+            self.logged.push((level, message.to_string()));
+        }
+    }
+}
