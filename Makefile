@@ -61,14 +61,14 @@ cli:
 	cargo build --release -p certbound-cli
 
 e2e: deps wasm cli
-	$(VENV)/bin/pytest -q tests/e2e
+	$(VENV)/bin/pytest -q -rs tests/e2e
 
 test: lint unit e2e
 
 # Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, seeded
 # with real inputs. A crash stops the run; its input is in fuzz/artifacts/.
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS := cert_header form json_patch config dn etcd_answer
+FUZZ_TARGETS := path authorization cert_header dn etcd_answer json_patch form config
 CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
 
 $(CARGO_FUZZ):
