@@ -1,6 +1,7 @@
 """Seeds the fuzz corpora (fuzz/corpus/<target>/, git-ignored) with real
 inputs: certificates generated here in every header format, the forms,
-JSON and configurations the tests and deployment files use."""
+JSON and configurations the tests and deployment files use, and the paths,
+Authorization values, queries and bodies of the unit tests (attacks included)."""
 
 import base64
 import json
@@ -35,12 +36,27 @@ def main():
         }
         for k, v in forms.items():
             write("cert_header", f"{c.name}-{k}", v)
-    for i, f in enumerate([
+    # form: one selector byte (low bits: the certificate presented; high bit:
+    # the first line is the Authorization header), then the request.
+    forms = [
         "grant_type=client_credentials&client_id=good-client", "grant_type=refresh_token&refresh_token=r%2Bt&client_id=c",
         "token=abc&token_type_hint=access_token", "client_id=a&client_id=b", "a=%zz&b=+c", "Basic Y2xpZW50Og==",
-        "Bearer abc.def-_~+/=",
+        "Bearer abc.def-_~+/=", "grant_type=client_credentials&client_id=c",
+        "grant_type=client_credentials&client_id=pinned", "grant_type=refresh_token&refresh_token=rt&client_id=pinned",
+        "grant_type=client_credentials&client_id=dn-client", "client_id=pinned&client_secret=s",
+    ]
+    for i, f in enumerate(forms):
+        for sel in range(8):
+            write("form", f"seed{i}-cert{sel}", bytes([sel]) + f.encode())
+    for i, (client, secret, body) in enumerate([
+        ("pinned", "", "grant_type=client_credentials"), ("dn-client", "", "grant_type=client_credentials&client_id=dn-client"),
+        ("c", "", "grant_type=refresh_token&refresh_token=x"), ("pinned", "secret", "grant_type=client_credentials"),
+        ("c", "", "client_id=pinned"),
     ]):
-        write("form", f"seed{i}", f)
+        basic = "Basic " + base64.b64encode(f"{quote(client)}:{secret}".encode()).decode()
+        for sel in (0x80, 0x81, 0x83, 0x85):
+            write("form", f"basic{i}-cert{sel & 7}", bytes([sel]) + f"{basic}\n{body}".encode())
+    write("form", "not-basic", bytes([0x81]) + b"Bearer abc\nclient_id=pinned")
     for i, j in enumerate([
         {"access_token": "at", "token_type": "Bearer", "expires_in": 600, "refresh_token": "rt", "id_token": "a.b.c"},
         {"active": True, "client_id": "c", "exp": 1800000000, "scope": "api"}, {"active": False},
@@ -70,6 +86,35 @@ def main():
     for i, d in enumerate(["CN=client,O=Example Org,C=US", r"CN=Doe\, John+UID=jd,OU=\#1,DC=example,DC=com",
                            "2.5.4.3=x,OID.2.5.4.10=y"]):
         write("dn", f"seed{i}", d)
+    for i, p in enumerate([
+        # Normal paths: each endpoint, in another case, with a trailing slash or a query.
+        "/oauth2/token", "/OAuth2/Token/", "/oauth2/token?client_id=c", "/oauth2/introspect", "/oauth2/Introspect/",
+        "/.well-known/openid-configuration", "/api/orders", "/API/Open/x", "/api/open/", "/api/orders/john%20doe",
+        "/api/open/a/../b", "/oauth2/tokens", "/oauth2/token/x", "/apix", "/", "", "*", "/static/app.js?v=1#top",
+        # Attacks from src/path.rs: readings that cross endpoints or route policies.
+        "/oauth2/%74oken", "/api/open/../orders", "/api/open/%2e%2e/orders", "/api/open/%2E%2E/orders",
+        "/api/open/..%2Forders", "/api/open/..%5Corders", "/api/open/..\\orders", "/api/open/..;/orders",
+        "/api/open/%252e%252e/orders", "/static/..;/api/orders", "/oauth2/./token", "/oauth2/x/../token",
+        "/oauth2/token//", "/oauth2/token;x=1", "/a/%2525252e", "//oauth2/token", "/oauth2/token%2f", "/oauth2/token/.",
+        "/api/open/x;/../orders", "/api/%2e/open/x", "/api/open/%c0%ae%c0%ae/orders",
+    ]):
+        write("path", f"seed{i}", p)
+    for i, a in enumerate([
+        # Authorization header values from src/resource.rs.
+        "Bearer abc", "bearer abc", "BEARER  abc", "Bearer\tabc", " Bearer abc\t", "Bearer abc.def-_~+/==", "Bearer",
+        "Bearer ", "", "  ", "Bearer a b", 'Bearer a"b', "Bearer ==", "Be@rer abc", "DPoP abc", "Basic YTpi", "Negotiate",
+        "Bearer a,Bearer b", "Bearer eyJhbGciOiJub25lIn0.eyJleHAiOjE5MDAwMDAwMDB9.",
+        # Queries from src/resource.rs.
+        "/api/x?access_token=abc", "/api/x?a=1&access_token=abc", "/api/x?access%5ftoken=abc", "/api/x?%61ccess_token=abc",
+        "/api/x?x=1;access_token=abc", "/api/x?access.token=abc", "/api/x?access+token=abc", "/api/x?Access_Token=abc",
+        "/api/x?access_token[]=abc", "/api/x?access_token", "/api/x?%zz=1", "/api/x?my_access_token=abc&q=100%", "/api/x",
+        # Form bodies and content types from src/resource.rs.
+        "a=1&b=two+words%21", "access%5ftoken=x", "a=1;access_token=x", "ACCESS_TOKEN=x", "a=%zz", "a=%ff", "a=%",
+        "application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+        "application/json,application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json",
+    ]):
+        write("authorization", f"seed{i}", a)
+
     k, v = base64.b64encode(b"certbound/b/k").decode(), base64.b64encode(b"1 " + b"A" * 43 + b" a 1800000000").decode()
     for i, a in enumerate([
         {"header": {}, "kvs": [{"key": k, "value": v, "lease": "7"}], "count": "1"}, {"header": {}, "succeeded": True},
