@@ -41,6 +41,8 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The fuzz targets must keep compiling (stable is enough to check them; make fuzz runs them on nightly).
+	cargo check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
 	cargo test --workspace
