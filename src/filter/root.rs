@@ -4,6 +4,7 @@
 use super::http::Http;
 use super::metrics::Metrics;
 use crate::config::{self, ClientAuthMethod, Config, EtcdConfig, Pin, StoreConfig, ETCD_CLIENTS};
+use crate::keys::TABLE_META;
 use crate::store::{self, SlotTable};
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
@@ -252,8 +253,6 @@ impl Root {
         }
     }
 }
-
-const TABLE_META: &str = "certbound/s/meta";
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {

@@ -132,13 +132,13 @@ pub fn etcd_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, Stor
 
 /// Lease ids are kept in shared data per bucket, so bindings expiring close together share one.
 pub fn cached_lease(bucket_end: i64) -> Option<i64> {
-    let (v, _) = hostcalls::get_shared_data(&format!("certbound/l/{bucket_end}")).ok()?;
+    let (v, _) = hostcalls::get_shared_data(&crate::keys::lease_key(bucket_end)).ok()?;
     std::str::from_utf8(&v?).ok()?.parse().ok()
 }
 
 pub fn remember_lease(bucket_end: i64, id: Option<i64>) {
     let value = id.map(|i| i.to_string()).unwrap_or_default();
-    let _ = hostcalls::set_shared_data(&format!("certbound/l/{bucket_end}"), Some(value.as_bytes()), None);
+    let _ = hostcalls::set_shared_data(&crate::keys::lease_key(bucket_end), Some(value.as_bytes()), None);
 }
 
 /// Reads a `kv/range` answer for one key, caching a live binding (when there is a cache).

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Prefix of every binding key in the store.
-pub const KEY_PREFIX: &str = "certbound/b/";
+pub use crate::keys::BINDING_PREFIX as KEY_PREFIX;
 
 /// Store key of a token: the prefix and base64url(SHA-256(token)), the
 /// token taken without trailing `=`: a resource server that decodes tokens

@@ -5,6 +5,7 @@ use crate::cert::{parse_pem, Thumbprint, Validity};
 use crate::cert_header::{ForwardFormat, HeaderFormat, XfccElement};
 use crate::cert_source::{Cidr, Forward, HeaderSource, Prefer, Sources, Trust};
 use crate::dn::Dn;
+use crate::header;
 use crate::path::Endpoints;
 use crate::resource::{MissingTokenPolicy, OtherSchemes, ProtectedRoute, UnboundPolicy};
 use serde::Deserialize;
@@ -400,7 +401,7 @@ pub struct EtcdConfig {
 
 /// Where registered clients live in etcd: `<key_prefix>certbound/clients/<client_id>`,
 /// each value a client object as in `clients[]`.
-pub const ETCD_CLIENTS: &str = "certbound/clients/";
+pub use crate::keys::CLIENTS_PREFIX as ETCD_CLIENTS;
 
 /// Parses one client registration (a `clients[]` entry), as etcd holds them.
 pub fn parse_client(json: &[u8], field: &str) -> Result<Client, ConfigError> {
@@ -549,11 +550,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 
     let mut thumbprint_headers = vec![DEFAULT_THUMBPRINT_HEADER.to_string()];
     for (i, h) in raw.thumbprint_headers.unwrap_or_default().into_iter().enumerate() {
-        if !is_header_name(&h) || h == "authorization" || h == "host" {
-            return Err(ConfigError::new(
-                format!("thumbprint_headers[{i}]"),
-                format!("{h:?} must be a lowercase header name other than authorization or host"),
-            ));
+        if !header::is_configurable(&h) {
+            return Err(ConfigError::new(format!("thumbprint_headers[{i}]"), header::refusal(&h)));
         }
         thumbprint_headers.push(h);
     }
@@ -701,11 +699,8 @@ fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
     for (i, v) in raw.headers.into_iter().enumerate() {
         let field = format!("certificate_sources.headers[{i}]");
         let h: RawHeaderSource = from_value(v, &field)?;
-        if !is_header_name(&h.name) || h.name.starts_with(':') {
-            return Err(ConfigError::new(
-                format!("{field}.name"),
-                format!("{:?} must be a lowercase header name", h.name),
-            ));
+        if !header::is_configurable(&h.name) {
+            return Err(ConfigError::new(format!("{field}.name"), header::refusal(&h.name)));
         }
         let format = match h.format.as_deref() {
             None => HeaderFormat::Auto,
@@ -771,11 +766,8 @@ fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
         None => None,
         Some(v) => {
             let f: RawForward = from_value(v, "certificate_sources.forward")?;
-            if !is_header_name(&f.name) || f.name == "authorization" {
-                return Err(ConfigError::new(
-                    "certificate_sources.forward.name",
-                    format!("{:?} must be a lowercase header name", f.name),
-                ));
+            if !header::is_configurable(&f.name) {
+                return Err(ConfigError::new("certificate_sources.forward.name", header::refusal(&f.name)));
             }
             let format = ForwardFormat::parse(&f.format).ok_or_else(|| {
                 ConfigError::new(
@@ -850,11 +842,6 @@ fn tls_client_auth_rule(raw: &RawClient, field: &str) -> Result<TlsClientAuthRul
     })
 }
 
-/// A lowercase HTTP header name as certbound accepts one in its config.
-pub(crate) fn is_header_name(h: &str) -> bool {
-    !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-}
-
 fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigError> {
     if !raw.path_prefix.starts_with('/') {
         return Err(ConfigError::new(format!("{field}.path_prefix"), "must start with '/'"));
@@ -890,11 +877,8 @@ fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigErr
         }
     };
     if let Some(h) = &raw.thumbprint_header {
-        if !is_header_name(h) || h == "authorization" || h == "host" {
-            return Err(ConfigError::new(
-                format!("{field}.thumbprint_header"),
-                format!("{h:?} must be a lowercase header name other than authorization or host"),
-            ));
+        if !header::is_configurable(h) {
+            return Err(ConfigError::new(format!("{field}.thumbprint_header"), header::refusal(h)));
         }
     }
     Ok(ProtectedRoute {
@@ -1302,6 +1286,19 @@ mod tests {
         assert_eq!(c.thumbprint_headers, vec!["x-api-x5t", "x-certbound-x5t", "x-client-x5t"]);
         assert_eq!(err(json!({"thumbprint_headers":["Host"]})).field, "thumbprint_headers[0]");
         assert_eq!(err(json!({"thumbprint_headers":["authorization"]})).field, "thumbprint_headers[0]");
+    }
+
+    #[test]
+    fn every_configured_header_name_follows_one_rule() {
+        let c = |v: Value| err(json!({ "certificate_sources": v })).field;
+        assert_eq!(c(json!({"forward":{"name":"host","format":"pem"}})), "certificate_sources.forward.name");
+        assert_eq!(
+            c(json!({"headers":[{"name":"content-length","trust":{"always":true}}]})),
+            "certificate_sources.headers[0].name"
+        );
+        assert_eq!(err(json!({"thumbprint_headers":["cookie"]})).field, "thumbprint_headers[0]");
+        let e = err(json!({"protected_routes":[{"path_prefix":"/a/","thumbprint_header":"te"}]}));
+        assert_eq!(e.field, "protected_routes[0].thumbprint_header");
     }
 
     #[test]

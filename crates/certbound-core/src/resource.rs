@@ -52,7 +52,7 @@ pub fn route_from_metadata(
     other: Option<&str>,
     header: Option<&str>,
 ) -> ProtectedRoute {
-    let header_ok = |h: &&str| crate::config::is_header_name(h) && *h != "authorization" && *h != "host";
+    let header_ok = |h: &&str| crate::header::is_configurable(h);
     ProtectedRoute {
         path_prefix: String::new(),
         unbound_tokens: if unbound == "allow" { UnboundPolicy::Allow } else { UnboundPolicy::RequireBinding },

@@ -7,10 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// Prefix of the slot keys in Envoy shared data.
-pub const SLOT_PREFIX: &str = "certbound/s/";
-/// Prefix of the read-cache slots (etcd backend) in Envoy shared data.
-pub const CACHE_PREFIX: &str = "certbound/c/";
+pub use crate::keys::{CACHE_PREFIX, SLOT_PREFIX};
 /// How many slots an insert or a lookup may visit. Bounds the work per request.
 pub const MAX_PROBES: usize = 32;
 

@@ -1,0 +1,19 @@
+//! Every name certbound writes in Envoy shared data and in etcd, in one place.
+
+/// A binding: `certbound/b/` + base64url(SHA-256(token)) (the token is never stored).
+pub const BINDING_PREFIX: &str = "certbound/b/";
+/// The shared-data store's slots: `certbound/s/<index>`.
+pub const SLOT_PREFIX: &str = "certbound/s/";
+/// The slot table's size, fixed by the first configuration that used it.
+pub const TABLE_META: &str = "certbound/s/meta";
+/// The etcd read cache's slots in shared data: `certbound/c/<index>`.
+pub const CACHE_PREFIX: &str = "certbound/c/";
+/// The etcd lease of a lease bucket, remembered in shared data: `certbound/l/<bucket end>`.
+pub const LEASE_PREFIX: &str = "certbound/l/";
+/// Registered clients in etcd: `<key_prefix>certbound/clients/<client_id>`.
+pub const CLIENTS_PREFIX: &str = "certbound/clients/";
+
+/// The shared-data key of a lease bucket.
+pub fn lease_key(bucket_end: i64) -> String {
+    format!("{LEASE_PREFIX}{bucket_end}")
+}
