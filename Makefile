@@ -56,7 +56,7 @@ $(OHA):
 	cargo install --locked --root $(TOOLS)/cargo oha
 
 bench: deps wasm $(OHA)
-	$(PY) bench/run.py
+	$(PY) benches/load/run.py
 
 # The native `certbound` command (thumbprint, check-config, client).
 cli:

@@ -5,7 +5,7 @@
 
 use super::host;
 use super::metrics::Metrics;
-use super::store::{self, StoreError};
+use super::store_calls::{self, StoreError};
 use crate::binding::{self, Binding, ToBind};
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
@@ -19,14 +19,14 @@ use crate::form;
 use crate::introspection::{self, Patch};
 use crate::path::Endpoint;
 use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
-use crate::store::{self as core_store, SlotTable};
+use crate::store::{self, SlotTable};
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 use std::rc::Rc;
 
-enum Route {
+enum StreamFlow {
     /// Not an endpoint certbound acts on.
     Other,
     /// A local reply was sent; nothing more to do.
@@ -91,7 +91,7 @@ pub struct Http {
     /// `x-request-id`, read when a log line first needs it.
     request_id: Option<String>,
 
-    route: Route,
+    flow: StreamFlow,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
     pending: Option<Pending>,
@@ -116,7 +116,7 @@ impl Http {
             metrics,
             table,
             request_id: None,
-            route: Route::Other,
+            flow: StreamFlow::Other,
             presented: None,
             pending: None,
             awaiting_request_end: false,
@@ -128,7 +128,7 @@ impl Http {
 
     /// The request's `x-request-id` for log lines (read once, on demand: most
     /// requests log nothing at the default level).
-    fn rid(&mut self) -> String {
+    fn request_id_or_dash(&mut self) -> String {
         self.request_id.clone().unwrap_or_else(|| "-".into())
     }
 
@@ -145,8 +145,8 @@ impl Http {
     }
 
     /// `[context-id request-id]`, the prefix of every log line of this stream.
-    fn tag(&mut self) -> String {
-        let rid = self.rid();
+    fn log_prefix(&mut self) -> String {
+        let rid = self.request_id_or_dash();
         format!("[{} {rid}]", self.id)
     }
 
@@ -169,15 +169,15 @@ impl Http {
         error: &str,
         description: &str,
     ) -> Action {
-        warn!("{} certbound refused: {error} ({}): {description}", self.tag(), reason.as_str());
+        warn!("{} certbound refused: {error} ({}): {description}", self.log_prefix(), reason.as_str());
         self.metrics.refused(reason);
-        self.route = Route::Answered;
+        self.flow = StreamFlow::Answered;
         self.pending = None;
         self.awaiting_request_end = false;
         self.awaiting_response_end = false;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
-            warn!("{} certbound could not send its reply: {status:?}", self.tag());
+            warn!("{} certbound could not send its reply: {status:?}", self.log_prefix());
             // Without a reply the request must still not pass: reset it.
             let _ = hostcalls::reset_http_request();
         }
@@ -197,7 +197,7 @@ impl Http {
     }
 
     fn store_failed(&mut self, e: &StoreError) {
-        warn!("{} certbound: binding store: {e}", self.tag());
+        warn!("{} certbound: binding store: {e}", self.log_prefix());
         self.metrics.count(Counter::StoreErrors);
     }
 
@@ -214,7 +214,7 @@ impl Http {
         let Some(cfg) = self.etcd() else {
             return Err(StoreError::Etcd("not configured".into()));
         };
-        let token = store::etcd_call(&cfg, path, &body)?;
+        let token = store_calls::etcd_call(&cfg, path, &body)?;
         self.pending = Some(Pending { token, path, body, retried: false, waiting });
         Ok(())
     }
@@ -223,9 +223,9 @@ impl Http {
     /// read cache. `None`: etcd must be asked.
     fn read_local(&mut self, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
         match &self.config.as_ref()?.store {
-            StoreConfig::SharedData { .. } => Some(store::shared_get(self.table, key, now)),
+            StoreConfig::SharedData { .. } => Some(store_calls::shared_get(self.table, key, now)),
             StoreConfig::Etcd(cfg) if cfg.cache_capacity == 0 => None,
-            StoreConfig::Etcd(_) => store::cache_get(self.table, key, now).map(|b| Ok(Some(b))),
+            StoreConfig::Etcd(_) => store_calls::cache_get(self.table, key, now).map(|b| Ok(Some(b))),
         }
     }
 
@@ -234,7 +234,7 @@ impl Http {
         let Some(cfg) = self.etcd() else {
             return Err(StoreError::Etcd("not configured".into()));
         };
-        self.send(RANGE, core_store::etcd_range(&store::etcd_key(&cfg, key)), waiting)
+        self.send(RANGE, store::etcd_range(&store_calls::etcd_key(&cfg, key)), waiting)
     }
 
     /// Finds the certificate this request presented, removes certificate
@@ -244,7 +244,7 @@ impl Http {
         let sources = &config.sources;
         let connection = if sources.connection {
             host::connection_certificate().unwrap_or_else(|e| {
-                warn!("{} certbound: {e}; the connection counts as having no certificate", self.tag());
+                warn!("{} certbound: {e}; the connection counts as having no certificate", self.log_prefix());
                 None
             })
         } else {
@@ -277,13 +277,13 @@ impl Http {
         for event in &resolution.events {
             match event {
                 Event::UntrustedHeaderRemoved(name) => {
-                    warn!("{} certbound removed {name}: its sender is not trusted by the config", self.tag());
+                    warn!("{} certbound removed {name}: its sender is not trusted by the config", self.log_prefix());
                     self.metrics.count(Counter::UntrustedHeaderRemoved);
                 }
                 Event::Conflict { kept } => {
                     warn!(
                         "{} certbound: the connection and a trusted header name different certificates; kept {kept:?}",
-                        self.tag()
+                        self.log_prefix()
                     );
                     self.metrics.count(Counter::CertificateConflicts);
                 }
@@ -331,7 +331,7 @@ impl Http {
                 BodyCheck::Form => true,
             }
         };
-        self.route = Route::Resource(ResourceState {
+        self.flow = StreamFlow::Resource(ResourceState {
             route,
             credentials: credentials.kind(),
             token_key: token.map(binding::key_for_token),
@@ -360,14 +360,14 @@ impl Http {
         if let Err(e) = resource::check_form_body(&body) {
             return self.refuse_resource(e);
         }
-        if let Route::Resource(state) = &mut self.route {
+        if let StreamFlow::Resource(state) = &mut self.flow {
             state.form = false;
         }
         self.resource_lookup()
     }
 
     fn resource_lookup(&mut self) -> Action {
-        let Route::Resource(state) = &self.route else { return Action::Continue };
+        let StreamFlow::Resource(state) = &self.flow else { return Action::Continue };
         let Some(key) = state.token_key.clone() else { return self.resource_decide(None) };
         let Some(now) = host::now() else { return self.refuse(OAuthError::internal("the proxy clock is unavailable")) };
         let result = match self.read_local(&key, now) {
@@ -401,9 +401,9 @@ impl Http {
     }
 
     fn resource_decide(&mut self, stored: Option<Binding>) -> Action {
-        let Route::Resource(state) = &self.route else { return Action::Continue };
+        let StreamFlow::Resource(state) = &self.flow else { return Action::Continue };
         let route = state.route.clone();
-        let presented = resource::Presented {
+        let presented = resource::ProtectedRequest {
             credentials: state.credentials,
             stored: stored.map(|b| b.thumbprint),
             verified_claim: state.claim.as_deref(),
@@ -416,16 +416,19 @@ impl Http {
                         return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
                     }
                 }
-                debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.tag());
+                debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.log_prefix());
                 self.metrics.count(Counter::ResourceAllowed);
             }
             Ok(Allowed::Unbound) | Ok(Allowed::NoToken) | Ok(Allowed::OtherScheme) => {
-                debug!("{} certbound: unbound, no or another kind of token, allowed by route policy", self.tag());
+                debug!(
+                    "{} certbound: unbound, no or another kind of token, allowed by route policy",
+                    self.log_prefix()
+                );
                 self.metrics.count(Counter::ResourceAllowedUnbound);
             }
             Err(e) => return self.refuse_resource(e),
         }
-        self.route = Route::Other;
+        self.flow = StreamFlow::Other;
         Action::Continue
     }
 
@@ -471,7 +474,7 @@ impl Http {
         }
         // The response must be readable to bind its tokens.
         let _ = host::set_request_header("accept-encoding", None);
-        self.route = Route::Token(TokenState {
+        self.flow = StreamFlow::Token(TokenState {
             content_type: host::request_header("content-type"),
             authorization: host::request_header("authorization"),
             authenticated: None,
@@ -498,7 +501,7 @@ impl Http {
             Ok(n) => n,
             Err(e) => return self.refuse(e),
         };
-        let Route::Token(state) = &self.route else { return Action::Continue };
+        let StreamFlow::Token(state) = &self.flow else { return Action::Continue };
         let req = TokenRequest {
             content_type: state.content_type.as_deref(),
             authorization: state.authorization.as_deref(),
@@ -545,18 +548,21 @@ impl Http {
         if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
             return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
         }
-        let client_id = client_auth::shown(&auth.client_id);
+        let client_id = client_auth::printable(&auth.client_id);
         match auth.thumbprint {
             Some(t) => {
-                info!("{} certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens", self.tag())
+                info!(
+                    "{} certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens",
+                    self.log_prefix()
+                )
             }
             None => info!(
                 "{} certbound: public client {client_id:?} without certificate: its tokens will be unbound",
-                self.tag()
+                self.log_prefix()
             ),
         }
         self.metrics.count(Counter::ClientAuthenticated);
-        if let Route::Token(state) = &mut self.route {
+        if let StreamFlow::Token(state) = &mut self.flow {
             state.authenticated = Some(auth);
         }
         Action::Continue
@@ -567,8 +573,8 @@ impl Http {
         if !success {
             return Action::Continue; // An error response carries no token to bind.
         }
-        if let Route::Token(TokenState { authenticated: Some(Authenticated { thumbprint: None, .. }), .. }) =
-            &self.route
+        if let StreamFlow::Token(TokenState { authenticated: Some(Authenticated { thumbprint: None, .. }), .. }) =
+            &self.flow
         {
             // A public client that presented no certificate and may have unbound tokens.
             self.metrics.count(Counter::UnboundTokenResponses);
@@ -580,7 +586,7 @@ impl Http {
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
             return self.refuse(OAuthError::unbindable("the token response is encoded and cannot be bound"));
         }
-        if let Route::Token(state) = &mut self.route {
+        if let StreamFlow::Token(state) = &mut self.flow {
             state.binding_response = true;
         }
         self.awaiting_response_end = true;
@@ -595,10 +601,10 @@ impl Http {
             return Action::Pause;
         }
         self.awaiting_response_end = false;
-        let Route::Token(TokenState { authenticated: Some(auth), .. }) = &self.route else {
+        let StreamFlow::Token(TokenState { authenticated: Some(auth), .. }) = &self.flow else {
             return Action::Continue;
         };
-        let client_id = client_auth::shown(&auth.client_id);
+        let client_id = client_auth::printable(&auth.client_id);
         let Some(thumbprint) = auth.thumbprint else { return Action::Continue };
         let body = match host::body(BufferType::HttpResponseBody, body_size) {
             Ok(b) => b,
@@ -613,16 +619,16 @@ impl Http {
             Err(e) => return self.refuse(OAuthError::unbindable(e.to_string())),
         };
         match &config.store {
-            StoreConfig::SharedData { .. } => match store::shared_put_all(self.table, &entries, now) {
+            StoreConfig::SharedData { .. } => match store_calls::shared_put_all(self.table, &entries, now) {
                 Ok(()) => self.bound(&client_id, thumbprint, entries.len()),
                 Err(e) => self.bind_failed(&e),
             },
             StoreConfig::Etcd(cfg) => {
                 let mut leases: Vec<(i64, i64)> = Vec::new();
                 for e in &entries {
-                    let end = core_store::lease_bucket(e.binding.expires_at, cfg.lease_bucket_seconds);
+                    let end = store::lease_bucket(e.binding.expires_at, cfg.lease_bucket_seconds);
                     if !leases.iter().any(|(b, _)| *b == end) {
-                        leases.push((end, store::cached_lease(end).unwrap_or(0)));
+                        leases.push((end, store_calls::cached_lease(end).unwrap_or(0)));
                     }
                 }
                 let job = BindJob { entries, leases, client_id, thumbprint, lease_retried: false };
@@ -639,16 +645,16 @@ impl Http {
         let sent = match job.leases.iter().find(|(_, id)| *id == 0) {
             Some(&(end, _)) => {
                 let ttl = (end - host::now().unwrap_or(end) + cfg.lease_bucket_seconds).max(1);
-                self.send(LEASE_GRANT, core_store::etcd_lease_grant(ttl), Waiting::Lease { job, bucket_end: end })
+                self.send(LEASE_GRANT, store::etcd_lease_grant(ttl), Waiting::Lease { job, bucket_end: end })
             }
             None => {
                 let puts: Vec<(String, Binding)> =
-                    job.entries.iter().map(|e| (store::etcd_key(&cfg, &e.key), e.binding)).collect();
+                    job.entries.iter().map(|e| (store_calls::etcd_key(&cfg, &e.key), e.binding)).collect();
                 let lease_of = |b: &Binding| {
-                    let end = core_store::lease_bucket(b.expires_at, cfg.lease_bucket_seconds);
+                    let end = store::lease_bucket(b.expires_at, cfg.lease_bucket_seconds);
                     job.leases.iter().find(|(e, _)| *e == end).map(|(_, id)| *id).unwrap_or(0)
                 };
-                let body = core_store::etcd_put_if_absent(
+                let body = store::etcd_put_if_absent(
                     &puts.iter().map(|(k, b)| (k.clone(), *b, lease_of(b))).collect::<Vec<_>>(),
                 );
                 self.send(TXN, body, Waiting::Txn { job })
@@ -661,7 +667,7 @@ impl Http {
     }
 
     fn bound(&mut self, client_id: &str, thumbprint: crate::cert::Thumbprint, n: usize) -> Action {
-        info!("{} certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}", self.tag());
+        info!("{} certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}", self.log_prefix());
         self.metrics.add(Counter::TokensBound, n);
         Action::Continue
     }
@@ -692,7 +698,7 @@ impl Http {
         }
         // The response must be readable to patch it.
         let _ = host::set_request_header("accept-encoding", None);
-        self.route = Route::Introspect { binding: None };
+        self.flow = StreamFlow::Introspect { binding: None };
         self.awaiting_request_end = true;
         Action::Pause
     }
@@ -716,7 +722,7 @@ impl Http {
             Ok(token) => token.map(|t| binding::key_for_token(&t)),
             Err(e) => return self.refuse(OAuthError::invalid_request(Reason::BadRequest, e.to_string())),
         };
-        self.route = Route::Introspect { binding: None };
+        self.flow = StreamFlow::Introspect { binding: None };
         let Some(key) = key else { return Action::Continue };
         let now = match self.now() {
             Ok(n) => n,
@@ -753,27 +759,27 @@ impl Http {
                 None
             }
         };
-        if let Route::Introspect { binding, .. } = &mut self.route {
+        if let StreamFlow::Introspect { binding, .. } = &mut self.flow {
             *binding = found;
         }
         Action::Continue
     }
 
     fn introspection_response_headers(&mut self) -> Action {
-        let Route::Introspect { binding, .. } = &self.route else { return Action::Continue };
+        let StreamFlow::Introspect { binding, .. } = &self.flow else { return Action::Continue };
         if binding.is_none() {
-            debug!("{} certbound: introspected token is not bound", self.tag());
+            debug!("{} certbound: introspected token is not bound", self.log_prefix());
             self.metrics.count(Counter::IntrospectionUnpatched);
             return Action::Continue;
         }
         if host::response_header(":status").as_deref() != Some("200") {
-            self.route = Route::Other;
+            self.flow = StreamFlow::Other;
             return Action::Continue;
         }
         if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            warn!("{} certbound: encoded introspection response left unpatched", self.tag());
+            warn!("{} certbound: encoded introspection response left unpatched", self.log_prefix());
             self.metrics.count(Counter::IntrospectionUnpatched);
-            self.route = Route::Other;
+            self.flow = StreamFlow::Other;
             return Action::Continue;
         }
         self.awaiting_response_end = true;
@@ -781,11 +787,11 @@ impl Http {
     }
 
     fn introspection_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        let Route::Introspect { binding: Some(b), .. } = &self.route else { return Action::Continue };
+        let StreamFlow::Introspect { binding: Some(b), .. } = &self.flow else { return Action::Continue };
         if body_size > config.max_body_bytes {
-            warn!("{} certbound: introspection response over max_body_bytes left unpatched", self.tag());
+            warn!("{} certbound: introspection response over max_body_bytes left unpatched", self.log_prefix());
             self.metrics.count(Counter::IntrospectionUnpatched);
-            self.route = Route::Other;
+            self.flow = StreamFlow::Other;
             return Action::Continue;
         }
         if !end_of_stream {
@@ -796,7 +802,7 @@ impl Http {
         let body = match host::body(BufferType::HttpResponseBody, body_size) {
             Ok(b) => b,
             Err(s) => {
-                warn!("{} certbound: cannot read the introspection response: {s:?}", self.tag());
+                warn!("{} certbound: cannot read the introspection response: {s:?}", self.log_prefix());
                 self.metrics.count(Counter::IntrospectionUnpatched);
                 return Action::Continue;
             }
@@ -806,11 +812,11 @@ impl Http {
                 if let Err(action) = self.replace_response_body(body_size, &patched) {
                     return action;
                 }
-                info!("{} certbound added cnf x5t#S256={} to introspection", self.tag(), thumbprint);
+                info!("{} certbound added cnf x5t#S256={} to introspection", self.log_prefix(), thumbprint);
                 self.metrics.count(Counter::IntrospectionPatched);
             }
             Patch::Unchanged(why) => {
-                debug!("{} certbound: introspection response unchanged: {why:?}", self.tag());
+                debug!("{} certbound: introspection response unchanged: {why:?}", self.log_prefix());
                 self.metrics.count(Counter::IntrospectionUnpatched);
             }
         }
@@ -823,7 +829,7 @@ impl Http {
             .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
         applied.map_err(|s| {
             // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
-            warn!("{} certbound: cannot patch the response: {s:?}", self.tag());
+            warn!("{} certbound: cannot patch the response: {s:?}", self.log_prefix());
             self.refuse(OAuthError::internal("the response could not be completed"))
         })
     }
@@ -832,8 +838,8 @@ impl Http {
 
     /// Runs one event of the discovery flow over this stream's host and carries out its step.
     fn discovery(&mut self, event: impl FnOnce(&mut DiscoveryFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
-        let tag = self.tag();
-        let Route::Discovery(flow) = &mut self.route else { return Action::Continue };
+        let tag = self.log_prefix();
+        let StreamFlow::Discovery(flow) = &mut self.flow else { return Action::Continue };
         let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
         self.awaiting_response_end = flow.awaiting_end();
         self.carry_out(step)
@@ -849,12 +855,12 @@ impl Http {
 
     // ------------------------------------------------------------ etcd answers
 
-    fn etcd_answered(&mut self, pending: Pending, answer: Result<Vec<u8>, StoreError>) -> Action {
+    fn on_etcd_answer(&mut self, pending: Pending, answer: Result<Vec<u8>, StoreError>) -> Action {
         let now = host::now().unwrap_or_default();
         // A lost connection or a timeout is tried once more (Envoy may pick another member).
         if answer.is_err() && !pending.retried {
             if let Some(cfg) = self.etcd() {
-                if let Ok(token) = store::etcd_call(&cfg, pending.path, &pending.body) {
+                if let Ok(token) = store_calls::etcd_call(&cfg, pending.path, &pending.body) {
                     self.metrics.count(Counter::StoreRetries);
                     self.pending = Some(Pending { token, retried: true, ..pending });
                     return Action::Pause;
@@ -863,21 +869,22 @@ impl Http {
         }
         match pending.waiting {
             Waiting::Refresh { auth, key } => {
-                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now));
+                let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
                 self.token_refresh_checked(auth, result)
             }
             Waiting::Introspect { key } => {
-                let result = answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now));
+                let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
                 self.introspection_looked_up(result)
             }
-            Waiting::Resource { key } => match answer.and_then(|b| store::etcd_read(&b, &key, self.cache(), now)) {
+            Waiting::Resource { key } => match answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now))
+            {
                 Ok(b) => self.resource_decide(b),
                 Err(e) => self.resource_store_failed(&e),
             },
             Waiting::Lease { mut job, bucket_end } => {
-                match answer.and_then(|b| core_store::etcd_lease_id(&b).map_err(|e| StoreError::Etcd(e.0))) {
+                match answer.and_then(|b| store::etcd_lease_id(&b).map_err(|e| StoreError::Etcd(e.0))) {
                     Ok(id) => {
-                        store::remember_lease(bucket_end, Some(id));
+                        store_calls::remember_lease(bucket_end, Some(id));
                         for l in job.leases.iter_mut().filter(|(e, _)| *e == bucket_end) {
                             l.1 = id;
                         }
@@ -891,12 +898,12 @@ impl Http {
                     return Action::Continue;
                 };
                 let expected: Vec<(String, Binding)> =
-                    job.entries.iter().map(|e| (store::etcd_key(&cfg, &e.key), e.binding)).collect();
-                match answer.and_then(|b| store::etcd_written(&b, &expected, now)) {
+                    job.entries.iter().map(|e| (store_calls::etcd_key(&cfg, &e.key), e.binding)).collect();
+                match answer.and_then(|b| store_calls::etcd_written(&b, &expected, now)) {
                     Ok(()) => {
                         if let Some(cache) = self.cache() {
                             for e in &job.entries {
-                                store::cache_put(cache, &e.key, &e.binding);
+                                store_calls::cache_put(cache, &e.key, &e.binding);
                             }
                         }
                         let (client_id, thumbprint, n) = (job.client_id.clone(), job.thumbprint, job.entries.len());
@@ -905,7 +912,7 @@ impl Http {
                     Err(StoreError::Etcd(msg)) if msg.contains("lease not found") && !job.lease_retried => {
                         // The cached lease expired or was revoked in etcd: grant new ones.
                         for l in job.leases.iter_mut() {
-                            store::remember_lease(l.0, None);
+                            store_calls::remember_lease(l.0, None);
                             l.1 = 0;
                         }
                         job.lease_retried = true;
@@ -921,22 +928,22 @@ impl Http {
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(pending) = self.pending.take() else {
-            warn!("{} certbound: answer to unknown call {token_id}", self.tag());
+            warn!("{} certbound: answer to unknown call {token_id}", self.log_prefix());
             return;
         };
         if pending.token != token_id {
-            warn!("{} certbound: answer to call {token_id}, waiting for {}", self.tag(), pending.token);
+            warn!("{} certbound: answer to call {token_id}, waiting for {}", self.log_prefix(), pending.token);
             self.pending = Some(pending);
             return;
         }
         let response_phase = matches!(pending.waiting, Waiting::Lease { .. } | Waiting::Txn { .. });
-        let answer = store::etcd_answer(num_headers, body_size);
-        let action = self.etcd_answered(pending, answer);
+        let answer = store_calls::callout_answer(num_headers, body_size);
+        let action = self.on_etcd_answer(pending, answer);
         if matches!(action, Action::Continue) && self.pending.is_none() {
             let resumed =
                 if response_phase { hostcalls::resume_http_response() } else { hostcalls::resume_http_request() };
             if let Err(s) = resumed {
-                warn!("{} certbound: cannot resume the stream: {s:?}", self.tag());
+                warn!("{} certbound: cannot resume the stream: {s:?}", self.log_prefix());
             }
         }
     }
@@ -1001,7 +1008,7 @@ impl HttpContext for Http {
                 });
             }
             // Elsewhere the unusable certificate headers are dropped; the request is not about them.
-            warn!("{} certbound: {}; certificate headers removed", self.tag(), problem.description);
+            warn!("{} certbound: {}; certificate headers removed", self.log_prefix(), problem.description);
             self.metrics.refused(problem.reason);
             for h in &config.sources.headers {
                 let _ = host::set_request_header(&h.name, None);
@@ -1017,12 +1024,12 @@ impl HttpContext for Http {
             Endpoint::Token => self.token_request_headers(&config, end_of_stream),
             Endpoint::Introspection => self.introspection_request_headers(end_of_stream),
             Endpoint::Discovery => {
-                let tag = self.tag();
+                let tag = self.log_prefix();
                 let mut h = host::WasmHost { metrics: &self.metrics, tag: &tag };
                 let method = host::request_header(":method");
                 let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
                 if let Some(flow) = DiscoveryFlow::start(&mut h, method.as_deref(), max, mtls_host) {
-                    self.route = Route::Discovery(flow);
+                    self.flow = StreamFlow::Discovery(flow);
                 }
                 Action::Continue
             }
@@ -1033,14 +1040,14 @@ impl HttpContext for Http {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request_body_size = body_size;
         let Some(config) = self.config.clone() else { return Action::Continue };
-        match &self.route {
-            Route::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
-            Route::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
-            Route::Resource(ResourceState { form: true, .. }) => {
+        match &self.flow {
+            StreamFlow::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
+            StreamFlow::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
+            StreamFlow::Resource(ResourceState { form: true, .. }) => {
                 self.resource_form_body(&config, body_size, end_of_stream)
             }
             // Waiting for a lookup: hold the body until it is decided.
-            Route::Resource(_) if self.pending.is_some() => Action::Pause,
+            StreamFlow::Resource(_) if self.pending.is_some() => Action::Pause,
             _ => Action::Continue,
         }
     }
@@ -1060,10 +1067,10 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.route {
-            Route::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
-            Route::Introspect { .. } => self.introspection_response_headers(),
-            Route::Discovery(_) => self.discovery(|f, h| f.response_headers(h, end_of_stream)),
+        match self.flow {
+            StreamFlow::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
+            StreamFlow::Introspect { .. } => self.introspection_response_headers(),
+            StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_headers(h, end_of_stream)),
             _ => Action::Continue,
         }
     }
@@ -1071,14 +1078,14 @@ impl HttpContext for Http {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.response_body_size = body_size;
         let Some(config) = self.config.clone() else { return Action::Continue };
-        match self.route {
-            Route::Token(TokenState { binding_response: true, .. }) => {
+        match self.flow {
+            StreamFlow::Token(TokenState { binding_response: true, .. }) => {
                 self.token_response_body(&config, body_size, end_of_stream)
             }
-            Route::Introspect { binding: Some(_), .. } => {
+            StreamFlow::Introspect { binding: Some(_), .. } => {
                 self.introspection_response_body(&config, body_size, end_of_stream)
             }
-            Route::Discovery(_) => self.discovery(|f, h| f.response_body(h, body_size, end_of_stream)),
+            StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_body(h, body_size, end_of_stream)),
             _ => Action::Continue,
         }
     }

@@ -5,7 +5,7 @@ mod host;
 mod http;
 mod metrics;
 mod root;
-mod store;
+mod store_calls;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

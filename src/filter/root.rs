@@ -172,7 +172,7 @@ impl Root {
             return;
         }
         let prefix = format!("{}{ETCD_CLIENTS}", etcd.key_prefix);
-        match super::store::etcd_call(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&prefix)) {
+        match super::store_calls::etcd_call(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&prefix)) {
             Ok(token) => {
                 self.calls.insert(token, Fetch::EtcdClients);
             }
@@ -260,7 +260,7 @@ impl Context for Root {
             warn!("[root {}] certbound: answer to unknown call {token_id}", self.id);
             return;
         };
-        let answer = super::store::etcd_answer(num_headers, body_size);
+        let answer = super::store_calls::callout_answer(num_headers, body_size);
         match fetch {
             Fetch::EtcdClients => match answer {
                 Ok(body) => self.apply_etcd_clients(&body),

@@ -79,7 +79,7 @@ impl Binding {
 }
 
 /// The binding that applies to a token now, if any.
-pub fn live(stored: Option<&[u8]>, now: i64) -> Option<Binding> {
+pub fn live_binding(stored: Option<&[u8]>, now: i64) -> Option<Binding> {
     stored.and_then(Binding::decode).filter(|b| b.is_live(now))
 }
 
@@ -280,9 +280,9 @@ mod tests {
     #[test]
     fn expired_binding_is_not_live() {
         let b = Binding { thumbprint: t(b"c"), kind: TokenKind::Access, expires_at: NOW };
-        assert_eq!(live(Some(&b.encode()), NOW - 1), Some(b));
-        assert_eq!(live(Some(&b.encode()), NOW), None);
-        assert_eq!(live(None, NOW), None);
+        assert_eq!(live_binding(Some(&b.encode()), NOW - 1), Some(b));
+        assert_eq!(live_binding(Some(&b.encode()), NOW), None);
+        assert_eq!(live_binding(None, NOW), None);
     }
 
     #[test]

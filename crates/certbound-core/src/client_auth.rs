@@ -44,7 +44,7 @@ pub struct Authenticated {
 const OTHER_CLIENT_AUTH_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "client_assertion_type"];
 
 /// Client ids are echoed in error descriptions; keep them short and printable.
-pub fn shown(id: &str) -> String {
+pub fn printable(id: &str) -> String {
     id.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
@@ -110,7 +110,10 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
         };
 
     let client = config.client(client_id).ok_or_else(|| {
-        OAuthError::invalid_client(Reason::UnknownClient, format!("client {:?} is not registered", shown(client_id)))
+        OAuthError::invalid_client(
+            Reason::UnknownClient,
+            format!("client {:?} is not registered", printable(client_id)),
+        )
     })?;
 
     let thumbprint = match &client.method {

@@ -259,7 +259,7 @@ pub fn check_form_body(body: &[u8]) -> Result<(), ResourceError> {
 
 /// What a protected request presented.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Presented<'a> {
+pub struct ProtectedRequest<'a> {
     /// What the `Authorization` header carried.
     pub credentials: CredentialsKind,
     /// The binding certbound stored for the token, if any.
@@ -287,7 +287,7 @@ fn matches(expected: &str, presented: &Thumbprint) -> bool {
 }
 
 /// RFC 8705 §3: the decision for one request on a protected route.
-pub fn decide(route: &ProtectedRoute, p: &Presented<'_>) -> Result<Allowed, ResourceError> {
+pub fn decide(route: &ProtectedRoute, p: &ProtectedRequest<'_>) -> Result<Allowed, ResourceError> {
     if p.credentials == CredentialsKind::OtherScheme {
         return match route.other_schemes {
             OtherSchemes::Pass => Ok(Allowed::OtherScheme),
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn bound_token_with_its_certificate_is_allowed() {
-        let p = Presented {
+        let p = ProtectedRequest {
             credentials: CredentialsKind::Bearer,
             stored: Some(t(b"a")),
             certificate: Some(t(b"a")),
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn bound_token_with_another_certificate_is_invalid_token() {
-        let p = Presented {
+        let p = ProtectedRequest {
             credentials: CredentialsKind::Bearer,
             stored: Some(t(b"a")),
             certificate: Some(t(b"b")),
@@ -396,20 +396,21 @@ mod tests {
 
     #[test]
     fn bound_token_without_certificate_is_invalid_token() {
-        let p = Presented { credentials: CredentialsKind::Bearer, stored: Some(t(b"a")), ..Default::default() };
+        let p = ProtectedRequest { credentials: CredentialsKind::Bearer, stored: Some(t(b"a")), ..Default::default() };
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::TokenWithoutCertificate);
     }
 
     #[test]
     fn unbound_token_follows_the_route_policy() {
-        let p = Presented { credentials: CredentialsKind::Bearer, certificate: Some(t(b"a")), ..Default::default() };
+        let p =
+            ProtectedRequest { credentials: CredentialsKind::Bearer, certificate: Some(t(b"a")), ..Default::default() };
         assert_eq!(decide(&route(UnboundPolicy::Allow, MissingTokenPolicy::Reject), &p), Ok(Allowed::Unbound));
         assert_eq!(decide(&strict(), &p).unwrap_err().reason, Reason::UnboundToken);
     }
 
     #[test]
     fn missing_token_follows_the_route_policy_without_an_error_code() {
-        let p = Presented::default();
+        let p = ProtectedRequest::default();
         assert_eq!(decide(&route(UnboundPolicy::RequireBinding, MissingTokenPolicy::Pass), &p), Ok(Allowed::NoToken));
         let e = decide(&strict(), &p).unwrap_err();
         assert_eq!((e.status, e.error), (401, None));
@@ -419,21 +420,21 @@ mod tests {
     #[test]
     fn verified_jwt_cnf_claim_is_enforced_without_the_store() {
         let claim = t(b"a").x5t_s256();
-        let ok = Presented {
+        let ok = ProtectedRequest {
             credentials: CredentialsKind::Bearer,
             verified_claim: Some(&claim),
             certificate: Some(t(b"a")),
             ..Default::default()
         };
         assert_eq!(decide(&strict(), &ok), Ok(Allowed::Bound(t(b"a"))));
-        let bad = Presented { certificate: Some(t(b"b")), ..ok };
+        let bad = ProtectedRequest { certificate: Some(t(b"b")), ..ok };
         assert_eq!(decide(&strict(), &bad).unwrap_err().reason, Reason::TokenCertificateMismatch);
     }
 
     #[test]
     fn store_and_claim_must_both_name_the_certificate() {
         let claim = t(b"b").x5t_s256();
-        let p = Presented {
+        let p = ProtectedRequest {
             credentials: CredentialsKind::Bearer,
             stored: Some(t(b"a")),
             verified_claim: Some(&claim),
@@ -444,7 +445,7 @@ mod tests {
 
     #[test]
     fn malformed_cnf_claim_is_invalid_token() {
-        let p = Presented {
+        let p = ProtectedRequest {
             credentials: CredentialsKind::Bearer,
             verified_claim: Some("nope"),
             certificate: Some(t(b"a")),
@@ -479,7 +480,7 @@ mod tests {
         assert_eq!(bearer("DPoP abc"), Ok(Credentials::OtherScheme));
         assert_eq!(bearer("Basic YTpi"), Ok(Credentials::OtherScheme));
         assert_eq!(bearer("Negotiate"), Ok(Credentials::OtherScheme));
-        let p = Presented { credentials: CredentialsKind::OtherScheme, ..Default::default() };
+        let p = ProtectedRequest { credentials: CredentialsKind::OtherScheme, ..Default::default() };
         let e = decide(&strict(), &p).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, Some("invalid_request"), Reason::OtherScheme));
         let mut pass = route(UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject);

@@ -4,7 +4,7 @@
 
 use crate::binding::{Binding, ToBind};
 use crate::config::EtcdConfig;
-use crate::store::{self as core, PutPlan, SlotGet, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
+use crate::store::{self, PutPlan, SlotGet, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 use std::time::Duration;
@@ -31,26 +31,26 @@ impl std::fmt::Display for StoreError {
 }
 
 fn slot(prefix: &str, index: u64) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-    hostcalls::get_shared_data(&core::slot_key(prefix, index)).map_err(StoreError::Host)
+    hostcalls::get_shared_data(&store::slot_key(prefix, index)).map_err(StoreError::Host)
 }
 
 /// Looks a binding up in a slot table.
 pub fn slots_get(table: SlotTable, prefix: &str, key: &str, now: i64) -> Result<Option<Binding>, StoreError> {
-    core::find(table, key, now, |index| slot(prefix, index).map(|(value, _)| value))
+    store::find(table, key, now, |index| slot(prefix, index).map(|(value, _)| value))
 }
 
 /// Writes a binding into a slot table: put-if-absent, never evicting a live binding.
 pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, now: i64) -> Result<(), StoreError> {
     // A concurrent writer on another worker makes the CAS fail: plan again.
     for _ in 0..3 {
-        match core::plan_put(table, key, binding, now, |index| slot(prefix, index))? {
+        match store::plan_put(table, key, binding, now, |index| slot(prefix, index))? {
             PutPlan::AlreadyBound => return Ok(()),
             PutPlan::Conflict => return Err(StoreError::Conflict),
             PutPlan::Full => return Err(StoreError::Full),
             PutPlan::Write { index, cas } => {
                 match hostcalls::set_shared_data(
-                    &core::slot_key(prefix, index),
-                    Some(&core::encode_slot(key, binding)),
+                    &store::slot_key(prefix, index),
+                    Some(&store::encode_slot(key, binding)),
                     cas,
                 ) {
                     Ok(()) => return Ok(()),
@@ -68,7 +68,7 @@ pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, n
 pub fn cache_get(table: SlotTable, key: &str, now: i64) -> Option<Binding> {
     let index = table.probes(key).next()?;
     let (value, _) = slot(CACHE_PREFIX, index).ok()?;
-    match core::get_at(value.as_deref(), key, now) {
+    match store::get_at(value.as_deref(), key, now) {
         SlotGet::Found(b) => Some(b),
         _ => None,
     }
@@ -77,8 +77,8 @@ pub fn cache_get(table: SlotTable, key: &str, now: i64) -> Option<Binding> {
 pub fn cache_put(table: SlotTable, key: &str, binding: &Binding) {
     if let Some(index) = table.probes(key).next() {
         let _ = hostcalls::set_shared_data(
-            &core::slot_key(CACHE_PREFIX, index),
-            Some(&core::encode_slot(key, binding)),
+            &store::slot_key(CACHE_PREFIX, index),
+            Some(&store::encode_slot(key, binding)),
             None,
         );
     }
@@ -117,7 +117,7 @@ pub fn etcd_call(cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u32, Store
 }
 
 /// The answer to a dispatched call: its body, or why there is none.
-pub fn etcd_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, StoreError> {
+pub fn callout_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, StoreError> {
     if num_headers == 0 {
         return Err(StoreError::Etcd("no answer (timeout or connection failure)".into()));
     }
@@ -143,8 +143,8 @@ pub fn remember_lease(bucket_end: i64, id: Option<i64>) {
 
 /// Reads a `kv/range` answer for one key, caching a live binding (when there is a cache).
 pub fn etcd_read(body: &[u8], key: &str, cache: Option<SlotTable>, now: i64) -> Result<Option<Binding>, StoreError> {
-    let values = core::etcd_range_values(body).map_err(|e| StoreError::Etcd(e.0))?;
-    let found = values.first().and_then(|(_, v)| crate::binding::live(Some(v), now));
+    let values = store::etcd_range_values(body).map_err(|e| StoreError::Etcd(e.0))?;
+    let found = values.first().and_then(|(_, v)| crate::binding::live_binding(Some(v), now));
     if let (Some(b), Some(cache)) = (&found, cache) {
         cache_put(cache, key, b);
     }
@@ -155,13 +155,14 @@ pub fn etcd_read(body: &[u8], key: &str, cache: Option<SlotTable>, now: i64) -> 
 /// when it did not write, it is fine only if every key already holds a live
 /// binding to the same certificate (a retried write); anything else is a conflict.
 pub fn etcd_written(body: &[u8], expected: &[(String, Binding)], now: i64) -> Result<(), StoreError> {
-    match core::etcd_txn_outcome(body).map_err(|e| StoreError::Etcd(e.0))? {
+    match store::etcd_txn_outcome(body).map_err(|e| StoreError::Etcd(e.0))? {
         TxnOutcome::Written => Ok(()),
         TxnOutcome::Existing(kvs) => {
             let all_same = expected.iter().all(|(key, binding)| {
                 kvs.iter().any(|(k, v)| {
                     k == key
-                        && crate::binding::live(Some(v), now).is_some_and(|b| b.thumbprint.ct_eq(&binding.thumbprint))
+                        && crate::binding::live_binding(Some(v), now)
+                            .is_some_and(|b| b.thumbprint.ct_eq(&binding.thumbprint))
                 })
             });
             if all_same {

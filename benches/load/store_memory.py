@@ -1,13 +1,13 @@
 """Bytes of Envoy memory per binding in the shared-data store.
 
-Run: .tools/venv/bin/python bench/store_memory.py   (after `make wasm` and `make deps`)
+Run: .tools/venv/bin/python benches/load/store_memory.py   (after `make wasm` and `make deps`)
 Issues 2000 client-credentials tokens through certbound and compares Envoy's
 /memory `allocated` before and after.
 """
 import tempfile
 import json, sys, time, urllib.request
 from pathlib import Path as _P
-sys.path.insert(0, str(_P(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(_P(__file__).resolve().parents[2] / "tests" / "e2e"))
 import harness, requests
 from pathlib import Path
 w = Path(tempfile.mkdtemp(prefix="certbound-mem-"))

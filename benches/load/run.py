@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from string import Template
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import harness  # noqa: E402
 
@@ -201,7 +201,7 @@ def main():
                      {"clients": clients, "protected_routes": routes, "store": etcd_store(0)}),
             listener("native_as", ports["native"], pki.dir, headers_to_add=header),
         ])
-        config = Template((ROOT / "bench/envoy-bench.yaml.tmpl").read_text()).substitute(
+        config = Template((ROOT / "benches/load/envoy-bench.yaml.tmpl").read_text()).substitute(
             ADMIN_PORT=ports["admin"], LISTENERS=listeners.rstrip("\n"), AS_PORT=auth.port, ETCD_PORT=etcd.client_ports[0])
         (work / "envoy-bench.yaml").write_text(config)
         envoy = harness.Process("envoy", [str(harness.ENVOY_BIN), "-c", str(work / "envoy-bench.yaml"), "--use-dynamic-base-id",
