@@ -14,9 +14,9 @@ use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
 use crate::flow::discovery::DiscoveryFlow;
+use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::Step;
 use crate::form;
-use crate::introspection::{self, Patch};
 use crate::path::Endpoint;
 use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
 use crate::store::{self, SlotTable};
@@ -32,9 +32,8 @@ enum StreamFlow {
     /// A local reply was sent; nothing more to do.
     Answered,
     Token(TokenState),
-    Introspect {
-        binding: Option<Binding>,
-    },
+    /// The introspection endpoint (the core's flow).
+    Introspect(IntrospectionFlow),
     Resource(ResourceState),
     /// An AS metadata document to patch (the core's flow).
     Discovery(DiscoveryFlow),
@@ -434,21 +433,10 @@ impl Http {
 
     // ------------------------------------------------------------ token endpoint
 
-    /// The token and introspection endpoints are judged on their form body:
-    /// OAuth parameters in the query, or a body certbound cannot read, could
-    /// be read by the AS and never by certbound.
+    /// The token endpoint is judged on its form body (see [`crate::flow::body_endpoint_check`]).
     fn body_endpoint_request_check(&mut self) -> Result<(), OAuthError> {
-        let path = host::request_header(":path").unwrap_or_default();
-        if let Some(name) = form::body_only_parameter_in_query(&path) {
-            return Err(OAuthError::invalid_request(
-                Reason::BadRequest,
-                format!("parameter {name} is accepted in the request body only"),
-            ));
-        }
-        if form::is_encoded(host::request_header("content-encoding").as_deref()) {
-            return Err(OAuthError::invalid_request(Reason::BadRequest, "an encoded request body cannot be judged"));
-        }
-        Ok(())
+        let tag = self.log_prefix();
+        crate::flow::body_endpoint_check(&mut host::WasmHost { metrics: &self.metrics, tag: &tag })
     }
 
     fn token_request_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
@@ -683,52 +671,26 @@ impl Http {
 
     // ------------------------------------------------------------ introspection
 
-    fn introspection_request_headers(&mut self, end_of_stream: bool) -> Action {
-        match host::request_header(":method").as_deref() {
-            Some("POST") => {}
-            Some("OPTIONS") => return Action::Continue,
-            _ => return self.refuse(OAuthError::method_not_allowed("the introspection endpoint accepts POST only")),
+    /// Runs one event of the introspection flow over this stream's host and carries out its step.
+    fn introspection(&mut self, event: impl FnOnce(&mut IntrospectionFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
+        let tag = self.log_prefix();
+        let StreamFlow::Introspect(flow) = &mut self.flow else { return Action::Continue };
+        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
+        self.awaiting_request_end = flow.awaiting_request_end();
+        self.awaiting_response_end = flow.awaiting_response_end();
+        match step {
+            Step::Lookup(key) => self.introspection_lookup(key),
+            other => self.carry_out(other),
         }
-        if let Err(e) = self.body_endpoint_request_check() {
-            return self.refuse(e);
-        }
-        if end_of_stream {
-            // No body, no token: the AS answers the error.
-            return Action::Continue;
-        }
-        // The response must be readable to patch it.
-        let _ = host::set_request_header("accept-encoding", None);
-        self.flow = StreamFlow::Introspect { binding: None };
-        self.awaiting_request_end = true;
-        Action::Pause
     }
 
-    fn introspection_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            return self.refuse(OAuthError::too_large(format!(
-                "introspection request body exceeds {} bytes",
-                config.max_body_bytes
-            )));
-        }
-        if !end_of_stream || self.pending.is_some() {
-            return Action::Pause;
-        }
-        self.awaiting_request_end = false;
-        let body = match host::body(BufferType::HttpRequestBody, body_size) {
-            Ok(b) => b,
-            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
-        };
-        let key = match introspection::token_param(&body) {
-            Ok(token) => token.map(|t| binding::key_for_token(&t)),
-            Err(e) => return self.refuse(OAuthError::invalid_request(Reason::BadRequest, e.to_string())),
-        };
-        self.flow = StreamFlow::Introspect { binding: None };
-        let Some(key) = key else { return Action::Continue };
+    /// The flow asked for a binding: answered from shared data or the etcd
+    /// read cache at once, or by etcd later (the stream stays held).
+    fn introspection_lookup(&mut self, key: String) -> Action {
         let now = match self.now() {
             Ok(n) => n,
             Err(e) => return self.refuse(e),
         };
-        // Looked up before the AS answers, so the response path never waits.
         let result = match self.read_local(&key, now) {
             Some(r) => r,
             None => match self.read_remote(&key, Waiting::Introspect { key: key.clone() }) {
@@ -736,102 +698,7 @@ impl Http {
                 Err(e) => Err(e),
             },
         };
-        self.introspection_looked_up(result)
-    }
-
-    fn introspection_looked_up(&mut self, result: Result<Option<Binding>, StoreError>) -> Action {
-        let found = match result {
-            Ok(b) => b,
-            Err(e) => {
-                self.store_failed(&e);
-                let fail_closed = match self.config.as_ref().map(|c| &c.store) {
-                    Some(StoreConfig::Etcd(cfg)) => cfg.fail_closed,
-                    _ => false,
-                };
-                if fail_closed {
-                    return self.refuse(OAuthError {
-                        status: 503,
-                        error: "temporarily_unavailable",
-                        description: "the token's binding cannot be looked up now".into(),
-                        reason: Reason::StoreUnavailable,
-                    });
-                }
-                None
-            }
-        };
-        if let StreamFlow::Introspect { binding, .. } = &mut self.flow {
-            *binding = found;
-        }
-        Action::Continue
-    }
-
-    fn introspection_response_headers(&mut self) -> Action {
-        let StreamFlow::Introspect { binding, .. } = &self.flow else { return Action::Continue };
-        if binding.is_none() {
-            debug!("{} certbound: introspected token is not bound", self.log_prefix());
-            self.metrics.count(Counter::IntrospectionUnpatched);
-            return Action::Continue;
-        }
-        if host::response_header(":status").as_deref() != Some("200") {
-            self.flow = StreamFlow::Other;
-            return Action::Continue;
-        }
-        if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            warn!("{} certbound: encoded introspection response left unpatched", self.log_prefix());
-            self.metrics.count(Counter::IntrospectionUnpatched);
-            self.flow = StreamFlow::Other;
-            return Action::Continue;
-        }
-        self.awaiting_response_end = true;
-        Action::Pause
-    }
-
-    fn introspection_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        let StreamFlow::Introspect { binding: Some(b), .. } = &self.flow else { return Action::Continue };
-        if body_size > config.max_body_bytes {
-            warn!("{} certbound: introspection response over max_body_bytes left unpatched", self.log_prefix());
-            self.metrics.count(Counter::IntrospectionUnpatched);
-            self.flow = StreamFlow::Other;
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.awaiting_response_end = false;
-        let thumbprint = b.thumbprint;
-        let body = match host::body(BufferType::HttpResponseBody, body_size) {
-            Ok(b) => b,
-            Err(s) => {
-                warn!("{} certbound: cannot read the introspection response: {s:?}", self.log_prefix());
-                self.metrics.count(Counter::IntrospectionUnpatched);
-                return Action::Continue;
-            }
-        };
-        match introspection::add_cnf_members(&body, &thumbprint, config.introspection_wso2_member) {
-            Patch::Patched(patched) => {
-                if let Err(action) = self.replace_response_body(body_size, &patched) {
-                    return action;
-                }
-                info!("{} certbound added cnf x5t#S256={} to introspection", self.log_prefix(), thumbprint);
-                self.metrics.count(Counter::IntrospectionPatched);
-            }
-            Patch::Unchanged(why) => {
-                debug!("{} certbound: introspection response unchanged: {why:?}", self.log_prefix());
-                self.metrics.count(Counter::IntrospectionUnpatched);
-            }
-        }
-        Action::Continue
-    }
-
-    /// Puts a patched body in place of the held response's, with its Content-Length.
-    fn replace_response_body(&mut self, body_size: usize, patched: &[u8]) -> Result<(), Action> {
-        let applied = host::replace_body(BufferType::HttpResponseBody, body_size, patched)
-            .and_then(|_| host::set_response_header("content-length", Some(&patched.len().to_string())));
-        applied.map_err(|s| {
-            // A half-applied patch must not leave a wrong Content-Length: answer an error instead.
-            warn!("{} certbound: cannot patch the response: {s:?}", self.log_prefix());
-            self.refuse(OAuthError::internal("the response could not be completed"))
-        })
+        self.introspection(|f, h| f.looked_up(h, result.map_err(|e| e.to_string())))
     }
 
     // ------------------------------------------------------------ discovery (the core's flow)
@@ -850,6 +717,8 @@ impl Http {
             Step::Continue => Action::Continue,
             Step::Pause => Action::Pause,
             Step::Reply(e) => self.refuse(e),
+            // Only the introspection flow asks for lookups, and it is served above: never leave a stream held.
+            Step::Lookup(_) => self.refuse(OAuthError::internal("a lookup this stream cannot serve")),
         }
     }
 
@@ -874,7 +743,7 @@ impl Http {
             }
             Waiting::Introspect { key } => {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
-                self.introspection_looked_up(result)
+                self.introspection(|f, h| f.looked_up(h, result.map_err(|e| e.to_string())))
             }
             Waiting::Resource { key } => match answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now))
             {
@@ -1022,7 +891,24 @@ impl HttpContext for Http {
         }
         match endpoint {
             Endpoint::Token => self.token_request_headers(&config, end_of_stream),
-            Endpoint::Introspection => self.introspection_request_headers(end_of_stream),
+            Endpoint::Introspection => {
+                let tag = self.log_prefix();
+                let mut h = host::WasmHost { metrics: &self.metrics, tag: &tag };
+                let settings = introspection_flow::Settings {
+                    max_body_bytes: config.max_body_bytes,
+                    wso2_member: config.introspection_wso2_member,
+                    fail_closed: matches!(&config.store, StoreConfig::Etcd(cfg) if cfg.fail_closed),
+                };
+                match IntrospectionFlow::start(&mut h, end_of_stream, settings) {
+                    Err(e) => self.refuse(e),
+                    Ok(None) => Action::Continue,
+                    Ok(Some(flow)) => {
+                        self.awaiting_request_end = flow.awaiting_request_end();
+                        self.flow = StreamFlow::Introspect(flow);
+                        Action::Pause
+                    }
+                }
+            }
             Endpoint::Discovery => {
                 let tag = self.log_prefix();
                 let mut h = host::WasmHost { metrics: &self.metrics, tag: &tag };
@@ -1042,7 +928,7 @@ impl HttpContext for Http {
         let Some(config) = self.config.clone() else { return Action::Continue };
         match &self.flow {
             StreamFlow::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
-            StreamFlow::Introspect { .. } => self.introspection_request_body(&config, body_size, end_of_stream),
+            StreamFlow::Introspect(_) => self.introspection(|f, h| f.request_body(h, body_size, end_of_stream)),
             StreamFlow::Resource(ResourceState { form: true, .. }) => {
                 self.resource_form_body(&config, body_size, end_of_stream)
             }
@@ -1069,7 +955,7 @@ impl HttpContext for Http {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.flow {
             StreamFlow::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
-            StreamFlow::Introspect { .. } => self.introspection_response_headers(),
+            StreamFlow::Introspect(_) => self.introspection(|f, h| f.response_headers(h, end_of_stream)),
             StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_headers(h, end_of_stream)),
             _ => Action::Continue,
         }
@@ -1082,9 +968,7 @@ impl HttpContext for Http {
             StreamFlow::Token(TokenState { binding_response: true, .. }) => {
                 self.token_response_body(&config, body_size, end_of_stream)
             }
-            StreamFlow::Introspect { binding: Some(_), .. } => {
-                self.introspection_response_body(&config, body_size, end_of_stream)
-            }
+            StreamFlow::Introspect(_) => self.introspection(|f, h| f.response_body(h, body_size, end_of_stream)),
             StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_body(h, body_size, end_of_stream)),
             _ => Action::Continue,
         }

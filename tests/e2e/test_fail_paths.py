@@ -94,20 +94,21 @@ class FakeAs:
                 shape = self.headers.get("x-shape", "")
                 token = f"fake-at-{uuid.uuid4().hex}"
                 good = json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 600}).encode()
-                sent = good
+                # What is sent is recorded before it is written: the test may read it as soon as the answer arrives.
+                sent = {
+                    "not_json": f"access_token={token}&token_type=Bearer".encode(),
+                    "no_access_token": json.dumps({"token_type": "Bearer", "expires_in": 600, "refresh_token": token}).encode(),
+                    "empty": b"",
+                    "gzip": gzip.compress(good),
+                    "chunks": good,
+                }.get(shape, b'{"error":"unsupported_shape"}')
                 fake.seen[self.headers.get("x-test-id", "")] = {
-                    "authorization": self.headers.get("authorization"), "body": request_body, "token": token}
+                    "authorization": self.headers.get("authorization"), "body": request_body, "token": token, "sent": sent}
                 if shape == "not_json":
-                    sent = f"access_token={token}&token_type=Bearer".encode()
                     self._send(200, sent, "application/x-www-form-urlencoded")
-                elif shape == "no_access_token":
-                    sent = json.dumps({"token_type": "Bearer", "expires_in": 600, "refresh_token": token}).encode()
-                    self._send(200, sent)
-                elif shape == "empty":
-                    sent = b""
+                elif shape in ("no_access_token", "empty"):
                     self._send(200, sent)
                 elif shape == "gzip":
-                    sent = gzip.compress(good)
                     self._send(200, sent, extra=[("content-encoding", "gzip")])
                 elif shape == "chunks":
                     # Transfer-Encoding: chunked, 3 bytes a chunk, each written on its own.
@@ -122,8 +123,7 @@ class FakeAs:
                         time.sleep(0.005)
                     self.wfile.write(b"0\r\n\r\n")
                 else:
-                    self._send(400, b'{"error":"unsupported_shape"}')
-                fake.seen[self.headers.get("x-test-id", "")]["sent"] = sent
+                    self._send(400, sent)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

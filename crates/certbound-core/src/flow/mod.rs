@@ -3,10 +3,11 @@
 //! it returns. A flow never calls the host for a decision it could get
 //! wrong: every host call returns a value, and a failed one is decided on.
 //!
-//! Moved so far: [`discovery`]. The token, introspection and resource
+//! Moved so far: [`discovery`] and [`introspection`]. The token and resource
 //! flows still live in the shell (`src/filter/http.rs`).
 
 pub mod discovery;
+pub mod introspection;
 
 use crate::counter::Counter;
 use crate::error::OAuthError;
@@ -20,6 +21,9 @@ pub enum Step {
     Pause,
     /// Answer with this error instead (a local reply); the stream is decided.
     Reply(OAuthError),
+    /// Hold the stream and look this binding key up in the store; the answer
+    /// goes back to the flow that asked (`looked_up`).
+    Lookup(String),
 }
 
 /// Which body a host call is about.
@@ -44,6 +48,26 @@ pub trait Host {
     fn count(&mut self, counter: Counter);
     /// A log line about this stream (the shell prefixes the stream's ids).
     fn log(&mut self, level: log::Level, message: &str);
+}
+
+/// The token and introspection endpoints are judged on their form body: an
+/// OAuth parameter in the query, or a body in an encoding certbound does not
+/// read, could be read by the AS and never by certbound.
+pub fn body_endpoint_check(host: &mut impl Host) -> Result<(), OAuthError> {
+    let path = host.request_header(":path").unwrap_or_default();
+    if let Some(name) = crate::form::body_only_parameter_in_query(&path) {
+        return Err(OAuthError::invalid_request(
+            crate::error::Reason::BadRequest,
+            format!("parameter {name} is accepted in the request body only"),
+        ));
+    }
+    if crate::form::is_encoded(host.request_header("content-encoding").as_deref()) {
+        return Err(OAuthError::invalid_request(
+            crate::error::Reason::BadRequest,
+            "an encoded request body cannot be judged",
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces a held response's body with a patched one and sets its
