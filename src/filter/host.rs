@@ -184,6 +184,9 @@ impl Host for WasmHost<'_> {
     fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
         replace_body(buffer_of(which), size, data).map_err(|s| HostError(s.0))
     }
+    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        property(path).map_err(|s| HostError(s.0))
+    }
     fn count(&mut self, counter: Counter) {
         self.metrics.count(counter);
     }
@@ -206,14 +209,6 @@ pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
     let Some(raw) = raw else { return Ok(None) };
     let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
     Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
-}
-
-/// `cnf.x5t#S256` of the JWT payload that Envoy's `jwt_authn` verified and
-/// left in dynamic metadata. A client cannot write dynamic metadata, so this
-/// is believed; a header carrying a payload would not be.
-pub fn verified_jwt_cnf(namespace: &str, payload_key: &str) -> Option<String> {
-    let raw = property(&["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"]).ok().flatten()?;
-    String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
 /// Every request header (name, value), repeated names kept.

@@ -15,12 +15,12 @@ use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
 use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
+use crate::flow::resource::{self as resource_flow, ResourceFlow};
 use crate::flow::Step;
-use crate::form;
 use crate::path::Endpoint;
-use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
+use crate::resource::{self, ResourceError};
 use crate::store::{self, SlotTable};
-use log::{debug, info, warn};
+use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
@@ -34,7 +34,8 @@ enum StreamFlow {
     Token(TokenState),
     /// The introspection endpoint (the core's flow).
     Introspect(IntrospectionFlow),
-    Resource(ResourceState),
+    /// A protected resource route (the core's flow).
+    Resource(ResourceFlow),
     /// An AS metadata document to patch (the core's flow).
     Discovery(DiscoveryFlow),
 }
@@ -47,22 +48,23 @@ struct TokenState {
     binding_response: bool,
 }
 
-struct ResourceState {
-    route: Rc<ProtectedRoute>,
-    credentials: CredentialsKind,
-    token_key: Option<String>,
-    claim: Option<String>,
-    /// The request has a form body to check for a token before deciding.
-    form: bool,
-}
-
 /// What a pending etcd call will continue with.
 enum Waiting {
-    Refresh { auth: Authenticated, key: String },
-    Introspect { key: String },
-    Resource { key: String },
-    Lease { job: BindJob, bucket_end: i64 },
-    Txn { job: BindJob },
+    Refresh {
+        auth: Authenticated,
+        key: String,
+    },
+    /// A binding lookup asked for by the stream's flow.
+    Lookup {
+        key: String,
+    },
+    Lease {
+        job: BindJob,
+        bucket_end: i64,
+    },
+    Txn {
+        job: BindJob,
+    },
 }
 
 struct BindJob {
@@ -300,135 +302,39 @@ impl Http {
 
     // ------------------------------------------------------------ resources
 
-    fn resource_request(&mut self, config: &Config, route: Rc<ProtectedRoute>, full_path: &str, eos: bool) -> Action {
-        if let Err(e) = resource::check_query(full_path) {
-            return self.refuse_resource(e);
-        }
-        let authorization = host::request_header("authorization");
-        let credentials = match resource::credentials(authorization.as_deref()) {
-            Ok(c) => c,
-            Err(e) => return self.refuse_resource(e),
-        };
-        let token = match credentials {
-            Credentials::Bearer(t) => Some(t),
-            _ => None,
-        };
-        let claim = match (&config.jwt_claims, token) {
-            (Some(jwt), Some(_)) => host::verified_jwt_cnf(&jwt.metadata_namespace, &jwt.payload_key),
-            _ => None,
-        };
-        // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
-        let form = if eos {
-            false
-        } else {
-            match resource::body_check(host::request_header("content-type").as_deref()) {
-                BodyCheck::None => false,
-                BodyCheck::Multipart => return self.refuse_resource(resource::multipart_refused()),
-                BodyCheck::Form if form::is_encoded(host::request_header("content-encoding").as_deref()) => {
-                    return self.refuse_resource(resource::encoded_form_refused())
-                }
-                BodyCheck::Form => true,
-            }
-        };
-        self.flow = StreamFlow::Resource(ResourceState {
-            route,
-            credentials: credentials.kind(),
-            token_key: token.map(binding::key_for_token),
-            claim,
-            form,
-        });
-        if form {
-            self.awaiting_request_end = true;
-            return Action::Pause;
-        }
-        self.resource_lookup()
+    /// Runs one event of the resource flow over this stream's host and carries out its step.
+    fn resource(&mut self, event: impl FnOnce(&mut ResourceFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
+        let tag = self.log_prefix();
+        let StreamFlow::Resource(flow) = &mut self.flow else { return Action::Continue };
+        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
+        self.awaiting_request_end = flow.awaiting_request_end();
+        self.carry_out(step)
     }
 
-    fn resource_form_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            return self.refuse(OAuthError::too_large(format!("form body exceeds {} bytes", config.max_body_bytes)));
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.awaiting_request_end = false;
-        let body = match host::body(BufferType::HttpRequestBody, body_size) {
-            Ok(b) => b,
-            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
+    /// The flow asked for a binding: answered from shared data or the etcd
+    /// read cache at once, or by etcd later (the stream stays held).
+    fn lookup(&mut self, key: String) -> Action {
+        let now = match self.now() {
+            Ok(n) => n,
+            Err(e) => return self.refuse(e),
         };
-        if let Err(e) = resource::check_form_body(&body) {
-            return self.refuse_resource(e);
-        }
-        if let StreamFlow::Resource(state) = &mut self.flow {
-            state.form = false;
-        }
-        self.resource_lookup()
-    }
-
-    fn resource_lookup(&mut self) -> Action {
-        let StreamFlow::Resource(state) = &self.flow else { return Action::Continue };
-        let Some(key) = state.token_key.clone() else { return self.resource_decide(None) };
-        let Some(now) = host::now() else { return self.refuse(OAuthError::internal("the proxy clock is unavailable")) };
         let result = match self.read_local(&key, now) {
             Some(r) => r,
-            None => match self.read_remote(&key, Waiting::Resource { key: key.clone() }) {
+            None => match self.read_remote(&key, Waiting::Lookup { key: key.clone() }) {
                 Ok(()) => return Action::Pause,
                 Err(e) => Err(e),
             },
         };
-        match result {
-            Ok(b) => self.resource_decide(b),
-            Err(e) => self.resource_store_failed(&e),
-        }
+        self.deliver_lookup(result.map_err(|e| e.to_string()))
     }
 
-    fn resource_store_failed(&mut self, e: &StoreError) -> Action {
-        self.store_failed(e);
-        let fail_closed = match self.config.as_ref().map(|c| &c.store) {
-            Some(StoreConfig::Etcd(cfg)) => cfg.fail_closed,
-            _ => true,
-        };
-        if fail_closed {
-            return self.refuse_resource(ResourceError {
-                status: 401,
-                error: Some("invalid_token"),
-                description: "the token's binding cannot be checked now".into(),
-                reason: Reason::StoreUnavailable,
-            });
+    /// Gives the store's answer to the flow that asked.
+    fn deliver_lookup(&mut self, result: Result<Option<Binding>, String>) -> Action {
+        match self.flow {
+            StreamFlow::Introspect(_) => self.introspection(|f, h| f.looked_up(h, result)),
+            StreamFlow::Resource(_) => self.resource(|f, h| f.looked_up(h, result)),
+            _ => Action::Continue,
         }
-        self.resource_decide(None)
-    }
-
-    fn resource_decide(&mut self, stored: Option<Binding>) -> Action {
-        let StreamFlow::Resource(state) = &self.flow else { return Action::Continue };
-        let route = state.route.clone();
-        let presented = resource::ProtectedRequest {
-            credentials: state.credentials,
-            stored: stored.map(|b| b.thumbprint),
-            verified_claim: state.claim.as_deref(),
-            certificate: self.presented.as_ref().map(|p| p.thumbprint),
-        };
-        match resource::decide(&route, &presented) {
-            Ok(Allowed::Bound(t)) => {
-                if let Some(h) = &route.thumbprint_header {
-                    if let Err(s) = host::set_request_header(h, Some(&t.x5t_s256())) {
-                        return self.refuse(OAuthError::internal(format!("cannot set {h}: {s:?}")));
-                    }
-                }
-                debug!("{} certbound: bound token used with its certificate x5t#S256={t}", self.log_prefix());
-                self.metrics.count(Counter::ResourceAllowed);
-            }
-            Ok(Allowed::Unbound) | Ok(Allowed::NoToken) | Ok(Allowed::OtherScheme) => {
-                debug!(
-                    "{} certbound: unbound, no or another kind of token, allowed by route policy",
-                    self.log_prefix()
-                );
-                self.metrics.count(Counter::ResourceAllowedUnbound);
-            }
-            Err(e) => return self.refuse_resource(e),
-        }
-        self.flow = StreamFlow::Other;
-        Action::Continue
     }
 
     // ------------------------------------------------------------ token endpoint
@@ -678,30 +584,8 @@ impl Http {
         let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
         self.awaiting_request_end = flow.awaiting_request_end();
         self.awaiting_response_end = flow.awaiting_response_end();
-        match step {
-            Step::Lookup(key) => self.introspection_lookup(key),
-            other => self.carry_out(other),
-        }
+        self.carry_out(step)
     }
-
-    /// The flow asked for a binding: answered from shared data or the etcd
-    /// read cache at once, or by etcd later (the stream stays held).
-    fn introspection_lookup(&mut self, key: String) -> Action {
-        let now = match self.now() {
-            Ok(n) => n,
-            Err(e) => return self.refuse(e),
-        };
-        let result = match self.read_local(&key, now) {
-            Some(r) => r,
-            None => match self.read_remote(&key, Waiting::Introspect { key: key.clone() }) {
-                Ok(()) => return Action::Pause,
-                Err(e) => Err(e),
-            },
-        };
-        self.introspection(|f, h| f.looked_up(h, result.map_err(|e| e.to_string())))
-    }
-
-    // ------------------------------------------------------------ discovery (the core's flow)
 
     /// Runs one event of the discovery flow over this stream's host and carries out its step.
     fn discovery(&mut self, event: impl FnOnce(&mut DiscoveryFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
@@ -717,8 +601,8 @@ impl Http {
             Step::Continue => Action::Continue,
             Step::Pause => Action::Pause,
             Step::Reply(e) => self.refuse(e),
-            // Only the introspection flow asks for lookups, and it is served above: never leave a stream held.
-            Step::Lookup(_) => self.refuse(OAuthError::internal("a lookup this stream cannot serve")),
+            Step::RefuseResource(e) => self.refuse_resource(e),
+            Step::Lookup(key) => self.lookup(key),
         }
     }
 
@@ -741,15 +625,10 @@ impl Http {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
                 self.token_refresh_checked(auth, result)
             }
-            Waiting::Introspect { key } => {
+            Waiting::Lookup { key } => {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
-                self.introspection(|f, h| f.looked_up(h, result.map_err(|e| e.to_string())))
+                self.deliver_lookup(result.map_err(|e| e.to_string()))
             }
-            Waiting::Resource { key } => match answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now))
-            {
-                Ok(b) => self.resource_decide(b),
-                Err(e) => self.resource_store_failed(&e),
-            },
             Waiting::Lease { mut job, bucket_end } => {
                 match answer.and_then(|b| store::etcd_lease_id(&b).map_err(|e| StoreError::Etcd(e.0))) {
                     Ok(id) => {
@@ -887,7 +766,28 @@ impl HttpContext for Http {
             if let Some(h) = &route.thumbprint_header {
                 let _ = host::set_request_header(h, None);
             }
-            return self.resource_request(&config, route, &full_path, end_of_stream);
+            let tag = self.log_prefix();
+            let settings = resource_flow::Settings {
+                max_body_bytes: config.max_body_bytes,
+                fail_closed: match &config.store {
+                    StoreConfig::Etcd(cfg) => cfg.fail_closed,
+                    StoreConfig::SharedData { .. } => true,
+                },
+                jwt_claims: config.jwt_claims.as_ref(),
+                certificate: self.presented.as_ref().map(|p| p.thumbprint),
+            };
+            let (step, flow) = ResourceFlow::start(
+                &mut host::WasmHost { metrics: &self.metrics, tag: &tag },
+                route,
+                &full_path,
+                end_of_stream,
+                settings,
+            );
+            if let Some(flow) = flow {
+                self.awaiting_request_end = flow.awaiting_request_end();
+                self.flow = StreamFlow::Resource(flow);
+            }
+            return self.carry_out(step);
         }
         match endpoint {
             Endpoint::Token => self.token_request_headers(&config, end_of_stream),
@@ -929,11 +829,8 @@ impl HttpContext for Http {
         match &self.flow {
             StreamFlow::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
             StreamFlow::Introspect(_) => self.introspection(|f, h| f.request_body(h, body_size, end_of_stream)),
-            StreamFlow::Resource(ResourceState { form: true, .. }) => {
-                self.resource_form_body(&config, body_size, end_of_stream)
-            }
+            StreamFlow::Resource(_) => self.resource(|f, h| f.request_body(h, body_size, end_of_stream)),
             // Waiting for a lookup: hold the body until it is decided.
-            StreamFlow::Resource(_) if self.pending.is_some() => Action::Pause,
             _ => Action::Continue,
         }
     }

@@ -3,11 +3,12 @@
 //! it returns. A flow never calls the host for a decision it could get
 //! wrong: every host call returns a value, and a failed one is decided on.
 //!
-//! Moved so far: [`discovery`] and [`introspection`]. The token and resource
-//! flows still live in the shell (`src/filter/http.rs`).
+//! Moved so far: [`discovery`], [`introspection`] and [`resource`]. The token
+//! flow still lives in the shell (`src/filter/http.rs`).
 
 pub mod discovery;
 pub mod introspection;
+pub mod resource;
 
 use crate::counter::Counter;
 use crate::error::OAuthError;
@@ -21,6 +22,8 @@ pub enum Step {
     Pause,
     /// Answer with this error instead (a local reply); the stream is decided.
     Reply(OAuthError),
+    /// Answer a protected-resource request with this RFC 6750 error.
+    RefuseResource(crate::resource::ResourceError),
     /// Hold the stream and look this binding key up in the store; the answer
     /// goes back to the flow that asked (`looked_up`).
     Lookup(String),
@@ -45,6 +48,8 @@ pub trait Host {
     fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError>;
     fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError>;
+    /// An Envoy attribute (`path` joined as the host expects); `Ok(None)` when it has no value.
+    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     fn count(&mut self, counter: Counter);
     /// A log line about this stream (the shell prefixes the stream's ids).
     fn log(&mut self, level: log::Level, message: &str);
@@ -95,6 +100,8 @@ pub mod mock {
         pub logged: Vec<(log::Level, String)>,
         /// Host calls (by name) that answer with a failure status.
         pub failing: HashSet<&'static str>,
+        /// Envoy attributes by their path joined with '.'.
+        pub attributes: HashMap<String, Vec<u8>>,
     }
 
     impl MockHost {
@@ -146,6 +153,10 @@ pub mod mock {
                 Body::Response => self.response_body = data.to_vec(),
             }
             Ok(())
+        }
+        fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+            self.fail("attribute")?;
+            Ok(self.attributes.get(&path.join(".")).cloned())
         }
         fn count(&mut self, counter: Counter) {
             self.counted.push(counter);
