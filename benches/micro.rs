@@ -65,7 +65,7 @@ fn client_authentication(c: &mut Criterion) {
     c.bench_function("client_authentication_decision_1000_clients", |b| {
         b.iter(|| {
             authenticate(
-                &config,
+                &config.clients,
                 &TokenRequest {
                     content_type: Some("application/x-www-form-urlencoded"),
                     authorization: None,

@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
         certificate: certificate.as_ref(),
         now: NOW,
     };
-    let result = CONFIG.with(|cfg| client_auth::authenticate(cfg, &req));
+    let result = CONFIG.with(|cfg| client_auth::authenticate(&cfg.clients, &req));
     match result {
         Err(e) => assert!(e.status == 400 || e.status == 401, "{e:?}"),
         Ok(a) => {

@@ -403,7 +403,7 @@ impl Http {
             certificate: self.presented.as_ref(),
             now,
         };
-        let auth = match client_auth::authenticate(config, &req) {
+        let auth = match client_auth::authenticate(&config.clients, &req) {
             Ok(auth) => auth,
             Err(e) => return self.refuse(e),
         };

@@ -2,7 +2,6 @@
 //! and the record stored for each, keyed by a hash of the token (never the token).
 
 use crate::cert::Thumbprint;
-use crate::config::BindingPolicy;
 use crate::error::{OAuthError, Reason};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -229,6 +228,27 @@ pub fn bindings_for_response(
         });
     }
     Ok(out)
+}
+
+/// How long bindings are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingPolicy {
+    /// For access tokens whose response has no `expires_in`.
+    pub default_ttl_seconds: u64,
+    /// Upper bound for every binding.
+    pub max_ttl_seconds: u64,
+    /// Refresh token responses carry no lifetime (RFC 6749 §5.1).
+    pub refresh_token_ttl_seconds: u64,
+}
+
+impl Default for BindingPolicy {
+    fn default() -> Self {
+        BindingPolicy {
+            default_ttl_seconds: 3600,
+            max_ttl_seconds: 30 * 24 * 3600,
+            refresh_token_ttl_seconds: 14 * 24 * 3600,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 use crate::binding::key_for_token;
 use crate::cert::ClientCert;
 use crate::cert::Thumbprint;
+use crate::cert::Validity;
 use crate::cert_source::Presented;
-use crate::config::{ClientAuthMethod, Config, Pin, TlsClientAuthRule};
+use crate::dn::Dn;
 use crate::error::{OAuthError, Reason};
 use crate::form::{self, AuthorizationError, Form};
+use std::collections::HashMap;
 
 /// What the filter saw of a token request.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +50,10 @@ pub fn printable(id: &str) -> String {
     id.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
-pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authenticated, OAuthError> {
+/// Registered clients by `client_id`.
+pub type Clients = HashMap<String, Client>;
+
+pub fn authenticate(clients: &Clients, req: &TokenRequest<'_>) -> Result<Authenticated, OAuthError> {
     if !req.content_type.map(form::is_form_content_type).unwrap_or(false) {
         return Err(OAuthError::invalid_request(
             Reason::BadRequest,
@@ -109,7 +114,7 @@ pub fn authenticate(config: &Config, req: &TokenRequest<'_>) -> Result<Authentic
             (None, None) => return Err(OAuthError::invalid_request(Reason::MissingClientId, "client_id is required")),
         };
 
-    let client = config.client(client_id).ok_or_else(|| {
+    let client = clients.get(client_id).ok_or_else(|| {
         OAuthError::invalid_client(
             Reason::UnknownClient,
             format!("client {:?} is not registered", printable(client_id)),
@@ -231,12 +236,82 @@ fn match_pins(pins: &[Pin], presented: Option<Thumbprint>, now: i64) -> Result<T
     Ok(presented)
 }
 
+/// A secret from the config: never shown by `Debug` or in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One registered certificate: its thumbprint, and its validity when the
+/// config gave the whole certificate (a bare thumbprint has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub thumbprint: Thumbprint,
+    pub validity: Option<Validity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// RFC 8705 §2.2: the client's self-signed certificate(s), pinned.
+    SelfSignedTlsClientAuth { pins: Vec<Pin> },
+    /// RFC 8705 §2.1: a certificate from a verified chain, with this subject or SAN.
+    TlsClientAuth { rule: TlsClientAuthRule },
+    /// A public client (`none`, RFC 8705 §4): no client authentication; its
+    /// tokens are bound when it presents a certificate.
+    None {
+        /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: when
+        /// true, a call without a certificate is refused instead of getting
+        /// unbound tokens.
+        require_certificate: bool,
+    },
+}
+
+/// The one certificate field a `tls_client_auth` client is registered by (RFC 8705 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClientAuthRule {
+    SubjectDn(Dn),
+    SanDns(String),
+    SanUri(String),
+    /// 4 or 16 bytes.
+    SanIp(Vec<u8>),
+    SanEmail(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCredentials {
+    pub client_secret: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub method: ClientAuthMethod,
+    /// What certbound presents to the AS once the certificate has authenticated the client.
+    pub upstream: Option<UpstreamCredentials>,
+    /// Where the client publishes its JWK Set; its certificates are added to the pins when fetched.
+    pub jwks_uri: Option<crate::jwks::JwksUri>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cert::parse_pem;
     use crate::cert_source::Origin;
-    use crate::config;
+    use crate::config::{self, Config};
     use serde_json::json;
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -288,7 +363,8 @@ mod tests {
     fn registered_certificate_authenticates_and_upstream_secret_is_presented() {
         let f = fixture();
         let a =
-            authenticate(&f.config, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered))).unwrap();
+            authenticate(&f.config.clients, &req(b"grant_type=client_credentials&client_id=c1", Some(f.registered)))
+                .unwrap();
         assert_eq!(a.client_id, "c1");
         assert_eq!(a.thumbprint, Some(f.registered));
         assert_eq!(a.refresh_key, None);
@@ -309,7 +385,7 @@ mod tests {
         )
         .unwrap();
         let t = parse_pem(&pem).unwrap().thumbprint;
-        let a = authenticate(&config, &req(b"client_id=app%3A1+x%25%2B", Some(t))).unwrap();
+        let a = authenticate(&config.clients, &req(b"client_id=app%3A1+x%25%2B", Some(t))).unwrap();
         assert_eq!(a.client_id, "app:1 x%+");
         assert_eq!(
             a.upstream_authorization.as_deref(),
@@ -321,7 +397,7 @@ mod tests {
     fn any_of_several_pinned_thumbprints_authenticates_for_rotation() {
         let f = fixture();
         for der in [&b"rotated"[..], b"next"] {
-            let a = authenticate(&f.config, &req(b"client_id=c2", Some(Thumbprint::of_der(der)))).unwrap();
+            let a = authenticate(&f.config.clients, &req(b"client_id=c2", Some(Thumbprint::of_der(der)))).unwrap();
             assert_eq!(a.upstream_authorization, None);
         }
     }
@@ -329,42 +405,44 @@ mod tests {
     #[test]
     fn unregistered_certificate_is_invalid_client() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=c1", Some(Thumbprint::of_der(b"stranger")))).unwrap_err();
+        let e =
+            authenticate(&f.config.clients, &req(b"client_id=c1", Some(Thumbprint::of_der(b"stranger")))).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::CertificateNotRegistered));
     }
 
     #[test]
     fn another_clients_certificate_is_invalid_client() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=c2", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=c2", Some(f.registered))).unwrap_err();
         assert_eq!(e.reason, Reason::CertificateNotRegistered);
     }
 
     #[test]
     fn no_certificate_is_invalid_client() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=c1", None)).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=c1", None)).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::NoCertificate));
     }
 
     #[test]
     fn unknown_client_is_invalid_client() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=nobody", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=nobody", Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::UnknownClient));
     }
 
     #[test]
     fn certificate_outside_validity_is_invalid_client() {
         let f = fixture_with(&cert_pem(2021));
-        let e = authenticate(&f.config, &req(b"client_id=c1", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=c1", Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.reason), (401, Reason::CertificateExpired));
     }
 
     #[test]
     fn missing_client_id_is_invalid_request() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"grant_type=client_credentials", Some(f.registered))).unwrap_err();
+        let e =
+            authenticate(&f.config.clients, &req(b"grant_type=client_credentials", Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, "invalid_request", Reason::MissingClientId));
     }
 
@@ -373,11 +451,11 @@ mod tests {
         let f = fixture();
         let h = form::basic_header("c1", "");
         let r = TokenRequest { authorization: Some(&h), ..req(b"grant_type=client_credentials", Some(f.registered)) };
-        let e = authenticate(&f.config, &r).unwrap_err();
+        let e = authenticate(&f.config.clients, &r).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (400, "invalid_request", Reason::MissingClientId));
         // Both, agreeing, is fine.
         let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap().client_id, "c1");
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap().client_id, "c1");
     }
 
     #[test]
@@ -385,24 +463,24 @@ mod tests {
         let f = fixture();
         let h = form::basic_header("c2", "");
         let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap_err().reason, Reason::ClientIdMismatch);
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap_err().reason, Reason::ClientIdMismatch);
     }
 
     #[test]
     fn client_id_twice_is_invalid_request() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=c1&client_id=c1", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=c1&client_id=c1", Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error), (400, "invalid_request"));
     }
 
     #[test]
     fn a_client_secret_beside_the_certificate_is_refused() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=c1&client_secret=x", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=c1&client_secret=x", Some(f.registered))).unwrap_err();
         assert_eq!(e.reason, Reason::MixedClientAuthentication);
         let h = form::basic_header("c1", "x");
         let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap_err().reason, Reason::MixedClientAuthentication);
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap_err().reason, Reason::MixedClientAuthentication);
     }
 
     #[test]
@@ -410,7 +488,7 @@ mod tests {
         let f = fixture();
         let h = format!("{},{}", form::basic_header("c1", ""), form::basic_header("c2", ""));
         let r = TokenRequest { authorization: Some(&h), ..req(b"client_id=c1", Some(f.registered)) };
-        let e = authenticate(&f.config, &r).unwrap_err();
+        let e = authenticate(&f.config.clients, &r).unwrap_err();
         assert_eq!(
             (e.status, e.error, e.description.as_str()),
             (400, "invalid_request", "more than one Authorization header")
@@ -421,22 +499,22 @@ mod tests {
     fn non_basic_authorization_is_refused() {
         let f = fixture();
         let r = TokenRequest { authorization: Some("Bearer x"), ..req(b"client_id=c1", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap_err().error, "invalid_request");
     }
 
     #[test]
     fn non_form_body_is_invalid_request() {
         let f = fixture();
         let r = TokenRequest { content_type: Some("application/json"), ..req(b"{}", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap_err().error, "invalid_request");
         let r = TokenRequest { content_type: None, ..req(b"client_id=c1", Some(f.registered)) };
-        assert_eq!(authenticate(&f.config, &r).unwrap_err().error, "invalid_request");
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap_err().error, "invalid_request");
     }
 
     #[test]
     fn unreadable_body_is_invalid_request() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=%zz", Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=%zz", Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error), (400, "invalid_request"));
     }
 
@@ -444,7 +522,7 @@ mod tests {
     fn error_description_does_not_echo_long_or_control_input() {
         let f = fixture();
         let body = format!("client_id={}%0A", "a".repeat(500));
-        let e = authenticate(&f.config, &req(body.as_bytes(), Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(body.as_bytes(), Some(f.registered))).unwrap_err();
         assert!(e.description.len() < 120, "{}", e.description);
         assert!(!e.description.contains('\n'));
     }
@@ -453,20 +531,20 @@ mod tests {
     fn public_client_with_a_certificate_gets_bound_tokens() {
         let f = fixture();
         let t = Thumbprint::of_der(b"any self-chosen certificate");
-        let a = authenticate(&f.config, &req(b"client_id=public", Some(t))).unwrap();
+        let a = authenticate(&f.config.clients, &req(b"client_id=public", Some(t))).unwrap();
         assert_eq!((a.thumbprint, a.upstream_authorization), (Some(t), None));
     }
 
     #[test]
     fn public_client_without_a_certificate_gets_unbound_tokens_by_default() {
         let f = fixture();
-        assert_eq!(authenticate(&f.config, &req(b"client_id=public", None)).unwrap().thumbprint, None);
+        assert_eq!(authenticate(&f.config.clients, &req(b"client_id=public", None)).unwrap().thumbprint, None);
     }
 
     #[test]
     fn public_client_registered_for_bound_tokens_needs_a_certificate() {
         let f = fixture();
-        let e = authenticate(&f.config, &req(b"client_id=public-bound", None)).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(b"client_id=public-bound", None)).unwrap_err();
         assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::NoCertificate));
     }
 
@@ -474,7 +552,7 @@ mod tests {
     fn refresh_grant_names_the_refresh_token_by_its_hash() {
         let f = fixture();
         let body = b"grant_type=refresh_token&refresh_token=rt-1&client_id=c1";
-        let a = authenticate(&f.config, &req(body, Some(f.registered))).unwrap();
+        let a = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap();
         assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
     }
 
@@ -484,7 +562,7 @@ mod tests {
         for body in
             [&b"grant_type=Refresh_Token&refresh_token=rt-1&client_id=c1"[..], b"refresh_token=rt-1&client_id=c1"]
         {
-            let a = authenticate(&f.config, &req(body, Some(f.registered))).unwrap();
+            let a = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap();
             assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
         }
     }
@@ -493,7 +571,7 @@ mod tests {
     fn refresh_token_twice_is_invalid_request() {
         let f = fixture();
         let body = b"grant_type=refresh_token&refresh_token=a&refresh_token=b&client_id=c1";
-        let e = authenticate(&f.config, &req(body, Some(f.registered))).unwrap_err();
+        let e = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap_err();
         assert_eq!((e.status, e.error), (400, "invalid_request"));
     }
 
@@ -530,7 +608,10 @@ mod tests {
             chain_verified: verified,
             origin: Origin::Header(0),
         };
-        authenticate(&tls_config(field, value), &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) })
+        authenticate(
+            &tls_config(field, value).clients,
+            &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) },
+        )
     }
 
     #[test]
@@ -573,7 +654,8 @@ mod tests {
             chain_verified: true,
             origin: Origin::Connection,
         };
-        let e = authenticate(&f, &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) }).unwrap_err();
+        let e =
+            authenticate(&f.clients, &TokenRequest { certificate: Some(&p), ..req(b"client_id=t", None) }).unwrap_err();
         assert_eq!(e.reason, Reason::ChainNotVerified);
     }
 

@@ -57,6 +57,23 @@ pub fn patch_metadata(body: &[u8], mtls_host: Option<&str>) -> Patch {
     Patch::Patched(Value::Object(m).to_string().into_bytes())
 }
 
+/// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub paths: Vec<String>,
+    /// Host of the mTLS endpoint aliases (RFC 8705 §5); none: no aliases.
+    pub mtls_host: Option<String>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            paths: vec!["/.well-known/openid-configuration".into(), "/.well-known/oauth-authorization-server".into()],
+            mtls_host: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,15 @@ pub fn parse_uri(uri: &str) -> Result<JwksUri, String> {
     Ok(JwksUri { authority: authority.to_string(), path: path.to_string() })
 }
 
+/// How clients' `jwks_uri` documents are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetch {
+    /// The Envoy cluster that reaches the clients' JWK Set hosts.
+    pub cluster: String,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

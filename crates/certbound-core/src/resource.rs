@@ -348,6 +348,13 @@ pub fn token_in_uri() -> ResourceError {
     ResourceError::invalid_request(Reason::TokenInUri, "access tokens are accepted only in the Authorization header")
 }
 
+/// The dynamic metadata that `jwt_authn` writes with `payload_in_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtClaims {
+    pub metadata_namespace: String,
+    pub payload_key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

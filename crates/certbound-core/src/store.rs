@@ -6,6 +6,7 @@ use crate::binding::Binding;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
+use std::rc::Rc;
 
 pub use crate::keys::{CACHE_PREFIX, SLOT_PREFIX};
 /// How many slots an insert or a lookup may visit. Bounds the work per request.
@@ -295,6 +296,33 @@ pub fn etcd_txn_outcome(body: &[u8]) -> Result<TxnOutcome, EtcdError> {
 pub fn lease_bucket(expires_at: i64, bucket: i64) -> i64 {
     let bucket = bucket.max(1);
     expires_at.div_euclid(bucket) * bucket + bucket
+}
+
+/// Where bindings live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Envoy shared data: one Envoy process, all its workers.
+    SharedData { capacity: u64 },
+    /// etcd through its v3 JSON gateway, for several Envoy replicas (shared by
+    /// `Rc` with the streams waiting on etcd).
+    Etcd(Rc<EtcdConfig>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// The Envoy cluster that reaches etcd's client port.
+    pub cluster: String,
+    pub authority: String,
+    /// Prepended to every key certbound writes (keys are `<prefix>certbound/b/<hash>`).
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    /// Slots of the per-Envoy read cache (shared data); 0: no cache.
+    pub cache_capacity: u64,
+    /// When etcd cannot answer a read: refuse (`true`) or treat the token as unbound.
+    pub fail_closed: bool,
+    pub lease_bucket_seconds: i64,
+    /// Read registered clients from `<key_prefix>certbound/clients/` this often; 0: never.
+    pub clients_refresh_seconds: u64,
 }
 
 #[cfg(test)]

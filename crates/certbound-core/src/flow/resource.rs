@@ -5,9 +5,9 @@
 use super::{Body, Host, Step};
 use crate::binding::{key_for_token, Binding};
 use crate::cert::Thumbprint;
-use crate::config::JwtClaims;
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
+use crate::resource::JwtClaims;
 use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
 use log::Level;
 use std::rc::Rc;

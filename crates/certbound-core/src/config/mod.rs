@@ -1,18 +1,30 @@
 //! Plugin configuration: JSON as Envoy and Istio hand it over, validated and
 //! compiled once. Every error names the field it is about.
 
-use crate::cert::{parse_pem, Thumbprint, Validity};
-use crate::cert_header::{ForwardFormat, HeaderFormat, XfccElement};
-use crate::cert_source::{Cidr, Forward, HeaderSource, Prefer, Sources, Trust};
-use crate::dn::Dn;
+pub use crate::binding::BindingPolicy;
+use crate::cert_source::Sources;
+pub use crate::client_auth::{Client, ClientAuthMethod, Pin, Secret, TlsClientAuthRule, UpstreamCredentials};
+pub use crate::discovery::Discovery;
 use crate::header;
+pub use crate::jwks::JwksFetch;
 use crate::path::Endpoints;
+pub use crate::resource::JwtClaims;
 use crate::resource::{MissingTokenPolicy, OtherSchemes, ProtectedRoute, UnboundPolicy};
+pub use crate::store::{EtcdConfig, StoreConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
+
+mod clients;
+mod sources;
+mod store;
+
+use clients::client_from_value;
+pub use clients::parse_client;
+use sources::compile_sources;
+use store::compile_store;
 
 pub const DEFAULT_TOKEN_PATH: &str = "/oauth2/token";
 pub const DEFAULT_INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -37,22 +49,6 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "config field {}: {}", self.field, self.message)
-    }
-}
-
-/// A secret from the config: never shown by `Debug` or in logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -92,68 +88,6 @@ struct RawDiscovery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStore {
-    backend: Option<String>,
-    capacity: Option<u64>,
-    etcd: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEtcd {
-    cluster: String,
-    authority: Option<String>,
-    key_prefix: Option<String>,
-    timeout_ms: Option<u64>,
-    cache_capacity: Option<u64>,
-    on_unavailable: Option<String>,
-    lease_bucket_seconds: Option<i64>,
-    clients_refresh_seconds: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSources {
-    connection: Option<bool>,
-    connection_chain_verified: Option<bool>,
-    #[serde(default)]
-    headers: Vec<Value>,
-    prefer: Option<String>,
-    max_header_bytes: Option<usize>,
-    forward: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeaderSource {
-    name: String,
-    format: Option<String>,
-    xfcc_element: Option<String>,
-    trust: Value,
-    chain_verified: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrust {
-    always: Option<bool>,
-    #[serde(default)]
-    source_cidrs: Vec<String>,
-    #[serde(default)]
-    peer_subjects: Vec<String>,
-    #[serde(default)]
-    peer_dns_sans: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawForward {
-    name: String,
-    format: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     path_prefix: String,
     unbound_tokens: Option<String>,
@@ -179,152 +113,10 @@ struct RawBinding {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawClient {
-    client_id: String,
-    token_endpoint_auth_method: String,
-    #[serde(default)]
-    certificates: Vec<String>,
-    #[serde(default)]
-    thumbprints: Vec<String>,
-    tls_client_certificate_bound_access_tokens: Option<bool>,
-    tls_client_auth_subject_dn: Option<String>,
-    tls_client_auth_san_dns: Option<String>,
-    tls_client_auth_san_uri: Option<String>,
-    tls_client_auth_san_ip: Option<String>,
-    tls_client_auth_san_email: Option<String>,
-    upstream: Option<Value>,
-    jwks: Option<Value>,
-    jwks_uri: Option<String>,
-}
-
-/// Client metadata an AS holds (RFC 7591 §2, OpenID Connect Dynamic Client
-/// Registration) that certbound has no use for: accepted and ignored, so an
-/// operator can paste the registration the AS already has.
-const REGISTRATION_METADATA_IGNORED: &[&str] = &[
-    "redirect_uris",
-    "grant_types",
-    "response_types",
-    "client_name",
-    "client_uri",
-    "logo_uri",
-    "scope",
-    "contacts",
-    "tos_uri",
-    "policy_uri",
-    "software_id",
-    "software_version",
-    "software_statement",
-    "application_type",
-    "sector_identifier_uri",
-    "subject_type",
-    "id_token_signed_response_alg",
-    "userinfo_signed_response_alg",
-    "request_object_signing_alg",
-    "token_endpoint_auth_signing_alg",
-    "default_max_age",
-    "require_auth_time",
-    "default_acr_values",
-    "initiate_login_uri",
-    "request_uris",
-    "post_logout_redirect_uris",
-    "client_id_issued_at",
-    "client_secret_expires_at",
-    "introspection_endpoint_auth_method",
-    "revocation_endpoint_auth_method",
-];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawJwksFetch {
     cluster: String,
     refresh_seconds: Option<u64>,
     timeout_ms: Option<u64>,
-}
-
-/// How clients' `jwks_uri` documents are fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksFetch {
-    /// The Envoy cluster that reaches the clients' JWK Set hosts.
-    pub cluster: String,
-    pub refresh_seconds: u64,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    client_secret: String,
-}
-
-/// How long bindings are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingPolicy {
-    /// For access tokens whose response has no `expires_in`.
-    pub default_ttl_seconds: u64,
-    /// Upper bound for every binding.
-    pub max_ttl_seconds: u64,
-    /// Refresh token responses carry no lifetime (RFC 6749 §5.1).
-    pub refresh_token_ttl_seconds: u64,
-}
-
-impl Default for BindingPolicy {
-    fn default() -> Self {
-        BindingPolicy {
-            default_ttl_seconds: 3600,
-            max_ttl_seconds: 30 * 24 * 3600,
-            refresh_token_ttl_seconds: 14 * 24 * 3600,
-        }
-    }
-}
-
-/// One registered certificate: its thumbprint, and its validity when the
-/// config gave the whole certificate (a bare thumbprint has none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pin {
-    pub thumbprint: Thumbprint,
-    pub validity: Option<Validity>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientAuthMethod {
-    /// RFC 8705 §2.2: the client's self-signed certificate(s), pinned.
-    SelfSignedTlsClientAuth { pins: Vec<Pin> },
-    /// RFC 8705 §2.1: a certificate from a verified chain, with this subject or SAN.
-    TlsClientAuth { rule: TlsClientAuthRule },
-    /// A public client (`none`, RFC 8705 §4): no client authentication; its
-    /// tokens are bound when it presents a certificate.
-    None {
-        /// RFC 8705 §3.4 `tls_client_certificate_bound_access_tokens`: when
-        /// true, a call without a certificate is refused instead of getting
-        /// unbound tokens.
-        require_certificate: bool,
-    },
-}
-
-/// The one certificate field a `tls_client_auth` client is registered by (RFC 8705 §2.1.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsClientAuthRule {
-    SubjectDn(Dn),
-    SanDns(String),
-    SanUri(String),
-    /// 4 or 16 bytes.
-    SanIp(Vec<u8>),
-    SanEmail(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamCredentials {
-    pub client_secret: Secret,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    pub client_id: String,
-    pub method: ClientAuthMethod,
-    /// What certbound presents to the AS once the certificate has authenticated the client.
-    pub upstream: Option<UpstreamCredentials>,
-    /// Where the client publishes its JWK Set; its certificates are added to the pins when fetched.
-    pub jwks_uri: Option<crate::jwks::JwksUri>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,82 +147,11 @@ pub struct Config {
     pub jwks_fetch: Option<JwksFetch>,
 }
 
-/// AS metadata documents certbound patches (RFC 8414, OpenID Discovery).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Discovery {
-    pub paths: Vec<String>,
-    /// Host of the mTLS endpoint aliases (RFC 8705 §5); none: no aliases.
-    pub mtls_host: Option<String>,
-}
-
-impl Default for Discovery {
-    fn default() -> Self {
-        Discovery {
-            paths: vec!["/.well-known/openid-configuration".into(), "/.well-known/oauth-authorization-server".into()],
-            mtls_host: None,
-        }
-    }
-}
-
-/// Where bindings live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// Envoy shared data: one Envoy process, all its workers.
-    SharedData { capacity: u64 },
-    /// etcd through its v3 JSON gateway, for several Envoy replicas (shared by
-    /// `Rc` with the streams waiting on etcd).
-    Etcd(Rc<EtcdConfig>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdConfig {
-    /// The Envoy cluster that reaches etcd's client port.
-    pub cluster: String,
-    pub authority: String,
-    /// Prepended to every key certbound writes (keys are `<prefix>certbound/b/<hash>`).
-    pub key_prefix: String,
-    pub timeout_ms: u64,
-    /// Slots of the per-Envoy read cache (shared data); 0: no cache.
-    pub cache_capacity: u64,
-    /// When etcd cannot answer a read: refuse (`true`) or treat the token as unbound.
-    pub fail_closed: bool,
-    pub lease_bucket_seconds: i64,
-    /// Read registered clients from `<key_prefix>certbound/clients/` this often; 0: never.
-    pub clients_refresh_seconds: u64,
-}
-
 /// Where registered clients live in etcd: `<key_prefix>certbound/clients/<client_id>`,
 /// each value a client object as in `clients[]`.
 pub use crate::keys::CLIENTS_PREFIX as ETCD_CLIENTS;
 
-/// Parses one client registration (a `clients[]` entry), as etcd holds them.
-pub fn parse_client(json: &[u8], field: &str) -> Result<Client, ConfigError> {
-    let v: Value = serde_json::from_slice(json).map_err(|e| ConfigError::new(field, e.to_string()))?;
-    client_from_value(v, field)
-}
-
-/// A `clients[]` entry: certbound's fields, and the AS's own registration metadata ignored.
-fn client_from_value(mut v: Value, field: &str) -> Result<Client, ConfigError> {
-    if let Some(obj) = v.as_object_mut() {
-        if obj.contains_key("client_secret") {
-            return Err(ConfigError::new(
-                format!("{field}.client_secret"),
-                "the client authenticates by certificate; a secret certbound presents to the AS goes in upstream.client_secret",
-            ));
-        }
-        obj.retain(|k, _| !REGISTRATION_METADATA_IGNORED.contains(&k.as_str()));
-    }
-    compile_client(from_value(v, field)?, field)
-}
-
 pub const DEFAULT_STORE_CAPACITY: u64 = 100_000;
-
-/// The dynamic metadata that `jwt_authn` writes with `payload_in_metadata`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwtClaims {
-    pub metadata_namespace: String,
-    pub payload_key: String,
-}
 
 impl Config {
     pub fn client(&self, client_id: &str) -> Option<&Client> {
@@ -619,229 +340,6 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     })
 }
 
-const MAX_CAPACITY: u64 = 1 << 24;
-
-fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
-    let capacity_ok = |c: u64, field: &str| {
-        if c == 0 || c > MAX_CAPACITY {
-            Err(ConfigError::new(field, format!("must be between 1 and {MAX_CAPACITY}")))
-        } else {
-            Ok(c)
-        }
-    };
-    match raw.backend.as_deref().unwrap_or("shared_data") {
-        "shared_data" => {
-            if raw.etcd.is_some() {
-                return Err(ConfigError::new("store.etcd", "only with backend \"etcd\""));
-            }
-            Ok(StoreConfig::SharedData {
-                capacity: capacity_ok(raw.capacity.unwrap_or(DEFAULT_STORE_CAPACITY), "store.capacity")?,
-            })
-        }
-        "etcd" => {
-            if raw.capacity.is_some() {
-                return Err(ConfigError::new(
-                    "store.capacity",
-                    "is for backend shared_data; etcd has etcd.cache_capacity",
-                ));
-            }
-            let v = raw.etcd.ok_or_else(|| ConfigError::new("store.etcd", "backend etcd needs an etcd object"))?;
-            let e: RawEtcd = from_value(v, "store.etcd")?;
-            if e.cluster.is_empty() {
-                return Err(ConfigError::new("store.etcd.cluster", "must name the Envoy cluster of etcd"));
-            }
-            let timeout_ms = e.timeout_ms.unwrap_or(1000);
-            if timeout_ms == 0 || timeout_ms > 60_000 {
-                return Err(ConfigError::new("store.etcd.timeout_ms", "must be between 1 and 60000"));
-            }
-            let fail_closed = match e.on_unavailable.as_deref() {
-                None | Some("fail_closed") => true,
-                Some("fail_open") => false,
-                Some(o) => {
-                    return Err(ConfigError::new(
-                        "store.etcd.on_unavailable",
-                        format!("{o:?}: expected fail_closed or fail_open"),
-                    ))
-                }
-            };
-            let lease_bucket_seconds = e.lease_bucket_seconds.unwrap_or(60);
-            if !(1..=86_400).contains(&lease_bucket_seconds) {
-                return Err(ConfigError::new("store.etcd.lease_bucket_seconds", "must be between 1 and 86400"));
-            }
-            Ok(StoreConfig::Etcd(Rc::new(EtcdConfig {
-                authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
-                cluster: e.cluster,
-                key_prefix: e.key_prefix.unwrap_or_default(),
-                timeout_ms,
-                cache_capacity: match e.cache_capacity.unwrap_or(DEFAULT_STORE_CAPACITY) {
-                    // 0: no cache, every read asks etcd.
-                    0 => 0,
-                    c => capacity_ok(c, "store.etcd.cache_capacity")?,
-                },
-                fail_closed,
-                lease_bucket_seconds,
-                clients_refresh_seconds: {
-                    let r = e.clients_refresh_seconds.unwrap_or(0);
-                    if r > 3600 {
-                        return Err(ConfigError::new("store.etcd.clients_refresh_seconds", "must be at most 3600"));
-                    }
-                    r
-                },
-            })))
-        }
-        o => Err(ConfigError::new("store.backend", format!("{o:?}: expected shared_data or etcd"))),
-    }
-}
-
-fn compile_sources(raw: RawSources) -> Result<Sources, ConfigError> {
-    let d = Sources::default();
-    let mut headers = Vec::new();
-    for (i, v) in raw.headers.into_iter().enumerate() {
-        let field = format!("certificate_sources.headers[{i}]");
-        let h: RawHeaderSource = from_value(v, &field)?;
-        if !header::is_configurable(&h.name) {
-            return Err(ConfigError::new(format!("{field}.name"), header::refusal(&h.name)));
-        }
-        let format = match h.format.as_deref() {
-            None => HeaderFormat::Auto,
-            Some(f) => HeaderFormat::parse(f).ok_or_else(|| {
-                ConfigError::new(
-                    format!("{field}.format"),
-                    format!("{f:?}: expected auto, pem, url_encoded_pem, base64_der, rfc9440, xfcc or traefik"),
-                )
-            })?,
-        };
-        let xfcc_element = match h.xfcc_element.as_deref() {
-            None | Some("last") => XfccElement::Last,
-            Some("first") => XfccElement::First,
-            Some(o) => {
-                return Err(ConfigError::new(format!("{field}.xfcc_element"), format!("{o:?}: expected last or first")))
-            }
-        };
-        let tf = format!("{field}.trust");
-        let t: RawTrust = from_value(h.trust, &tf)?;
-        let mut trust = Trust { always: t.always.unwrap_or(false), ..Trust::default() };
-        for (j, c) in t.source_cidrs.iter().enumerate() {
-            trust.source_cidrs.push(
-                Cidr::parse(c).ok_or_else(|| {
-                    ConfigError::new(format!("{tf}.source_cidrs[{j}]"), format!("{c:?} is not a CIDR"))
-                })?,
-            );
-        }
-        for (j, s) in t.peer_subjects.iter().enumerate() {
-            trust.peer_subjects.push(
-                crate::dn::parse(s).map_err(|e| ConfigError::new(format!("{tf}.peer_subjects[{j}]"), e.to_string()))?,
-            );
-        }
-        trust.peer_dns_sans = t.peer_dns_sans;
-        if trust == Trust::default() {
-            return Err(ConfigError::new(
-                tf,
-                "names no trusted sender: set always, source_cidrs, peer_subjects or peer_dns_sans",
-            ));
-        }
-        if headers.iter().any(|x: &HeaderSource| x.name == h.name) {
-            return Err(ConfigError::new(format!("{field}.name"), "the same header is listed twice"));
-        }
-        headers.push(HeaderSource {
-            name: h.name,
-            format,
-            xfcc_element,
-            trust,
-            chain_verified: h.chain_verified.unwrap_or(false),
-        });
-    }
-    let prefer = match raw.prefer.as_deref() {
-        None | Some("connection") => Prefer::Connection,
-        Some("header") => Prefer::Header,
-        Some(o) => {
-            return Err(ConfigError::new("certificate_sources.prefer", format!("{o:?}: expected connection or header")))
-        }
-    };
-    let max_header_bytes = raw.max_header_bytes.unwrap_or(d.max_header_bytes);
-    if max_header_bytes == 0 || max_header_bytes > 64 * 1024 {
-        return Err(ConfigError::new("certificate_sources.max_header_bytes", "must be between 1 and 65536"));
-    }
-    let forward = match raw.forward {
-        None => None,
-        Some(v) => {
-            let f: RawForward = from_value(v, "certificate_sources.forward")?;
-            if !header::is_configurable(&f.name) {
-                return Err(ConfigError::new("certificate_sources.forward.name", header::refusal(&f.name)));
-            }
-            let format = ForwardFormat::parse(&f.format).ok_or_else(|| {
-                ConfigError::new(
-                    "certificate_sources.forward.format",
-                    format!("{:?}: expected pem, url_encoded_pem, base64_der or rfc9440", f.format),
-                )
-            })?;
-            Some(Forward { name: f.name, format })
-        }
-    };
-    let connection_chain_verified = raw.connection_chain_verified.unwrap_or(false);
-    if !connection_chain_verified {
-        // A listener that accepts any certificate (ACCEPT_UNTRUSTED) lets anyone present the proxy's subject or SAN.
-        for (i, h) in headers.iter().enumerate() {
-            let peer_field = if !h.trust.peer_subjects.is_empty() {
-                "peer_subjects"
-            } else if !h.trust.peer_dns_sans.is_empty() {
-                "peer_dns_sans"
-            } else {
-                continue;
-            };
-            return Err(ConfigError::new(
-                format!("certificate_sources.headers[{i}].trust.{peer_field}"),
-                "trusts the certificate of the connection, but certificate_sources.connection_chain_verified is \
-                 false: on a listener that does not verify client chains anyone can present that subject or SAN",
-            ));
-        }
-    }
-    let connection = raw.connection.unwrap_or(true);
-    if !connection && headers.is_empty() {
-        return Err(ConfigError::new("certificate_sources", "no certificate source is enabled"));
-    }
-    Ok(Sources { connection, connection_chain_verified, headers, prefer, max_header_bytes, forward })
-}
-
-fn tls_client_auth_rule(raw: &RawClient, field: &str) -> Result<TlsClientAuthRule, ConfigError> {
-    let given: Vec<(&str, &String)> = [
-        ("tls_client_auth_subject_dn", &raw.tls_client_auth_subject_dn),
-        ("tls_client_auth_san_dns", &raw.tls_client_auth_san_dns),
-        ("tls_client_auth_san_uri", &raw.tls_client_auth_san_uri),
-        ("tls_client_auth_san_ip", &raw.tls_client_auth_san_ip),
-        ("tls_client_auth_san_email", &raw.tls_client_auth_san_email),
-    ]
-    .into_iter()
-    .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
-    .collect();
-    let [(name, value)] = given.as_slice() else {
-        return Err(ConfigError::new(
-            format!("{field}.token_endpoint_auth_method"),
-            "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email",
-        ));
-    };
-    let f = format!("{field}.{name}");
-    if value.is_empty() {
-        return Err(ConfigError::new(f, "must not be empty"));
-    }
-    Ok(match *name {
-        "tls_client_auth_subject_dn" => {
-            TlsClientAuthRule::SubjectDn(crate::dn::parse(value).map_err(|e| ConfigError::new(f, e.to_string()))?)
-        }
-        "tls_client_auth_san_dns" => TlsClientAuthRule::SanDns(value.to_string()),
-        "tls_client_auth_san_uri" => TlsClientAuthRule::SanUri(value.to_string()),
-        "tls_client_auth_san_ip" => {
-            let ip: std::net::IpAddr =
-                value.parse().map_err(|_| ConfigError::new(f, format!("{value:?} is not an IP address")))?;
-            TlsClientAuthRule::SanIp(match ip {
-                std::net::IpAddr::V4(a) => a.octets().to_vec(),
-                std::net::IpAddr::V6(a) => a.octets().to_vec(),
-            })
-        }
-        _ => TlsClientAuthRule::SanEmail(value.to_string()),
-    })
-}
-
 fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigError> {
     if !raw.path_prefix.starts_with('/') {
         return Err(ConfigError::new(format!("{field}.path_prefix"), "must start with '/'"));
@@ -920,127 +418,12 @@ fn compile_binding(raw: RawBinding) -> Result<BindingPolicy, ConfigError> {
     Ok(p)
 }
 
-fn compile_client(raw: RawClient, field: &str) -> Result<Client, ConfigError> {
-    if raw.client_id.is_empty() {
-        return Err(ConfigError::new(format!("{field}.client_id"), "must not be empty"));
-    }
-    let bound_field = format!("{field}.tls_client_certificate_bound_access_tokens");
-    if raw.token_endpoint_auth_method != "tls_client_auth"
-        && (raw.tls_client_auth_subject_dn.is_some()
-            || raw.tls_client_auth_san_dns.is_some()
-            || raw.tls_client_auth_san_uri.is_some()
-            || raw.tls_client_auth_san_ip.is_some()
-            || raw.tls_client_auth_san_email.is_some())
-    {
-        return Err(ConfigError::new(
-            format!("{field}.token_endpoint_auth_method"),
-            "tls_client_auth_* fields are only for tls_client_auth clients",
-        ));
-    }
-    if raw.token_endpoint_auth_method != "self_signed_tls_client_auth" {
-        for (name, given) in [("jwks", raw.jwks.is_some()), ("jwks_uri", raw.jwks_uri.is_some())] {
-            if given {
-                return Err(ConfigError::new(
-                    format!("{field}.{name}"),
-                    "registered certificates (jwks, jwks_uri) are for self_signed_tls_client_auth clients",
-                ));
-            }
-        }
-    }
-    let jwks_uri = match &raw.jwks_uri {
-        None => None,
-        Some(u) => Some(crate::jwks::parse_uri(u).map_err(|e| ConfigError::new(format!("{field}.jwks_uri"), e))?),
-    };
-    let method = match raw.token_endpoint_auth_method.as_str() {
-        "none" => {
-            if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.certificates"),
-                    "a public client (none) authenticates with no certificate; remove certificates and thumbprints",
-                ));
-            }
-            if raw.upstream.is_some() {
-                return Err(ConfigError::new(
-                    format!("{field}.upstream"),
-                    "a public client (none) has no credentials to present upstream",
-                ));
-            }
-            ClientAuthMethod::None {
-                require_certificate: raw.tls_client_certificate_bound_access_tokens.unwrap_or(false),
-            }
-        }
-        "self_signed_tls_client_auth" => {
-            if raw.tls_client_certificate_bound_access_tokens == Some(false) {
-                return Err(ConfigError::new(
-                    bound_field,
-                    "a client authenticated by certificate always gets certificate-bound tokens; false is allowed only for none",
-                ));
-            }
-            let mut pins = Vec::new();
-            for (j, pem) in raw.certificates.iter().enumerate() {
-                let cert = parse_pem(pem)
-                    .map_err(|e| ConfigError::new(format!("{field}.certificates[{j}]"), e.to_string()))?;
-                pins.push(Pin { thumbprint: cert.thumbprint, validity: Some(cert.validity) });
-            }
-            for (j, t) in raw.thumbprints.iter().enumerate() {
-                let thumbprint = Thumbprint::from_x5t_s256(t)
-                    .map_err(|e| ConfigError::new(format!("{field}.thumbprints[{j}]"), e.to_string()))?;
-                pins.push(Pin { thumbprint, validity: None });
-            }
-            if let Some(jwks) = &raw.jwks {
-                let certs =
-                    crate::jwks::certificates(jwks).map_err(|e| ConfigError::new(format!("{field}.jwks"), e))?;
-                pins.extend(certs.into_iter().map(|c| Pin { thumbprint: c.thumbprint, validity: Some(c.validity) }));
-            }
-            if pins.is_empty() && raw.jwks_uri.is_none() {
-                return Err(ConfigError::new(
-                    format!("{field}.certificates"),
-                    "self_signed_tls_client_auth needs certificates, thumbprints, jwks (keys with x5c) or jwks_uri",
-                ));
-            }
-            ClientAuthMethod::SelfSignedTlsClientAuth { pins }
-        }
-        "tls_client_auth" => {
-            if !raw.certificates.is_empty() || !raw.thumbprints.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.certificates"),
-                    "tls_client_auth matches a subject or SAN, not pinned certificates",
-                ));
-            }
-            if raw.tls_client_certificate_bound_access_tokens == Some(false) {
-                return Err(ConfigError::new(
-                    bound_field,
-                    "a client authenticated by certificate always gets certificate-bound tokens; false is allowed only for none",
-                ));
-            }
-            ClientAuthMethod::TlsClientAuth { rule: tls_client_auth_rule(&raw, field)? }
-        }
-        other => {
-            return Err(ConfigError::new(
-                format!("{field}.token_endpoint_auth_method"),
-                format!(
-                "{other:?} is not supported; expected \"tls_client_auth\", \"self_signed_tls_client_auth\" or \"none\""
-            ),
-            ))
-        }
-    };
-    let upstream = match raw.upstream {
-        None => None,
-        Some(v) => {
-            let f = format!("{field}.upstream");
-            let u: RawUpstream = from_value(v, &f)?;
-            if u.client_secret.is_empty() {
-                return Err(ConfigError::new(format!("{f}.client_secret"), "must not be empty"));
-            }
-            Some(UpstreamCredentials { client_secret: Secret(u.client_secret) })
-        }
-    };
-    Ok(Client { client_id: raw.client_id, method, upstream, jwks_uri })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::Thumbprint;
+    use crate::cert_header::{ForwardFormat, HeaderFormat};
+    use crate::cert_source::Prefer;
     use serde_json::json;
 
     fn pem() -> String {
