@@ -97,6 +97,7 @@ fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
 
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_INTERNAL_FAILURE: u32 = 10;
 
 /// A header value; bytes that are not UTF-8 become U+FFFD, so they never match anything certbound accepts.
 pub fn header_value(map: MapType, name: &str) -> Option<String> {
@@ -183,6 +184,10 @@ impl Host for WasmHost<'_> {
     }
     fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
         replace_body(buffer_of(which), size, data).map_err(|s| HostError(s.0))
+    }
+    fn now(&mut self) -> Result<i64, HostError> {
+        // The SDK's clock read reports no status of its own.
+        now().ok_or(HostError(STATUS_INTERNAL_FAILURE))
     }
     fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         property(path).map_err(|s| HostError(s.0))

@@ -6,24 +6,25 @@
 use super::host;
 use super::metrics::Metrics;
 use super::store_calls::{self, StoreError};
-use crate::binding::{self, Binding, ToBind};
+use crate::binding::{Binding, ToBind};
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
-use crate::client_auth::{self, Authenticated, TokenRequest};
 use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
 use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
+use crate::flow::token::{self as token_flow, TokenFlow};
+use crate::flow::BindError;
 use crate::flow::Step;
 use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
 use crate::store::{self, SlotTable};
-use log::{info, warn};
+use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 enum StreamFlow {
@@ -31,7 +32,8 @@ enum StreamFlow {
     Other,
     /// A local reply was sent; nothing more to do.
     Answered,
-    Token(TokenState),
+    /// The token endpoint (the core's flow).
+    Token(Box<TokenFlow>),
     /// The introspection endpoint (the core's flow).
     Introspect(IntrospectionFlow),
     /// A protected resource route (the core's flow).
@@ -40,20 +42,8 @@ enum StreamFlow {
     Discovery(DiscoveryFlow),
 }
 
-struct TokenState {
-    content_type: Option<String>,
-    authorization: Option<String>,
-    authenticated: Option<Authenticated>,
-    /// Set when the response carries tokens to bind and is held for it.
-    binding_response: bool,
-}
-
 /// What a pending etcd call will continue with.
 enum Waiting {
-    Refresh {
-        auth: Authenticated,
-        key: String,
-    },
     /// A binding lookup asked for by the stream's flow.
     Lookup {
         key: String,
@@ -70,8 +60,6 @@ enum Waiting {
 struct BindJob {
     entries: Vec<ToBind>,
     leases: Vec<(i64, i64)>,
-    client_id: String,
-    thumbprint: crate::cert::Thumbprint,
     /// A lease etcd no longer knows is granted again, once.
     lease_retried: bool,
 }
@@ -195,11 +183,6 @@ impl Http {
             Some(StoreConfig::Etcd(cfg)) if cfg.cache_capacity > 0 => Some(self.table),
             _ => None,
         }
-    }
-
-    fn store_failed(&mut self, e: &StoreError) {
-        warn!("{} certbound: binding store: {e}", self.log_prefix());
-        self.metrics.count(Counter::StoreErrors);
     }
 
     /// Sends an etcd call and parks the stream's continuation.
@@ -333,188 +316,35 @@ impl Http {
         match self.flow {
             StreamFlow::Introspect(_) => self.introspection(|f, h| f.looked_up(h, result)),
             StreamFlow::Resource(_) => self.resource(|f, h| f.looked_up(h, result)),
+            StreamFlow::Token(_) => self.token(|f, h| f.looked_up(h, result)),
             _ => Action::Continue,
         }
     }
 
     // ------------------------------------------------------------ token endpoint
 
-    /// The token endpoint is judged on its form body (see [`crate::flow::body_endpoint_check`]).
-    fn body_endpoint_request_check(&mut self) -> Result<(), OAuthError> {
+    /// Runs one event of the token flow over this stream's host and carries out its step.
+    fn token(&mut self, event: impl FnOnce(&mut TokenFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
         let tag = self.log_prefix();
-        crate::flow::body_endpoint_check(&mut host::WasmHost { metrics: &self.metrics, tag: &tag })
+        let StreamFlow::Token(flow) = &mut self.flow else { return Action::Continue };
+        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
+        self.awaiting_request_end = flow.awaiting_request_end();
+        self.awaiting_response_end = flow.awaiting_response_end();
+        self.carry_out(step)
     }
 
-    fn token_request_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
-        match host::request_header(":method").as_deref() {
-            Some("POST") => {}
-            // CORS preflight carries no credentials and gets no token.
-            Some("OPTIONS") => return Action::Continue,
-            _ => return self.refuse(OAuthError::method_not_allowed("the token endpoint accepts POST only")),
-        }
-        if end_of_stream {
-            return self.refuse(OAuthError::invalid_request(Reason::BadRequest, "token request has no body"));
-        }
-        if let Err(e) = self.body_endpoint_request_check() {
-            return self.refuse(e);
-        }
-        if let Some(len) = host::request_header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
-            if len > config.max_body_bytes {
-                return self.refuse(OAuthError::too_large(format!(
-                    "token request body exceeds {} bytes",
-                    config.max_body_bytes
-                )));
-            }
-        }
-        // The response must be readable to bind its tokens.
-        let _ = host::set_request_header("accept-encoding", None);
-        self.flow = StreamFlow::Token(TokenState {
-            content_type: host::request_header("content-type"),
-            authorization: host::request_header("authorization"),
-            authenticated: None,
-            binding_response: false,
-        });
-        self.awaiting_request_end = true;
-        Action::Pause
-    }
-
-    fn token_request_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            return self
-                .refuse(OAuthError::too_large(format!("token request body exceeds {} bytes", config.max_body_bytes)));
-        }
-        if !end_of_stream || self.pending.is_some() {
-            return Action::Pause;
-        }
-        self.awaiting_request_end = false;
-        let body = match host::body(BufferType::HttpRequestBody, body_size) {
-            Ok(b) => b,
-            Err(s) => return self.refuse(OAuthError::internal(format!("cannot read the request body: {s:?}"))),
-        };
+    /// The token flow asked for its bindings to be stored: in shared data at
+    /// once, or in etcd (leases, then one put-if-absent transaction) while the
+    /// AS's answer stays held.
+    fn store_bindings(&mut self, entries: Vec<ToBind>) -> Action {
+        let Some(config) = self.config.clone() else { return Action::Continue };
         let now = match self.now() {
             Ok(n) => n,
             Err(e) => return self.refuse(e),
-        };
-        let StreamFlow::Token(state) = &self.flow else { return Action::Continue };
-        let req = TokenRequest {
-            content_type: state.content_type.as_deref(),
-            authorization: state.authorization.as_deref(),
-            body: &body,
-            certificate: self.presented.as_ref(),
-            now,
-        };
-        let auth = match client_auth::authenticate(&config.clients, &req) {
-            Ok(auth) => auth,
-            Err(e) => return self.refuse(e),
-        };
-        match auth.refresh_key.clone() {
-            // The refresh token's binding is checked before the AS sees the request.
-            Some(key) => match self.read_local(&key, now) {
-                Some(result) => self.token_refresh_checked(auth, result),
-                None => match self.read_remote(&key, Waiting::Refresh { auth, key: key.clone() }) {
-                    Ok(()) => Action::Pause,
-                    Err(e) => {
-                        self.store_failed(&e);
-                        self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")))
-                    }
-                },
-            },
-            None => self.token_request_pass(auth),
-        }
-    }
-
-    fn token_refresh_checked(&mut self, auth: Authenticated, bound: Result<Option<Binding>, StoreError>) -> Action {
-        let bound = match bound {
-            Ok(b) => b,
-            Err(e) => {
-                self.store_failed(&e);
-                return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {e}")));
-            }
-        };
-        if let Err(e) = binding::check_refresh(bound.as_ref(), auth.thumbprint.as_ref(), auth.refresh_must_be_bound) {
-            return self.refuse(e);
-        }
-        self.token_request_pass(auth)
-    }
-
-    /// The client is authenticated: present the upstream credentials and let the request go on.
-    fn token_request_pass(&mut self, auth: Authenticated) -> Action {
-        if let Err(s) = host::set_request_header("authorization", auth.upstream_authorization.as_deref()) {
-            return self.refuse(OAuthError::internal(format!("cannot set upstream credentials: {s:?}")));
-        }
-        let client_id = client_auth::printable(&auth.client_id);
-        match auth.thumbprint {
-            Some(t) => {
-                info!(
-                    "{} certbound: client {client_id:?} with certificate x5t#S256={t} may request tokens",
-                    self.log_prefix()
-                )
-            }
-            None => info!(
-                "{} certbound: public client {client_id:?} without certificate: its tokens will be unbound",
-                self.log_prefix()
-            ),
-        }
-        self.metrics.count(Counter::ClientAuthenticated);
-        if let StreamFlow::Token(state) = &mut self.flow {
-            state.authenticated = Some(auth);
-        }
-        Action::Continue
-    }
-
-    fn token_response_headers(&mut self, end_of_stream: bool) -> Action {
-        let success = host::response_header(":status").map(|s| s.starts_with('2')).unwrap_or(false);
-        if !success {
-            return Action::Continue; // An error response carries no token to bind.
-        }
-        if let StreamFlow::Token(TokenState { authenticated: Some(Authenticated { thumbprint: None, .. }), .. }) =
-            &self.flow
-        {
-            // A public client that presented no certificate and may have unbound tokens.
-            self.metrics.count(Counter::UnboundTokenResponses);
-            return Action::Continue;
-        }
-        if end_of_stream {
-            return self.refuse(OAuthError::unbindable("the authorization server answered without a body"));
-        }
-        if host::response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            return self.refuse(OAuthError::unbindable("the token response is encoded and cannot be bound"));
-        }
-        if let StreamFlow::Token(state) = &mut self.flow {
-            state.binding_response = true;
-        }
-        self.awaiting_response_end = true;
-        Action::Pause
-    }
-
-    fn token_response_body(&mut self, config: &Config, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > config.max_body_bytes {
-            return self.refuse(OAuthError::unbindable("the token response is too large to bind"));
-        }
-        if !end_of_stream || self.pending.is_some() {
-            return Action::Pause;
-        }
-        self.awaiting_response_end = false;
-        let StreamFlow::Token(TokenState { authenticated: Some(auth), .. }) = &self.flow else {
-            return Action::Continue;
-        };
-        let client_id = client_auth::printable(&auth.client_id);
-        let Some(thumbprint) = auth.thumbprint else { return Action::Continue };
-        let body = match host::body(BufferType::HttpResponseBody, body_size) {
-            Ok(b) => b,
-            Err(s) => return self.refuse(OAuthError::unbindable(format!("cannot read the token response: {s:?}"))),
-        };
-        let now = match self.now() {
-            Ok(n) => n,
-            Err(e) => return self.refuse(e),
-        };
-        let entries = match binding::bindings_for_response(&body, thumbprint, &config.binding, now) {
-            Ok(b) => b,
-            Err(e) => return self.refuse(OAuthError::unbindable(e.to_string())),
         };
         match &config.store {
             StoreConfig::SharedData { .. } => match store_calls::shared_put_all(self.table, &entries, now) {
-                Ok(()) => self.bound(&client_id, thumbprint, entries.len()),
+                Ok(()) => self.deliver_stored(Ok(())),
                 Err(e) => self.bind_failed(&e),
             },
             StoreConfig::Etcd(cfg) => {
@@ -525,8 +355,7 @@ impl Http {
                         leases.push((end, store_calls::cached_lease(end).unwrap_or(0)));
                     }
                 }
-                let job = BindJob { entries, leases, client_id, thumbprint, lease_retried: false };
-                self.bind_next(job)
+                self.bind_next(BindJob { entries, leases, lease_retried: false })
             }
         }
     }
@@ -560,19 +389,17 @@ impl Http {
         }
     }
 
-    fn bound(&mut self, client_id: &str, thumbprint: crate::cert::Thumbprint, n: usize) -> Action {
-        info!("{} certbound bound {n} token(s) of client {client_id:?} to x5t#S256={thumbprint}", self.log_prefix());
-        self.metrics.add(Counter::TokensBound, n);
-        Action::Continue
+    fn bind_failed(&mut self, e: &StoreError) -> Action {
+        let e = match e {
+            StoreError::Full => BindError::Full,
+            other => BindError::Failed(other.to_string()),
+        };
+        self.deliver_stored(Err(e))
     }
 
-    fn bind_failed(&mut self, e: &StoreError) -> Action {
-        self.store_failed(e);
-        let mut err = OAuthError::store_unavailable(format!("the token could not be bound ({e}); it was not released"));
-        if matches!(e, StoreError::Full) {
-            err.reason = Reason::StoreFull;
-        }
-        self.refuse(err)
+    /// Gives the store's outcome for the bindings to the token flow.
+    fn deliver_stored(&mut self, result: Result<(), BindError>) -> Action {
+        self.token(|f, h| f.stored(h, result))
     }
 
     // ------------------------------------------------------------ introspection
@@ -603,6 +430,7 @@ impl Http {
             Step::Reply(e) => self.refuse(e),
             Step::RefuseResource(e) => self.refuse_resource(e),
             Step::Lookup(key) => self.lookup(key),
+            Step::Bind(entries) => self.store_bindings(entries),
         }
     }
 
@@ -621,10 +449,6 @@ impl Http {
             }
         }
         match pending.waiting {
-            Waiting::Refresh { auth, key } => {
-                let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
-                self.token_refresh_checked(auth, result)
-            }
             Waiting::Lookup { key } => {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
                 self.deliver_lookup(result.map_err(|e| e.to_string()))
@@ -654,8 +478,7 @@ impl Http {
                                 store_calls::cache_put(cache, &e.key, &e.binding);
                             }
                         }
-                        let (client_id, thumbprint, n) = (job.client_id.clone(), job.thumbprint, job.entries.len());
-                        self.bound(&client_id, thumbprint, n)
+                        self.deliver_stored(Ok(()))
                     }
                     Err(StoreError::Etcd(msg)) if msg.contains("lease not found") && !job.lease_retried => {
                         // The cached lease expired or was revoked in etcd: grant new ones.
@@ -790,7 +613,27 @@ impl HttpContext for Http {
             return self.carry_out(step);
         }
         match endpoint {
-            Endpoint::Token => self.token_request_headers(&config, end_of_stream),
+            Endpoint::Token => {
+                let tag = self.log_prefix();
+                let settings = token_flow::Settings {
+                    max_body_bytes: config.max_body_bytes,
+                    binding: config.binding.clone(),
+                    certificate: self.presented.clone(),
+                };
+                match TokenFlow::start(
+                    &mut host::WasmHost { metrics: &self.metrics, tag: &tag },
+                    end_of_stream,
+                    settings,
+                ) {
+                    Err(e) => self.refuse(e),
+                    Ok(None) => Action::Continue,
+                    Ok(Some(flow)) => {
+                        self.awaiting_request_end = flow.awaiting_request_end();
+                        self.flow = StreamFlow::Token(Box::new(flow));
+                        Action::Pause
+                    }
+                }
+            }
             Endpoint::Introspection => {
                 let tag = self.log_prefix();
                 let mut h = host::WasmHost { metrics: &self.metrics, tag: &tag };
@@ -827,7 +670,7 @@ impl HttpContext for Http {
         self.request_body_size = body_size;
         let Some(config) = self.config.clone() else { return Action::Continue };
         match &self.flow {
-            StreamFlow::Token(_) => self.token_request_body(&config, body_size, end_of_stream),
+            StreamFlow::Token(_) => self.token(|f, h| f.request_body(h, &config.clients, body_size, end_of_stream)),
             StreamFlow::Introspect(_) => self.introspection(|f, h| f.request_body(h, body_size, end_of_stream)),
             StreamFlow::Resource(_) => self.resource(|f, h| f.request_body(h, body_size, end_of_stream)),
             // Waiting for a lookup: hold the body until it is decided.
@@ -851,7 +694,7 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.flow {
-            StreamFlow::Token(TokenState { authenticated: Some(_), .. }) => self.token_response_headers(end_of_stream),
+            StreamFlow::Token(_) => self.token(|f, h| f.response_headers(h, end_of_stream)),
             StreamFlow::Introspect(_) => self.introspection(|f, h| f.response_headers(h, end_of_stream)),
             StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_headers(h, end_of_stream)),
             _ => Action::Continue,
@@ -860,11 +703,8 @@ impl HttpContext for Http {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.response_body_size = body_size;
-        let Some(config) = self.config.clone() else { return Action::Continue };
         match self.flow {
-            StreamFlow::Token(TokenState { binding_response: true, .. }) => {
-                self.token_response_body(&config, body_size, end_of_stream)
-            }
+            StreamFlow::Token(_) => self.token(|f, h| f.response_body(h, body_size, end_of_stream)),
             StreamFlow::Introspect(_) => self.introspection(|f, h| f.response_body(h, body_size, end_of_stream)),
             StreamFlow::Discovery(_) => self.discovery(|f, h| f.response_body(h, body_size, end_of_stream)),
             _ => Action::Continue,

@@ -3,12 +3,14 @@
 //! it returns. A flow never calls the host for a decision it could get
 //! wrong: every host call returns a value, and a failed one is decided on.
 //!
-//! Moved so far: [`discovery`], [`introspection`] and [`resource`]. The token
-//! flow still lives in the shell (`src/filter/http.rs`).
+//! The four flows: [`token`], [`introspection`], [`resource`], [`discovery`].
+//! The shell (`src/filter/http.rs`) carries out their steps; store lookups
+//! and writes are steps it serves from shared data or etcd.
 
 pub mod discovery;
 pub mod introspection;
 pub mod resource;
+pub mod token;
 
 use crate::counter::Counter;
 use crate::error::OAuthError;
@@ -27,6 +29,18 @@ pub enum Step {
     /// Hold the stream and look this binding key up in the store; the answer
     /// goes back to the flow that asked (`looked_up`).
     Lookup(String),
+    /// Hold the stream and store these bindings (put-if-absent); the outcome
+    /// goes back to the flow that asked (`stored`).
+    Bind(Vec<crate::binding::ToBind>),
+}
+
+/// Why bindings could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindError {
+    /// No free or expired slot where a new binding may go: live bindings are never evicted.
+    Full,
+    /// The store failed or refused (a conflict, etcd down, a host status), and why.
+    Failed(String),
 }
 
 /// Which body a host call is about.
@@ -48,6 +62,8 @@ pub trait Host {
     fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError>;
     fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError>;
+    /// Unix seconds from the host clock.
+    fn now(&mut self) -> Result<i64, HostError>;
     /// An Envoy attribute (`path` joined as the host expects); `Ok(None)` when it has no value.
     fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     fn count(&mut self, counter: Counter);
@@ -102,6 +118,7 @@ pub mod mock {
         pub failing: HashSet<&'static str>,
         /// Envoy attributes by their path joined with '.'.
         pub attributes: HashMap<String, Vec<u8>>,
+        pub now: i64,
     }
 
     impl MockHost {
@@ -153,6 +170,10 @@ pub mod mock {
                 Body::Response => self.response_body = data.to_vec(),
             }
             Ok(())
+        }
+        fn now(&mut self) -> Result<i64, HostError> {
+            self.fail("now")?;
+            Ok(self.now)
         }
         fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
             self.fail("attribute")?;
