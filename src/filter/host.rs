@@ -3,10 +3,8 @@
 use crate::cert::Thumbprint;
 use crate::counter::Counter;
 use crate::flow::{Body, Host, HostError};
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::net::{IpAddr, SocketAddr};
-use std::time::UNIX_EPOCH;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -55,15 +53,7 @@ extern "C" {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostStatus(pub u32);
 
-/// Takes ownership of a buffer the host allocated for a return value.
-fn owned(data: *mut u8, size: usize) -> Vec<u8> {
-    if data.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the host allocated `size` bytes through the SDK's
-    // proxy_on_memory_allocate (the Rust allocator); we own them once.
-    unsafe { Vec::from_raw_parts(data, size, size) }
-}
+use super::abi::owned;
 
 fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), HostStatus> {
     // SAFETY: pointers and lengths of live Rust strings; the host copies them.
@@ -202,8 +192,7 @@ impl Host for WasmHost<'_> {
 
 /// Unix seconds from the host clock.
 pub fn now() -> Option<i64> {
-    let t = hostcalls::get_current_time().ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
+    super::abi::now_nanos().ok().map(|n| (n / 1_000_000_000) as i64)
 }
 
 /// The certificate of the TLS connection Envoy terminated, as its SHA-256
@@ -219,7 +208,7 @@ pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
 /// Every request header (name, value), repeated names kept.
 pub fn request_headers() -> Vec<(String, String)> {
     // Values as bytes: the SDK's get_map panics on a value that is not UTF-8.
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+    super::abi::header_pairs(MapType::HttpRequestHeaders as u32)
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))

@@ -3,6 +3,7 @@
 //! decisions. Store reads and writes are synchronous (shared data) or wait
 //! for an etcd callout; either way the decision code is the same.
 
+use super::abi;
 use super::host;
 use super::metrics::Metrics;
 use super::store_calls::{self, StoreError};
@@ -22,7 +23,6 @@ use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
 use crate::store::{self, SlotTable};
 use log::warn;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -165,10 +165,10 @@ impl Http {
         self.awaiting_request_end = false;
         self.awaiting_response_end = false;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(status) = hostcalls::send_http_response(status, headers, Some(&body)) {
+        if let Err(status) = abi::send_local_response(status, &headers, &body) {
             warn!("{} certbound could not send its reply: {status:?}", self.log_prefix());
             // Without a reply the request must still not pass: reset it.
-            let _ = hostcalls::reset_http_request();
+            let _ = abi::reset_request();
         }
         Action::Pause
     }
@@ -511,8 +511,7 @@ impl Context for Http {
         let answer = store_calls::callout_answer(num_headers, body_size);
         let action = self.on_etcd_answer(pending, answer);
         if matches!(action, Action::Continue) && self.pending.is_none() {
-            let resumed =
-                if response_phase { hostcalls::resume_http_response() } else { hostcalls::resume_http_request() };
+            let resumed = abi::resume(response_phase);
             if let Err(s) = resumed {
                 warn!("{} certbound: cannot resume the stream: {s:?}", self.log_prefix());
             }

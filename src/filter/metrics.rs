@@ -1,10 +1,9 @@
 //! Envoy counters for every decision (shown by Envoy as `wasmcustom.certbound.*`).
 
+use super::abi;
 use crate::counter::Counter;
 use crate::error::Reason;
 use log::debug;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 /// Metric ids, defined once at configure time and looked up by position.
 #[derive(Debug, Default)]
@@ -14,7 +13,7 @@ pub struct Metrics {
 }
 
 fn define(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    match abi::define_counter(name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::warn!("certbound: cannot define counter {name}: {status:?}");
@@ -25,7 +24,7 @@ fn define(name: &str) -> Option<u32> {
 
 fn bump(id: Option<u32>, by: i64) {
     if let Some(id) = id {
-        if let Err(status) = hostcalls::increment_metric(id, by) {
+        if let Err(status) = abi::increment(id, by) {
             debug!("certbound: counter {id} not incremented: {status:?}");
         }
     }

@@ -1,6 +1,7 @@
 //! The proxy-wasm shell: reads what the host knows, calls the pure core,
 //! and applies its decisions. No policy lives here.
 
+mod abi;
 mod host;
 mod http;
 mod metrics;
@@ -8,10 +9,13 @@ mod root;
 mod store_calls;
 
 use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // Our own logger (the SDK's panics on a host status it does not expect);
+    // its level is the host's, read again when the VM starts.
+    let _ = log::set_logger(&abi::HostLogger);
+    log::set_max_level(log::LevelFilter::Info);
+    std::panic::set_hook(Box::new(|info| abi::log(5, &info.to_string())));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(root::Root::new(context_id))
     });

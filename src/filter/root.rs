@@ -227,7 +227,7 @@ impl Root {
             StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
             StoreConfig::SharedData { capacity } => {
                 let wanted = SlotTable::new(*capacity);
-                let existing = hostcalls::get_shared_data(TABLE_META)
+                let existing = super::abi::shared_get(TABLE_META)
                     .ok()
                     .and_then(|(v, _)| v)
                     .and_then(|v| String::from_utf8(v).ok())
@@ -244,8 +244,7 @@ impl Root {
                     }
                     Some(_) => wanted,
                     None => {
-                        let _ =
-                            hostcalls::set_shared_data(TABLE_META, Some(wanted.slots().to_string().as_bytes()), None);
+                        let _ = super::abi::shared_set(TABLE_META, wanted.slots().to_string().as_bytes(), None);
                         wanted
                     }
                 }
@@ -274,13 +273,17 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        // Log lines the host would drop are not even formatted.
+        if let Ok(level) = super::abi::host_log_level() {
+            log::set_max_level(super::abi::level_filter(level));
+        }
         info!("[root {}] certbound {VERSION} (git {GIT_REV}) starting", self.id);
         true
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
-            Ok(b) => b.unwrap_or_default(),
+        let bytes = match super::host::body(BufferType::PluginConfiguration, plugin_configuration_size) {
+            Ok(b) => b,
             Err(status) => {
                 error!("[root {}] certbound: cannot read plugin configuration: {status:?}", self.id);
                 return false;
@@ -312,7 +315,9 @@ impl RootContext for Root {
                 self.next_etcd = 0;
                 self.next_jwks = 0;
                 if let Some(tick) = refreshes.iter().copied().filter(|r| *r > 0).min() {
-                    if let Err(s) = hostcalls::set_tick_period(Duration::from_secs(tick)) {
+                    if let Err(s) =
+                        super::abi::set_tick_period_ms(tick.saturating_mul(1000).min(u64::from(u32::MAX)) as u32)
+                    {
                         warn!("[root {}] certbound: cannot schedule the client refreshes: {s:?}", self.id);
                     }
                     self.on_tick();

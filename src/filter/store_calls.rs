@@ -2,16 +2,18 @@
 //! or etcd through `dispatch_http_call` (asynchronous, with a shared-data
 //! read cache). Decisions come from `crate::store`.
 
+use super::abi;
+use super::host::HostStatus;
 use crate::binding::{Binding, ToBind};
 use crate::config::EtcdConfig;
 use crate::store::{self, PutPlan, SlotGet, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
 
 #[derive(Debug)]
 pub enum StoreError {
-    Host(Status),
+    Host(HostStatus),
     /// No free or expired slot in the probe window: new tokens are refused, live bindings kept.
     Full,
     /// A live binding of the same token to another certificate exists.
@@ -31,7 +33,7 @@ impl std::fmt::Display for StoreError {
 }
 
 fn slot(prefix: &str, index: u64) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-    hostcalls::get_shared_data(&store::slot_key(prefix, index)).map_err(StoreError::Host)
+    abi::shared_get(&store::slot_key(prefix, index)).map_err(StoreError::Host)
 }
 
 /// Looks a binding up in a slot table.
@@ -48,13 +50,9 @@ pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, n
             PutPlan::Conflict => return Err(StoreError::Conflict),
             PutPlan::Full => return Err(StoreError::Full),
             PutPlan::Write { index, cas } => {
-                match hostcalls::set_shared_data(
-                    &store::slot_key(prefix, index),
-                    Some(&store::encode_slot(key, binding)),
-                    cas,
-                ) {
+                match abi::shared_set(&store::slot_key(prefix, index), &store::encode_slot(key, binding), cas) {
                     Ok(()) => return Ok(()),
-                    Err(Status::CasMismatch) => continue,
+                    Err(HostStatus(abi::CAS_MISMATCH)) => continue,
                     Err(s) => return Err(StoreError::Host(s)),
                 }
             }
@@ -76,11 +74,7 @@ pub fn cache_get(table: SlotTable, key: &str, now: i64) -> Option<Binding> {
 
 pub fn cache_put(table: SlotTable, key: &str, binding: &Binding) {
     if let Some(index) = table.probes(key).next() {
-        let _ = hostcalls::set_shared_data(
-            &store::slot_key(CACHE_PREFIX, index),
-            Some(&store::encode_slot(key, binding)),
-            None,
-        );
+        let _ = abi::shared_set(&store::slot_key(CACHE_PREFIX, index), &store::encode_slot(key, binding), None);
     }
 }
 
@@ -99,7 +93,8 @@ pub fn etcd_key(cfg: &EtcdConfig, key: &str) -> String {
     format!("{}{key}", cfg.key_prefix)
 }
 
-/// Sends one request to etcd's JSON gateway through the configured cluster.
+/// Sends one request to etcd's JSON gateway through the configured cluster
+/// (through the SDK: its dispatcher keeps the callout registry that routes the answer here).
 pub fn etcd_call(cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u32, StoreError> {
     hostcalls::dispatch_http_call(
         &cfg.cluster,
@@ -122,7 +117,7 @@ pub fn callout_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, S
         return Err(StoreError::Etcd("no answer (timeout or connection failure)".into()));
     }
     let status = super::host::header_value(MapType::HttpCallResponseHeaders, ":status");
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    let body = super::host::body(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
     if status.as_deref() != Some("200") {
         let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();
         return Err(StoreError::Etcd(format!("status {}: {text}", status.unwrap_or_default())));
@@ -132,13 +127,13 @@ pub fn callout_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, S
 
 /// Lease ids are kept in shared data per bucket, so bindings expiring close together share one.
 pub fn cached_lease(bucket_end: i64) -> Option<i64> {
-    let (v, _) = hostcalls::get_shared_data(&crate::keys::lease_key(bucket_end)).ok()?;
+    let (v, _) = abi::shared_get(&crate::keys::lease_key(bucket_end)).ok()?;
     std::str::from_utf8(&v?).ok()?.parse().ok()
 }
 
 pub fn remember_lease(bucket_end: i64, id: Option<i64>) {
     let value = id.map(|i| i.to_string()).unwrap_or_default();
-    let _ = hostcalls::set_shared_data(&crate::keys::lease_key(bucket_end), Some(value.as_bytes()), None);
+    let _ = abi::shared_set(&crate::keys::lease_key(bucket_end), value.as_bytes(), None);
 }
 
 /// Reads a `kv/range` answer for one key, caching a live binding (when there is a cache).
