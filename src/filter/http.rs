@@ -13,6 +13,7 @@ use crate::cert_source::{self, Event, Facts};
 use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
+use crate::etcd_write::{EtcdWrite, Outcome};
 use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
@@ -45,23 +46,9 @@ enum StreamFlow {
 /// What a pending etcd call will continue with.
 enum Waiting {
     /// A binding lookup asked for by the stream's flow.
-    Lookup {
-        key: String,
-    },
-    Lease {
-        job: BindJob,
-        bucket_end: i64,
-    },
-    Txn {
-        job: BindJob,
-    },
-}
-
-struct BindJob {
-    entries: Vec<ToBind>,
-    leases: Vec<(i64, i64)>,
-    /// A lease etcd no longer knows is granted again, once.
-    lease_retried: bool,
+    Lookup { key: String },
+    /// A step of storing bindings in etcd (a lease grant, or the transaction).
+    EtcdWrite(Box<EtcdWrite>),
 }
 
 struct Pending {
@@ -94,8 +81,6 @@ pub struct Http {
 }
 
 const RANGE: &str = "/v3/kv/range";
-const TXN: &str = "/v3/kv/txn";
-const LEASE_GRANT: &str = "/v3/lease/grant";
 
 impl Http {
     pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {
@@ -348,42 +333,18 @@ impl Http {
                 Err(e) => self.bind_failed(&e),
             },
             StoreConfig::Etcd(cfg) => {
-                let mut leases: Vec<(i64, i64)> = Vec::new();
-                for e in &entries {
-                    let end = store::lease_bucket(e.binding.expires_at, cfg.lease_bucket_seconds);
-                    if !leases.iter().any(|(b, _)| *b == end) {
-                        leases.push((end, store_calls::cached_lease(end).unwrap_or(0)));
-                    }
-                }
-                self.bind_next(BindJob { entries, leases, lease_retried: false })
+                let write =
+                    EtcdWrite::new(entries, cfg.lease_bucket_seconds, &cfg.key_prefix, store_calls::cached_lease);
+                self.bind_next(write)
             }
         }
     }
 
-    /// Grants the next missing lease, or sends the put-if-absent transaction.
-    fn bind_next(&mut self, job: BindJob) -> Action {
-        let Some(cfg) = self.etcd() else {
-            return Action::Continue;
-        };
-        let sent = match job.leases.iter().find(|(_, id)| *id == 0) {
-            Some(&(end, _)) => {
-                let ttl = (end - host::now().unwrap_or(end) + cfg.lease_bucket_seconds).max(1);
-                self.send(LEASE_GRANT, store::etcd_lease_grant(ttl), Waiting::Lease { job, bucket_end: end })
-            }
-            None => {
-                let puts: Vec<(String, Binding)> =
-                    job.entries.iter().map(|e| (store_calls::etcd_key(&cfg, &e.key), e.binding)).collect();
-                let lease_of = |b: &Binding| {
-                    let end = store::lease_bucket(b.expires_at, cfg.lease_bucket_seconds);
-                    job.leases.iter().find(|(e, _)| *e == end).map(|(_, id)| *id).unwrap_or(0)
-                };
-                let body = store::etcd_put_if_absent(
-                    &puts.iter().map(|(k, b)| (k.clone(), *b, lease_of(b))).collect::<Vec<_>>(),
-                );
-                self.send(TXN, body, Waiting::Txn { job })
-            }
-        };
-        match sent {
+    /// Sends the next call of an etcd write (a lease grant, or the put-if-absent transaction).
+    fn bind_next(&mut self, write: EtcdWrite) -> Action {
+        let now = host::now().unwrap_or_default();
+        let call = write.next(now);
+        match self.send(call.path, call.body, Waiting::EtcdWrite(Box::new(write))) {
             Ok(()) => Action::Pause,
             Err(e) => self.bind_failed(&e),
         }
@@ -453,45 +414,36 @@ impl Http {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
                 self.deliver_lookup(result.map_err(|e| e.to_string()))
             }
-            Waiting::Lease { mut job, bucket_end } => {
-                match answer.and_then(|b| store::etcd_lease_id(&b).map_err(|e| StoreError::Etcd(e.0))) {
-                    Ok(id) => {
-                        store_calls::remember_lease(bucket_end, Some(id));
-                        for l in job.leases.iter_mut().filter(|(e, _)| *e == bucket_end) {
-                            l.1 = id;
+            Waiting::EtcdWrite(mut write) => match write.next(now).lease_for {
+                Some(bucket_end) => {
+                    match answer.and_then(|b| write.lease_granted(bucket_end, &b).map_err(StoreError::Etcd)) {
+                        Ok(id) => {
+                            store_calls::remember_lease(bucket_end, Some(id));
+                            self.bind_next(*write)
                         }
-                        self.bind_next(job)
+                        Err(e) => self.bind_failed(&e),
                     }
-                    Err(e) => self.bind_failed(&e),
                 }
-            }
-            Waiting::Txn { mut job } => {
-                let Some(cfg) = self.etcd() else {
-                    return Action::Continue;
-                };
-                let expected: Vec<(String, Binding)> =
-                    job.entries.iter().map(|e| (store_calls::etcd_key(&cfg, &e.key), e.binding)).collect();
-                match answer.and_then(|b| store_calls::etcd_written(&b, &expected, now)) {
-                    Ok(()) => {
+                None => match write.written(answer.as_deref().map_err(|e| e.to_string()), now) {
+                    Outcome::Stored => {
                         if let Some(cache) = self.cache() {
-                            for e in &job.entries {
+                            for e in &write.entries {
                                 store_calls::cache_put(cache, &e.key, &e.binding);
                             }
                         }
                         self.deliver_stored(Ok(()))
                     }
-                    Err(StoreError::Etcd(msg)) if msg.contains("lease not found") && !job.lease_retried => {
-                        // The cached lease expired or was revoked in etcd: grant new ones.
-                        for l in job.leases.iter_mut() {
-                            store_calls::remember_lease(l.0, None);
-                            l.1 = 0;
+                    // The remembered leases expired or were revoked in etcd: grant new ones.
+                    Outcome::RetryWithNewLeases(forget) => {
+                        for end in forget {
+                            store_calls::remember_lease(end, None);
                         }
-                        job.lease_retried = true;
-                        self.bind_next(job)
+                        self.bind_next(*write)
                     }
-                    Err(e) => self.bind_failed(&e),
-                }
-            }
+                    Outcome::Conflict => self.bind_failed(&StoreError::Conflict),
+                    Outcome::Failed(why) => self.bind_failed(&StoreError::Etcd(why)),
+                },
+            },
         }
     }
 }
@@ -507,7 +459,7 @@ impl Context for Http {
             self.pending = Some(pending);
             return;
         }
-        let response_phase = matches!(pending.waiting, Waiting::Lease { .. } | Waiting::Txn { .. });
+        let response_phase = matches!(pending.waiting, Waiting::EtcdWrite(_));
         let answer = store_calls::callout_answer(num_headers, body_size);
         let action = self.on_etcd_answer(pending, answer);
         if matches!(action, Action::Continue) && self.pending.is_none() {

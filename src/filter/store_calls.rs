@@ -6,7 +6,7 @@ use super::abi;
 use super::host::HostStatus;
 use crate::binding::{Binding, ToBind};
 use crate::config::EtcdConfig;
-use crate::store::{self, PutPlan, SlotGet, SlotTable, TxnOutcome, CACHE_PREFIX, SLOT_PREFIX};
+use crate::store::{self, PutPlan, SlotGet, SlotTable, CACHE_PREFIX, SLOT_PREFIX};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
@@ -144,27 +144,4 @@ pub fn etcd_read(body: &[u8], key: &str, cache: Option<SlotTable>, now: i64) -> 
         cache_put(cache, key, b);
     }
     Ok(found)
-}
-
-/// Reads a put-if-absent transaction's answer. The transaction is atomic:
-/// when it did not write, it is fine only if every key already holds a live
-/// binding to the same certificate (a retried write); anything else is a conflict.
-pub fn etcd_written(body: &[u8], expected: &[(String, Binding)], now: i64) -> Result<(), StoreError> {
-    match store::etcd_txn_outcome(body).map_err(|e| StoreError::Etcd(e.0))? {
-        TxnOutcome::Written => Ok(()),
-        TxnOutcome::Existing(kvs) => {
-            let all_same = expected.iter().all(|(key, binding)| {
-                kvs.iter().any(|(k, v)| {
-                    k == key
-                        && crate::binding::live_binding(Some(v), now)
-                            .is_some_and(|b| b.thumbprint.ct_eq(&binding.thumbprint))
-                })
-            });
-            if all_same {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict)
-            }
-        }
-    }
 }

@@ -22,6 +22,7 @@ pub mod counter;
 pub mod discovery;
 pub mod dn;
 pub mod error;
+pub mod etcd_write;
 pub mod flow;
 pub mod form;
 pub mod header;
