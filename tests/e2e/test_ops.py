@@ -151,7 +151,7 @@ def test_docker_compose_file_parses_and_names_existing_files():
         src = volume.split(":")[0]
         if not src.startswith("../target") and "demo/certs" not in src:
             assert (ENVOY_DIR / src).exists(), src
-    assert (ENVOY_DIR / "Dockerfile").read_text().count("COPY target/wasm32-wasip1/release/certbound.wasm") == 1
+    assert (ENVOY_DIR / "Dockerfile").read_text().count("COPY target/certbound.wasm") == 1
 
 
 def test_thumbprint_command_agrees_with_openssl_for_every_format(stack, tmp_path):
