@@ -5,7 +5,7 @@
 use certbound::cert::parse_der;
 use certbound::cert_header::{self, HeaderFormat, XfccElement};
 use certbound::config::{self, ETCD_CLIENTS};
-use certbound::store;
+use certbound::{keys, store};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
@@ -192,11 +192,11 @@ fn client(args: &[String]) -> ExitCode {
             let c = config::parse_client(&bytes, file).map_err(|e| format!("certbound refuses the client: {e}"))?;
             let key = format!("{base}{}", c.client_id);
             let value = String::from_utf8_lossy(&bytes).trim().to_string();
-            etcd_post(&etcd, "/v3/kv/put", &store::etcd_put(&key, value.as_bytes()))?;
+            etcd_post(&etcd, keys::ETCD_PUT, &store::etcd_put(&key, value.as_bytes()))?;
             println!("registered {} at {key}", c.client_id);
             Ok(())
         }),
-        ["list"] => etcd_post(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&base)).and_then(|v| {
+        ["list"] => etcd_post(&etcd, keys::ETCD_RANGE, &store::etcd_range_prefix(&base)).and_then(|v| {
             let body = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
             let kvs = store::etcd_range_values(&body).map_err(|e| e.to_string())?;
             for (key, value) in kvs {
@@ -211,7 +211,7 @@ fn client(args: &[String]) -> ExitCode {
         }),
         ["remove", id] => {
             let key = format!("{base}{id}");
-            etcd_post(&etcd, "/v3/kv/deleterange", &store::etcd_delete(&key)).and_then(|v| {
+            etcd_post(&etcd, keys::ETCD_DELETE_RANGE, &store::etcd_delete(&key)).and_then(|v| {
                 if v.get("deleted").and_then(|d| d.as_str()).unwrap_or("0") == "0" {
                     Err(format!("no client {id} at {key}"))
                 } else {

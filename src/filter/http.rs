@@ -80,7 +80,7 @@ pub struct Http {
     response_body_size: usize,
 }
 
-const RANGE: &str = "/v3/kv/range";
+use crate::keys::ETCD_RANGE as RANGE;
 
 impl Http {
     pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {

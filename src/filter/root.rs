@@ -172,7 +172,7 @@ impl Root {
             return;
         }
         let prefix = format!("{}{ETCD_CLIENTS}", etcd.key_prefix);
-        match super::store_calls::etcd_call(&etcd, "/v3/kv/range", &store::etcd_range_prefix(&prefix)) {
+        match super::store_calls::etcd_call(&etcd, crate::keys::ETCD_RANGE, &store::etcd_range_prefix(&prefix)) {
             Ok(token) => {
                 self.calls.insert(token, Fetch::EtcdClients);
             }

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENVOY_BIN = Path(os.environ.get("CERTBOUND_ENVOY", ROOT / ".tools/venv/bin/envoy"))
 WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/certbound.wasm"))
 AS_DIR = ROOT / "as"
-ENVOY_TEMPLATE = ROOT / "envoy/certbound.envoy.yaml.tmpl"
+ENVOY_TEMPLATE = ROOT / "tests/templates/certbound.envoy.yaml.tmpl"
 
 
 def free_port() -> int:
@@ -514,12 +514,12 @@ class EtcdCluster:
 
 
 class OuterEnvoy:
-    """The outer hop of a two-hop deployment (envoy/two-hop-outer.envoy.yaml.tmpl)."""
+    """The outer hop of a two-hop deployment (tests/templates/two-hop-outer.envoy.yaml.tmpl)."""
 
     def __init__(self, workdir: Path, *, cert_dir: Path, inner_port: int, name: str = "outer-envoy"):
         self.xfcc_port, self.header_port, self.verified_port = free_port(), free_port(), free_port()
         self.admin_port = free_port()
-        rendered = Template((ROOT / "envoy/two-hop-outer.envoy.yaml.tmpl").read_text()).substitute(
+        rendered = Template((ROOT / "tests/templates/two-hop-outer.envoy.yaml.tmpl").read_text()).substitute(
             ADMIN_PORT=self.admin_port,
             XFCC_PORT=self.xfcc_port,
             HEADER_PORT=self.header_port,

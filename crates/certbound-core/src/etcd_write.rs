@@ -6,8 +6,7 @@
 use crate::binding::{live_binding, Binding, ToBind};
 use crate::store::{etcd_lease_grant, etcd_lease_id, etcd_put_if_absent, etcd_txn_outcome, lease_bucket, TxnOutcome};
 
-pub const LEASE_GRANT: &str = "/v3/lease/grant";
-pub const TXN: &str = "/v3/kv/txn";
+pub use crate::keys::{ETCD_LEASE_GRANT as LEASE_GRANT, ETCD_TXN as TXN};
 
 /// The next call to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

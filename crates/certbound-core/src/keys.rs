@@ -13,6 +13,13 @@ pub const LEASE_PREFIX: &str = "certbound/l/";
 /// Registered clients in etcd: `<key_prefix>certbound/clients/<client_id>`.
 pub const CLIENTS_PREFIX: &str = "certbound/clients/";
 
+/// etcd's v3 JSON gateway paths certbound calls.
+pub const ETCD_RANGE: &str = "/v3/kv/range";
+pub const ETCD_PUT: &str = "/v3/kv/put";
+pub const ETCD_DELETE_RANGE: &str = "/v3/kv/deleterange";
+pub const ETCD_TXN: &str = "/v3/kv/txn";
+pub const ETCD_LEASE_GRANT: &str = "/v3/lease/grant";
+
 /// The shared-data key of a lease bucket.
 pub fn lease_key(bucket_end: i64) -> String {
     format!("{LEASE_PREFIX}{bucket_end}")
