@@ -591,7 +591,11 @@ impl HttpContext for Http {
                 let settings = introspection_flow::Settings {
                     max_body_bytes: config.max_body_bytes,
                     wso2_member: config.introspection_wso2_member,
-                    fail_closed: matches!(&config.store, StoreConfig::Etcd(cfg) if cfg.fail_closed),
+                    // Shared data that cannot be read is refused too: an answer without cnf would pass a bound token as unbound.
+                    fail_closed: match &config.store {
+                        StoreConfig::Etcd(cfg) => cfg.fail_closed,
+                        StoreConfig::SharedData { .. } => true,
+                    },
                 };
                 match IntrospectionFlow::start(&mut h, end_of_stream, settings) {
                     Err(e) => self.refuse(e),
