@@ -18,8 +18,8 @@ use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
 use crate::flow::token::{self as token_flow, TokenFlow};
-use crate::flow::BindError;
 use crate::flow::Step;
+use crate::flow::{BindError, Held};
 use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
 use crate::store::{self, SlotTable};
@@ -270,13 +270,14 @@ impl Http {
 
     // ------------------------------------------------------------ resources
 
-    /// Runs one event of the resource flow over this stream's host and carries out its step.
     fn resource(&mut self, event: impl FnOnce(&mut ResourceFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
-        let tag = self.log_prefix();
-        let StreamFlow::Resource(flow) = &mut self.flow else { return Action::Continue };
-        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
-        self.awaiting_request_end = flow.awaiting_request_end();
-        self.carry_out(step)
+        fn pick(flow: &mut StreamFlow) -> Option<&mut ResourceFlow> {
+            match flow {
+                StreamFlow::Resource(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(pick, event)
     }
 
     /// The flow asked for a binding: answered from shared data or the etcd
@@ -308,14 +309,14 @@ impl Http {
 
     // ------------------------------------------------------------ token endpoint
 
-    /// Runs one event of the token flow over this stream's host and carries out its step.
     fn token(&mut self, event: impl FnOnce(&mut TokenFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
-        let tag = self.log_prefix();
-        let StreamFlow::Token(flow) = &mut self.flow else { return Action::Continue };
-        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
-        self.awaiting_request_end = flow.awaiting_request_end();
-        self.awaiting_response_end = flow.awaiting_response_end();
-        self.carry_out(step)
+        fn pick(flow: &mut StreamFlow) -> Option<&mut TokenFlow> {
+            match flow {
+                StreamFlow::Token(f) => Some(&mut **f),
+                _ => None,
+            }
+        }
+        self.run(pick, event)
     }
 
     /// The token flow asked for its bindings to be stored: in shared data at
@@ -365,22 +366,39 @@ impl Http {
 
     // ------------------------------------------------------------ introspection
 
-    /// Runs one event of the introspection flow over this stream's host and carries out its step.
     fn introspection(&mut self, event: impl FnOnce(&mut IntrospectionFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut IntrospectionFlow> {
+            match flow {
+                StreamFlow::Introspect(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(pick, event)
+    }
+
+    fn discovery(&mut self, event: impl FnOnce(&mut DiscoveryFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut DiscoveryFlow> {
+            match flow {
+                StreamFlow::Discovery(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(pick, event)
+    }
+
+    /// Runs one event of the stream's flow (found by `pick`) over this
+    /// stream's host, notes whether it holds the stream until its end, and
+    /// carries out the step it returns.
+    fn run<F: Held>(
+        &mut self,
+        pick: fn(&mut StreamFlow) -> Option<&mut F>,
+        event: impl FnOnce(&mut F, &mut host::WasmHost<'_>) -> Step,
+    ) -> Action {
         let tag = self.log_prefix();
-        let StreamFlow::Introspect(flow) = &mut self.flow else { return Action::Continue };
+        let Some(flow) = pick(&mut self.flow) else { return Action::Continue };
         let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
         self.awaiting_request_end = flow.awaiting_request_end();
         self.awaiting_response_end = flow.awaiting_response_end();
-        self.carry_out(step)
-    }
-
-    /// Runs one event of the discovery flow over this stream's host and carries out its step.
-    fn discovery(&mut self, event: impl FnOnce(&mut DiscoveryFlow, &mut host::WasmHost<'_>) -> Step) -> Action {
-        let tag = self.log_prefix();
-        let StreamFlow::Discovery(flow) = &mut self.flow else { return Action::Continue };
-        let step = event(flow, &mut host::WasmHost { metrics: &self.metrics, tag: &tag });
-        self.awaiting_response_end = flow.awaiting_end();
         self.carry_out(step)
     }
 

@@ -107,6 +107,12 @@ impl DiscoveryFlow {
     }
 }
 
+impl super::Held for DiscoveryFlow {
+    fn awaiting_response_end(&self) -> bool {
+        self.awaiting_end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

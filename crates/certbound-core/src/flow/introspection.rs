@@ -205,6 +205,15 @@ impl IntrospectionFlow {
     }
 }
 
+impl super::Held for IntrospectionFlow {
+    fn awaiting_request_end(&self) -> bool {
+        IntrospectionFlow::awaiting_request_end(self)
+    }
+    fn awaiting_response_end(&self) -> bool {
+        IntrospectionFlow::awaiting_response_end(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

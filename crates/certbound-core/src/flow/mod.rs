@@ -43,6 +43,17 @@ pub enum BindError {
     Failed(String),
 }
 
+/// What the shell asks of every flow: whether it holds the request or the
+/// response until its end (so trailers can end it).
+pub trait Held {
+    fn awaiting_request_end(&self) -> bool {
+        false
+    }
+    fn awaiting_response_end(&self) -> bool {
+        false
+    }
+}
+
 /// Which body a host call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {

@@ -213,6 +213,12 @@ impl ResourceFlow {
     }
 }
 
+impl super::Held for ResourceFlow {
+    fn awaiting_request_end(&self) -> bool {
+        ResourceFlow::awaiting_request_end(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

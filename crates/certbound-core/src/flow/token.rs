@@ -278,6 +278,15 @@ impl TokenFlow {
     }
 }
 
+impl super::Held for TokenFlow {
+    fn awaiting_request_end(&self) -> bool {
+        TokenFlow::awaiting_request_end(self)
+    }
+    fn awaiting_response_end(&self) -> bool {
+        TokenFlow::awaiting_response_end(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
