@@ -146,7 +146,11 @@ def test_istio_wasmplugin_config_passes_check_config():
 def test_docker_compose_file_parses_and_names_existing_files():
     compose = yaml.safe_load((ENVOY_DIR / "docker-compose.yaml").read_text())
     assert set(compose["services"]) == {"envoy", "as", "etcd"}
-    assert compose["services"]["envoy"]["image"].startswith("envoyproxy/envoy:v1.40")
+    # Image names come from variables whose defaults are the official images.
+    images = {name: s["image"] for name, s in compose["services"].items()}
+    assert images["envoy"].startswith("${ENVOY_IMAGE:-envoyproxy/envoy:v1.40"), images
+    assert images["as"].startswith("${AS_IMAGE:-node:20"), images
+    assert images["etcd"] == "${ETCD_IMAGE:-quay.io/coreos/etcd:v3.5.1}", images
     for volume in compose["services"]["envoy"]["volumes"]:
         src = volume.split(":")[0]
         if not src.startswith("../target") and "demo/certs" not in src:
