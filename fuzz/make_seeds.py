@@ -36,6 +36,14 @@ def main():
         }
         for k, v in forms.items():
             write("cert_header", f"{c.name}-{k}", v)
+        # cert_source: trusted CIDR, source address, peer subject, peer DNS SAN, header value (one a line).
+        for i, (cidr, ip, subject, san) in enumerate([
+            ("10.0.0.0/8", "10.1.2.3", "", ""), ("10.0.0.0/8", "192.0.2.1", "", ""), ("::ffff:0:0/96", "::ffff:10.0.0.1", "", ""),
+            ("2001:db8::/32", "2001:db8::1", "", ""), ("", "", "CN=edge,O=certbound test", ""), ("", "", "", "EDGE.example"),
+            ("192.0.2.0/33", "192.0.2.1", "CN=other", "other.example"),
+        ]):
+            for k in ("pem", "nginx", "rfc9440", "xfcc"):
+                write("cert_source", f"{c.name}-{i}-{k}", "\n".join([cidr, ip, subject, san, forms[k]]))
     # form: one selector byte (low bits: the certificate presented; high bit:
     # the first line is the Authorization header), then the request.
     forms = [

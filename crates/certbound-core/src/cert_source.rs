@@ -31,26 +31,19 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        // An IPv4 client seen on an IPv6 socket (::ffff:a.b.c.d) is that IPv4 address.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
+        // An IPv4 client seen on an IPv6 socket (::ffff:a.b.c.d) is that IPv4
+        // address, whether the range is written as IPv4 or IPv4-mapped IPv6.
+        let (range, ip, bits) = match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+            (IpAddr::V4(a), IpAddr::V6(b)) => match b.to_ipv4_mapped() {
+                Some(b) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+                None => return false,
+            },
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+            (IpAddr::V6(a), IpAddr::V4(b)) => (u128::from(a), u128::from(b.to_ipv6_mapped()), 128),
         };
-        let (a, b): (Vec<u8>, Vec<u8>) = match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-            (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-            _ => return false,
-        };
-        let full = usize::from(self.prefix / 8);
-        let rest = self.prefix % 8;
-        if a.get(..full) != b.get(..full) {
-            return false;
-        }
-        if rest == 0 {
-            return true;
-        }
-        let mask = 0xffu8 << (8 - rest);
-        matches!((a.get(full), b.get(full)), (Some(x), Some(y)) if x & mask == y & mask)
+        let host_bits = bits - u32::from(self.prefix.min(bits as u8));
+        range.checked_shr(host_bits).unwrap_or(0) == ip.checked_shr(host_bits).unwrap_or(0)
     }
 }
 
@@ -354,6 +347,19 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nonsense/8").is_none());
         assert!(Cidr::parse("10.0.0.0/7").unwrap().contains("11.255.0.1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert!(Cidr::parse("::/0").unwrap().contains("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_range_matches_ipv4_clients_either_way_they_are_seen() {
+        // Found by the `cert_source` fuzz target: the range did not contain its own address.
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert!(mapped.contains("10.9.8.7".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:0:0/96").unwrap().contains("::ffff:0.0.0.0".parse().unwrap()));
+        assert!(!Cidr::parse("10.0.0.0/8").unwrap().contains("::10.0.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -117,7 +117,8 @@ fn is_plain(path: &str) -> bool {
 const MAX_DECODE_ROUNDS: usize = 4;
 
 /// The readings of a path: as sent; with dot segments resolved; decoded once
-/// and resolved; decoded until stable, without `;parameters`, resolved.
+/// and resolved; decoded until stable and resolved, with and without
+/// `;parameters` (a `..;` segment is `..` to Tomcat, a name to others).
 fn readings(path: &str) -> Result<Vec<String>, AmbiguousPath> {
     let mut fully = Cow::Borrowed(path);
     let mut once = None;
@@ -136,7 +137,7 @@ fn readings(path: &str) -> Result<Vec<String>, AmbiguousPath> {
         fully = Cow::Owned(decoded.into_owned());
     }
     let once = once.unwrap_or_else(|| path.to_string());
-    Ok(vec![path.to_string(), resolve(path), resolve(&once), resolve(&strip_parameters(&fully))])
+    Ok(vec![path.to_string(), resolve(path), resolve(&once), resolve(&fully), resolve(&strip_parameters(&fully))])
 }
 
 /// One round of percent-decoding (`%XX`; a `%` not followed by two hex digits stays).
@@ -277,6 +278,9 @@ mod tests {
             "/oauth2/x/../token",
             "/oauth2/token//",
             "/oauth2/token;x=1",
+            // Found by the `path` fuzz target: decoded twice and resolved with
+            // `;parameters` kept, this is /api/..; (under /api/); without them, /.
+            "/n/%252e%2e/api/..;",
         ] {
             assert!(e.classify(p).is_err(), "{p} should be ambiguous");
         }
