@@ -24,6 +24,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
@@ -83,10 +84,28 @@ pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostS
     result(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas.unwrap_or(0)) })
 }
 
-pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
+const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
+
+fn define_metric(kind: u32, name: &str) -> Result<u32, HostStatus> {
     let mut id = 0u32;
     // SAFETY: as above.
-    result(unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) }).map(|_| id)
+    result(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) }).map(|_| id)
+}
+
+pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
+    define_metric(METRIC_COUNTER, name)
+}
+
+/// A gauge: one per name in the Envoy process, whichever VM defines it.
+pub fn define_gauge(name: &str) -> Result<u32, HostStatus> {
+    define_metric(METRIC_GAUGE, name)
+}
+
+/// Sets a gauge.
+pub fn record(id: u32, value: u64) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    result(unsafe { proxy_record_metric(id, value) })
 }
 
 pub fn increment(id: u32, by: i64) -> Result<(), HostStatus> {

@@ -329,10 +329,18 @@ impl Http {
             Err(e) => return self.refuse(e),
         };
         match &config.store {
-            StoreConfig::SharedData { .. } => match store_calls::shared_put_all(self.table, &entries, now) {
-                Ok(()) => self.deliver_stored(Ok(())),
-                Err(e) => self.bind_failed(&e),
-            },
+            StoreConfig::SharedData { .. } => {
+                let (filled, stored) = store_calls::shared_put_all(self.table, &entries, now);
+                if filled > 0 {
+                    if let Some(used) = store_calls::adjust_slots_used(filled as i64) {
+                        self.metrics.slots_used(used);
+                    }
+                }
+                match stored {
+                    Ok(()) => self.deliver_stored(Ok(())),
+                    Err(e) => self.bind_failed(&e),
+                }
+            }
             StoreConfig::Etcd(cfg) => {
                 let write =
                     EtcdWrite::new(entries, cfg.lease_bucket_seconds, &cfg.key_prefix, store_calls::cached_lease);

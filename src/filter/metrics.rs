@@ -1,4 +1,5 @@
-//! Envoy counters for every decision (shown by Envoy as `wasmcustom.certbound.*`).
+//! Envoy counters for every decision, and the gauges of the shared-data
+//! store (shown by Envoy as `wasmcustom.certbound.*`).
 
 use super::abi;
 use crate::counter::Counter;
@@ -10,6 +11,12 @@ use log::debug;
 pub struct Metrics {
     counters: Vec<Option<u32>>,
     refused: Vec<Option<u32>>,
+    /// `certbound.store_slots_used`: slots of the shared-data table holding a
+    /// binding (live, or expired and not yet swept); a mirror of the count kept
+    /// in shared data, so every worker (and a reloaded configuration) shows one number.
+    slots_used: Option<u32>,
+    /// `certbound.store_slots_capacity`: slots of the table (0 with etcd).
+    slots_capacity: Option<u32>,
 }
 
 fn define(name: &str) -> Option<u32> {
@@ -18,6 +25,24 @@ fn define(name: &str) -> Option<u32> {
         Err(status) => {
             log::warn!("certbound: cannot define counter {name}: {status:?}");
             None
+        }
+    }
+}
+
+fn define_gauge(name: &str) -> Option<u32> {
+    match abi::define_gauge(name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("certbound: cannot define gauge {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn record(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        if let Err(status) = abi::record(id, value) {
+            debug!("certbound: gauge {id} not recorded: {status:?}");
         }
     }
 }
@@ -42,7 +67,17 @@ impl Metrics {
         Metrics {
             counters,
             refused: Reason::ALL.iter().map(|r| define(&format!("certbound.refused.{}", r.as_str()))).collect(),
+            slots_used: define_gauge("certbound.store_slots_used"),
+            slots_capacity: define_gauge("certbound.store_slots_capacity"),
         }
+    }
+
+    pub fn slots_used(&self, used: u64) {
+        record(self.slots_used, used);
+    }
+
+    pub fn slots_capacity(&self, slots: u64) {
+        record(self.slots_capacity, slots);
     }
 
     pub fn add(&self, counter: Counter, n: usize) {

@@ -14,6 +14,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// The tick of the sweep of the shared-data table (each tick sweeps one bounded step).
+const SWEEP_TICK_MS: u64 = 1000;
+
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_REV: &str = match option_env!("CERTBOUND_GIT_REV") {
     Some(r) => r,
@@ -314,16 +317,27 @@ impl RootContext for Root {
                 self.jwks_pins.clear();
                 self.next_etcd = 0;
                 self.next_jwks = 0;
-                if let Some(tick) = refreshes.iter().copied().filter(|r| *r > 0).min() {
-                    if let Err(s) =
-                        super::abi::set_tick_period_ms(tick.saturating_mul(1000).min(u64::from(u32::MAX)) as u32)
-                    {
-                        warn!("[root {}] certbound: cannot schedule the client refreshes: {s:?}", self.id);
-                    }
-                    self.on_tick();
-                }
                 if self.metrics.is_none() {
                     self.metrics = Some(Rc::new(Metrics::define()));
+                }
+                let shared_data =
+                    matches!(self.configured.as_ref().map(|c| &c.store), Some(StoreConfig::SharedData { .. }));
+                if let Some(m) = &self.metrics {
+                    m.slots_capacity(if shared_data { self.table.slots() } else { 0 });
+                    if shared_data {
+                        m.slots_used(super::store_calls::slots_used());
+                    }
+                }
+                // The shared-data table is swept every second (a bounded step); refreshes are due by their own clocks.
+                let refresh_ms = refreshes.iter().copied().filter(|r| *r > 0).min().map(|r| r.saturating_mul(1000));
+                let sweep_ms = shared_data.then_some(SWEEP_TICK_MS);
+                if let Some(tick) = [refresh_ms, sweep_ms].into_iter().flatten().min() {
+                    if let Err(s) = super::abi::set_tick_period_ms(tick.min(u64::from(u32::MAX)) as u32) {
+                        warn!("[root {}] certbound: cannot schedule its periodic work: {s:?}", self.id);
+                    }
+                    if refresh_ms.is_some() {
+                        self.on_tick();
+                    }
                 }
                 true
             }
@@ -341,6 +355,15 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(configured) = self.configured.clone() else { return };
         let now = super::host::now().unwrap_or_default();
+        if matches!(configured.store, StoreConfig::SharedData { .. }) && now > 0 {
+            if let Err(e) = super::store_calls::sweep_step(self.table, now) {
+                warn!("[root {}] certbound: cannot sweep the binding table: {e}", self.id);
+            }
+            // Every worker sets the gauge from the one count in shared data.
+            if let Some(m) = &self.metrics {
+                m.slots_used(super::store_calls::slots_used());
+            }
+        }
         if let Some(etcd) = self.etcd().filter(|e| e.clients_refresh_seconds > 0) {
             if now >= self.next_etcd {
                 self.next_etcd = now + etcd.clients_refresh_seconds as i64;

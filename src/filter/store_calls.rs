@@ -6,6 +6,7 @@ use super::abi;
 use super::host::HostStatus;
 use crate::binding::{Binding, ToBind};
 use crate::config::EtcdConfig;
+use crate::keys::{SWEEP_CURSOR, TABLE_USED};
 use crate::store::{self, PutPlan, SlotGet, SlotTable, CACHE_PREFIX, SLOT_PREFIX};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -41,17 +42,18 @@ pub fn slots_get(table: SlotTable, prefix: &str, key: &str, now: i64) -> Result<
     store::find(table, key, now, |index| slot(prefix, index).map(|(value, _)| value))
 }
 
-/// Writes a binding into a slot table: put-if-absent, never evicting a live binding.
-pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, now: i64) -> Result<(), StoreError> {
+/// Writes a binding into a slot table: put-if-absent, never evicting a live
+/// binding. True when it filled a slot that held no binding (the used count grows).
+pub fn slots_put(table: SlotTable, prefix: &str, key: &str, binding: &Binding, now: i64) -> Result<bool, StoreError> {
     // A concurrent writer on another worker makes the CAS fail: plan again.
     for _ in 0..3 {
-        match store::plan_put(table, key, binding, now, |index| slot(prefix, index))? {
-            PutPlan::AlreadyBound => return Ok(()),
-            PutPlan::Conflict => return Err(StoreError::Conflict),
-            PutPlan::Full => return Err(StoreError::Full),
-            PutPlan::Write { index, cas } => {
+        match store::plan_put_counted(table, key, binding, now, |index| slot(prefix, index))? {
+            (PutPlan::AlreadyBound, _) => return Ok(false),
+            (PutPlan::Conflict, _) => return Err(StoreError::Conflict),
+            (PutPlan::Full, _) => return Err(StoreError::Full),
+            (PutPlan::Write { index, cas }, fills) => {
                 match abi::shared_set(&store::slot_key(prefix, index), &store::encode_slot(key, binding), cas) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Ok(fills),
                     Err(HostStatus(abi::CAS_MISMATCH)) => continue,
                     Err(s) => return Err(StoreError::Host(s)),
                 }
@@ -78,8 +80,68 @@ pub fn cache_put(table: SlotTable, key: &str, binding: &Binding) {
     }
 }
 
-pub fn shared_put_all(table: SlotTable, entries: &[ToBind], now: i64) -> Result<(), StoreError> {
-    entries.iter().try_for_each(|e| slots_put(table, SLOT_PREFIX, &e.key, &e.binding, now))
+/// Stores every binding of a token response; the used count grows by the
+/// slots filled, even when a later binding fails (those slots stay written).
+pub fn shared_put_all(table: SlotTable, entries: &[ToBind], now: i64) -> (u64, Result<(), StoreError>) {
+    let mut filled = 0;
+    for e in entries {
+        match slots_put(table, SLOT_PREFIX, &e.key, &e.binding, now) {
+            Ok(f) => filled += u64::from(f),
+            Err(err) => return (filled, Err(err)),
+        }
+    }
+    (filled, Ok(()))
+}
+
+/// The count of used slots, kept in shared data.
+pub fn slots_used() -> u64 {
+    store::parse_count(abi::shared_get(TABLE_USED).ok().and_then(|(v, _)| v).as_deref())
+}
+
+/// Adds `delta` to the count of used slots (compare-and-swap, so concurrent
+/// workers add up); the new count, or `None` when it could not be written.
+pub fn adjust_slots_used(delta: i64) -> Option<u64> {
+    if delta == 0 {
+        return Some(slots_used());
+    }
+    for _ in 0..16 {
+        let (value, cas) = abi::shared_get(TABLE_USED).ok()?;
+        let next = store::adjust_count(store::parse_count(value.as_deref()), delta);
+        match abi::shared_set(TABLE_USED, next.to_string().as_bytes(), cas) {
+            Ok(()) => return Some(next),
+            Err(HostStatus(abi::CAS_MISMATCH)) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// One step of the sweep of expired bindings: the step's slots are claimed
+/// through the cursor in shared data (workers share the passes), each
+/// expired binding becomes a tombstone, and the used count drops by those freed.
+pub fn sweep_step(table: SlotTable, now: i64) -> Result<u64, StoreError> {
+    let (value, cas) = abi::shared_get(SWEEP_CURSOR).map_err(StoreError::Host)?;
+    let (range, next) = store::sweep_step(table, store::parse_count(value.as_deref()));
+    match abi::shared_set(SWEEP_CURSOR, next.to_string().as_bytes(), cas) {
+        Ok(()) => {}
+        // Another worker took this step: it sweeps it.
+        Err(HostStatus(abi::CAS_MISMATCH)) => return Ok(0),
+        Err(s) => return Err(StoreError::Host(s)),
+    }
+    let freed = store::sweep(
+        range,
+        now,
+        |index| slot(SLOT_PREFIX, index),
+        |index, cas| match abi::shared_set(&store::slot_key(SLOT_PREFIX, index), store::TOMBSTONE, cas) {
+            Ok(()) => Ok(true),
+            Err(HostStatus(abi::CAS_MISMATCH)) => Ok(false),
+            Err(s) => Err(StoreError::Host(s)),
+        },
+    )?;
+    if freed > 0 {
+        adjust_slots_used(-(freed as i64));
+    }
+    Ok(freed)
 }
 
 pub fn shared_get(table: SlotTable, key: &str, now: i64) -> Result<Option<Binding>, StoreError> {

@@ -281,11 +281,17 @@ def test_a_full_store_refuses_new_tokens_and_works_again_after_expiry(stack, sma
     assert got[8].status_code == 503 and got[8].json()["error"] == "temporarily_unavailable"
     assert "access_token" not in got[8].text
     assert small_store.counter("certbound.refused.store_full") == 1
+    # Every slot holds a binding; the refused token took none.
+    assert small_store.counter("certbound.store_slots_capacity") == 8
+    assert small_store.counter("certbound.store_slots_used") == 8
     # The 8 live bindings were kept.
     assert all("cnf" in introspect_via(small_store, stack, r.json()["access_token"]).json() for r in got[:8])
     time.sleep(3.5)
     r = token_via(small_store, stack)
     assert r.status_code == 200, r.text
+    # Expired bindings leave the count when the sweep (a step a second; 8 slots are one step) reaches them.
+    harness.wait_until("the sweep to free every expired slot",
+                       lambda: small_store.counter("certbound.store_slots_used") == 0, timeout=20)
 
 
 def allocated(envoy) -> int:

@@ -167,3 +167,17 @@ def test_route_protected_by_envoy_route_metadata(client, stack):
     assert client.get("/meta-api/x", token=unbound_token(stack)).status_code == 200
     r = client.get("/meta-api/x")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_each_binding_stored_moves_the_slot_gauge_by_one_whichever_worker_stored_it(client, stack):
+    # The stack's Envoy has 2 workers; the gauge is one number for the process, kept from the count in shared data.
+    envoy = stack.envoy
+    slots = envoy.counter("certbound.store_slots_capacity")
+    assert slots >= 100000 and slots & (slots - 1) == 0, slots
+    before = envoy.counter("certbound.store_slots_used")
+    tokens = [bound_token(client, stack) for _ in range(6)]
+    assert len(set(tokens)) == 6
+    # A tick of another worker may have set the gauge from a count read just before the last write: it is
+    # set again every second.
+    harness.wait_until("the slot gauge to count 6 more bindings",
+                       lambda: envoy.counter("certbound.store_slots_used") == before + 6, timeout=10)

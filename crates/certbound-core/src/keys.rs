@@ -6,6 +6,10 @@ pub const BINDING_PREFIX: &str = "certbound/b/";
 pub const SLOT_PREFIX: &str = "certbound/s/";
 /// The slot table's size, fixed by the first configuration that used it.
 pub const TABLE_META: &str = "certbound/s/meta";
+/// How many slots of the table hold a binding (live, or expired and not yet swept): a decimal count.
+pub const TABLE_USED: &str = "certbound/s/used";
+/// Where the sweep of expired slots goes on: the next slot index, decimal.
+pub const SWEEP_CURSOR: &str = "certbound/s/sweep";
 /// The etcd read cache's slots in shared data: `certbound/c/<index>`.
 pub const CACHE_PREFIX: &str = "certbound/c/";
 /// The etcd lease of a lease bucket, remembered in shared data: `certbound/l/<bucket end>`.

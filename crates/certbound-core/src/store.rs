@@ -133,23 +133,114 @@ pub fn plan_put<C, E>(
     key: &str,
     new: &Binding,
     now: i64,
-    mut read: impl FnMut(u64) -> Result<(Option<Vec<u8>>, C), E>,
+    read: impl FnMut(u64) -> Result<(Option<Vec<u8>>, C), E>,
 ) -> Result<PutPlan<C>, E> {
-    let mut first_free: Option<(u64, C)> = None;
+    plan_put_counted(table, key, new, now, read).map(|(plan, _)| plan)
+}
+
+/// [`plan_put`], and whether the write fills a slot that holds no binding
+/// (never used, or swept): only then does the count of used slots grow.
+/// Taking a slot whose binding expired replaces one counted binding by another.
+pub fn plan_put_counted<C, E>(
+    table: SlotTable,
+    key: &str,
+    new: &Binding,
+    now: i64,
+    mut read: impl FnMut(u64) -> Result<(Option<Vec<u8>>, C), E>,
+) -> Result<(PutPlan<C>, bool), E> {
+    let mut first_free: Option<(u64, C, bool)> = None;
     for index in table.probes(key) {
         let (value, cas) = read(index)?;
         let never_used = value.as_deref().is_none_or(|v| v.is_empty());
         match put_at(value.as_deref(), key, new, now) {
-            SlotPut::AlreadyBound => return Ok(PutPlan::AlreadyBound),
-            SlotPut::Conflict => return Ok(PutPlan::Conflict),
-            SlotPut::Take if first_free.is_none() => first_free = Some((index, cas)),
+            SlotPut::AlreadyBound => return Ok((PutPlan::AlreadyBound, false)),
+            SlotPut::Conflict => return Ok((PutPlan::Conflict, false)),
+            SlotPut::Take if first_free.is_none() => {
+                let fills = occupancy(value.as_deref(), now) == Occupancy::Free;
+                first_free = Some((index, cas, fills));
+            }
             SlotPut::Take | SlotPut::Next => {}
         }
         if never_used {
             break;
         }
     }
-    Ok(first_free.map_or(PutPlan::Full, |(index, cas)| PutPlan::Write { index, cas }))
+    Ok(first_free.map_or((PutPlan::Full, false), |(index, cas, fills)| (PutPlan::Write { index, cas }, fills)))
+}
+
+// ------------------------------------------------------------------ used slots
+
+/// What a slot holds, as the count of used slots sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occupancy {
+    /// Never used, or swept (a tombstone): not counted.
+    Free,
+    /// A binding not yet expired: counted.
+    Live,
+    /// A binding that expired: still counted until the sweep replaces it by a tombstone.
+    Expired,
+}
+
+/// What the sweep writes over an expired binding: not a binding (a put may take
+/// the slot, a lookup goes on past it), and not "never used" (the probe window
+/// does not end there). The memory of the old binding is freed.
+pub const TOMBSTONE: &[u8] = b"|";
+
+pub fn occupancy(slot: Option<&[u8]>, now: i64) -> Occupancy {
+    match slot.filter(|b| !b.is_empty()).and_then(decode_slot) {
+        Some((_, Some(b))) if b.is_live(now) => Occupancy::Live,
+        Some((_, Some(_))) => Occupancy::Expired,
+        _ => Occupancy::Free,
+    }
+}
+
+/// How many slots one sweep step visits: a full pass over the table in
+/// about `SWEEP_PASS_STEPS` steps, and never more than `SWEEP_MAX_CHUNK`
+/// reads per step (a step runs on a worker between requests).
+pub fn sweep_chunk(table: SlotTable) -> u64 {
+    (table.slots() / SWEEP_PASS_STEPS).clamp(SWEEP_MIN_CHUNK.min(table.slots()), SWEEP_MAX_CHUNK)
+}
+
+pub const SWEEP_PASS_STEPS: u64 = 60;
+pub const SWEEP_MIN_CHUNK: u64 = 1024;
+pub const SWEEP_MAX_CHUNK: u64 = 16384;
+
+/// The slots of the sweep step starting at `cursor` (wrapped into the table),
+/// and the cursor of the next step.
+pub fn sweep_step(table: SlotTable, cursor: u64) -> (std::ops::Range<u64>, u64) {
+    let start = cursor % table.slots();
+    let end = (start + sweep_chunk(table)).min(table.slots());
+    (start..end, end % table.slots())
+}
+
+/// A count kept in one shared-data value (decimal); absent or unreadable is 0.
+pub fn parse_count(value: Option<&[u8]>) -> u64 {
+    value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// The count after adding `delta` (never below zero).
+pub fn adjust_count(current: u64, delta: i64) -> u64 {
+    current.saturating_add_signed(delta)
+}
+
+/// Sweeps one step of the table: every expired binding in `range` becomes a
+/// tombstone (by compare-and-swap, so a slot a put took meanwhile is left
+/// alone, and two sweepers never both count one slot). Returns how many
+/// counted bindings left the table.
+pub fn sweep<C, E>(
+    range: std::ops::Range<u64>,
+    now: i64,
+    mut read: impl FnMut(u64) -> Result<(Option<Vec<u8>>, C), E>,
+    mut tombstone: impl FnMut(u64, C) -> Result<bool, E>,
+) -> Result<u64, E> {
+    let mut freed = 0;
+    for index in range {
+        let (value, cas) = read(index)?;
+        if occupancy(value.as_deref(), now) == Occupancy::Expired && tombstone(index, cas)? {
+            freed += 1;
+        }
+    }
+    Ok(freed)
 }
 
 /// Looks a key's live binding up over its probe window.
@@ -429,6 +520,97 @@ mod tests {
         assert_eq!(get_at(Some(&slot), "k2", NOW), SlotGet::Next);
         assert_eq!(get_at(None, "k2", NOW), SlotGet::Absent);
         assert_eq!(get_at(Some(b""), "k2", NOW), SlotGet::Absent);
+    }
+
+    #[test]
+    fn a_put_fills_a_free_or_swept_slot_and_replaces_an_expired_binding() {
+        let t = SlotTable::new(1024);
+        let read = |m: &std::collections::HashMap<u64, Vec<u8>>| {
+            plan_put_counted::<(), ()>(t, "k", &b(b"a", NOW + 5), NOW, |i| Ok((m.get(&i).cloned(), ()))).unwrap()
+        };
+        let first = t.probes("k").next().unwrap();
+        let empty = std::collections::HashMap::new();
+        assert_eq!(read(&empty), (PutPlan::Write { index: first, cas: () }, true));
+        let swept = table_with(t, "k", &[(0, TOMBSTONE.to_vec())]);
+        assert_eq!(read(&swept), (PutPlan::Write { index: first, cas: () }, true));
+        let expired = table_with(t, "k", &[(0, encode_slot("o", &b(b"x", NOW - 1)))]);
+        assert_eq!(read(&expired), (PutPlan::Write { index: first, cas: () }, false));
+        let bound = table_with(t, "k", &[(0, encode_slot("k", &b(b"a", NOW + 9)))]);
+        assert_eq!(read(&bound), (PutPlan::AlreadyBound, false));
+        // The plan without the count is the same plan.
+        assert_eq!(plan(t, &expired, "k", &b(b"a", NOW + 5)), PutPlan::Write { index: first, cas: () });
+    }
+
+    #[test]
+    fn a_tombstone_is_free_for_puts_and_passed_by_lookups_and_windows() {
+        let t = SlotTable::new(1024);
+        assert_eq!(occupancy(Some(TOMBSTONE), NOW), Occupancy::Free);
+        assert_eq!(occupancy(None, NOW), Occupancy::Free);
+        assert_eq!(occupancy(Some(&encode_slot("k", &b(b"a", NOW + 1))), NOW), Occupancy::Live);
+        assert_eq!(occupancy(Some(&encode_slot("k", &b(b"a", NOW))), NOW), Occupancy::Expired);
+        assert_eq!(put_at(Some(TOMBSTONE), "k", &b(b"a", NOW + 5), NOW), SlotPut::Take);
+        assert_eq!(get_at(Some(TOMBSTONE), "k", NOW), SlotGet::Next);
+        // A live binding past a tombstone is still found, and still wins over the tombstone's slot.
+        let m = table_with(t, "k", &[(0, TOMBSTONE.to_vec()), (1, encode_slot("k", &b(b"a", NOW + 9)))]);
+        assert_eq!(find::<()>(t, "k", NOW, |i| Ok(m.get(&i).cloned())).unwrap(), Some(b(b"a", NOW + 9)));
+        assert_eq!(plan(t, &m, "k", &b(b"a", NOW + 5)), PutPlan::AlreadyBound);
+    }
+
+    #[test]
+    fn the_sweep_frees_expired_bindings_only_and_walks_the_whole_table() {
+        let t = SlotTable::new(4);
+        let mut m: std::collections::HashMap<u64, (Vec<u8>, u32)> = std::collections::HashMap::new();
+        m.insert(0, (encode_slot("a", &b(b"x", NOW - 1)), 1));
+        m.insert(1, (encode_slot("b", &b(b"x", NOW + 9)), 1));
+        m.insert(2, (TOMBSTONE.to_vec(), 1));
+        m.insert(3, (encode_slot("c", &b(b"x", NOW - 5)), 7));
+        let cell = std::cell::RefCell::new(m);
+        let freed = sweep::<u32, ()>(
+            0..4,
+            NOW,
+            |i| Ok(cell.borrow().get(&i).map_or((None, 0), |(v, c)| (Some(v.clone()), *c))),
+            // Slot 3 was taken by a put meanwhile: its compare-and-swap fails, nothing is freed there.
+            |i, cas| {
+                let mut m = cell.borrow_mut();
+                if i == 3 || m.get(&i).map(|e| e.1) != Some(cas) {
+                    return Ok(false);
+                }
+                m.insert(i, (TOMBSTONE.to_vec(), cas + 1));
+                Ok(true)
+            },
+        )
+        .unwrap();
+        assert_eq!(freed, 1);
+        let m = cell.into_inner();
+        assert_eq!(m[&0].0, TOMBSTONE);
+        assert_eq!(occupancy(Some(&m[&1].0), NOW), Occupancy::Live);
+        // Steps cover every slot once per pass, in chunks bounded both ways.
+        assert_eq!(sweep_chunk(SlotTable::new(1 << 19)), (1 << 19) / SWEEP_PASS_STEPS);
+        assert_eq!(sweep_chunk(SlotTable::new(1 << 24)), SWEEP_MAX_CHUNK);
+        assert_eq!(sweep_chunk(SlotTable::new(4096)), SWEEP_MIN_CHUNK);
+        assert_eq!(sweep_chunk(t), 4);
+        let small = SlotTable::new(3000);
+        let (mut cursor, mut seen) = (0, 0);
+        loop {
+            let (r, next) = sweep_step(small, cursor);
+            seen += r.end - r.start;
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen, small.slots());
+        assert_eq!(sweep_step(small, small.slots() + 5).0.start, 5);
+    }
+
+    #[test]
+    fn the_used_count_is_a_decimal_that_never_goes_below_zero() {
+        assert_eq!(parse_count(None), 0);
+        assert_eq!(parse_count(Some(b"garbage")), 0);
+        assert_eq!(parse_count(Some(b"42")), 42);
+        assert_eq!(adjust_count(42, 1), 43);
+        assert_eq!(adjust_count(42, -2), 40);
+        assert_eq!(adjust_count(1, -2), 0);
     }
 
     #[test]
