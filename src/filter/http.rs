@@ -23,9 +23,11 @@ use crate::flow::{BindError, Held};
 use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
 use crate::store::{self, SlotTable};
+use crate::vm_cache::VmCache;
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 enum StreamFlow {
@@ -64,6 +66,8 @@ pub struct Http {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     table: SlotTable,
+    /// This VM's cache of store hits (in front of shared data and etcd).
+    vm_cache: Rc<RefCell<VmCache>>,
     /// `x-request-id`, read when a log line first needs it.
     request_id: Option<String>,
 
@@ -83,12 +87,19 @@ pub struct Http {
 use crate::keys::ETCD_RANGE as RANGE;
 
 impl Http {
-    pub fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>, table: SlotTable) -> Self {
+    pub fn new(
+        id: u32,
+        config: Option<Rc<Config>>,
+        metrics: Rc<Metrics>,
+        table: SlotTable,
+        vm_cache: Rc<RefCell<VmCache>>,
+    ) -> Self {
         Http {
             id,
             config,
             metrics,
             table,
+            vm_cache,
             request_id: None,
             flow: StreamFlow::Other,
             presented: None,
@@ -188,13 +199,27 @@ impl Http {
         Ok(())
     }
 
-    /// A lookup answered without a callout: shared data, or a hit in the etcd
-    /// read cache. `None`: etcd must be asked.
+    /// A lookup answered without a callout: this VM's cache, shared data, or
+    /// a hit in the etcd read cache. `None`: etcd must be asked.
     fn read_local(&mut self, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
-        match &self.config.as_ref()?.store {
+        if let Some(hit) = self.vm_cache.try_borrow_mut().ok().and_then(|mut c| c.get(key, now)) {
+            return Some(Ok(Some(hit)));
+        }
+        let found = match &self.config.as_ref()?.store {
             StoreConfig::SharedData { .. } => Some(store_calls::shared_get(self.table, key, now)),
             StoreConfig::Etcd(cfg) if cfg.cache_capacity == 0 => None,
             StoreConfig::Etcd(_) => store_calls::cache_get(self.table, key, now).map(|b| Ok(Some(b))),
+        };
+        if let Some(Ok(Some(b))) = &found {
+            self.remember_hit(key, b, now);
+        }
+        found
+    }
+
+    /// A binding the store answered with stays true until its expiry: kept in this VM (misses never are).
+    fn remember_hit(&self, key: &str, binding: &Binding, now: i64) {
+        if let Ok(mut c) = self.vm_cache.try_borrow_mut() {
+            c.put(key, binding, now);
         }
     }
 
@@ -438,6 +463,9 @@ impl Http {
         match pending.waiting {
             Waiting::Lookup { key } => {
                 let result = answer.and_then(|b| store_calls::etcd_read(&b, &key, self.cache(), now));
+                if let Ok(Some(b)) = &result {
+                    self.remember_hit(&key, b, now);
+                }
                 self.deliver_lookup(result.map_err(|e| e.to_string()))
             }
             Waiting::EtcdWrite(mut write) => match write.next(now).lease_for {

@@ -6,10 +6,12 @@ use super::metrics::Metrics;
 use crate::config::{self, ClientAuthMethod, Config, EtcdConfig, Pin, StoreConfig, ETCD_CLIENTS};
 use crate::keys::TABLE_META;
 use crate::store::{self, SlotTable};
+use crate::vm_cache::VmCache;
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct Root {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
     table: SlotTable,
+    /// This VM's cache of store hits, shared with its HTTP contexts.
+    vm_cache: Rc<RefCell<VmCache>>,
     /// Pending callouts by token id.
     calls: HashMap<u32, Fetch>,
     /// The clients etcd last answered with (kept while etcd cannot be read).
@@ -59,6 +63,7 @@ impl Root {
             config: None,
             metrics: None,
             table: SlotTable::new(1),
+            vm_cache: Rc::new(RefCell::new(VmCache::new(0))),
             calls: HashMap::new(),
             etcd_clients: Vec::new(),
             jwks_pins: HashMap::new(),
@@ -302,6 +307,10 @@ impl RootContext for Root {
                     c.introspection_path
                 );
                 self.table = self.slot_table(&c.store);
+                // Hits stay true across a reload (bindings never change while they live); only a new size starts afresh.
+                if self.vm_cache.try_borrow().map_or(true, |v| v.capacity() != c.vm_cache_entries) {
+                    self.vm_cache = Rc::new(RefCell::new(VmCache::new(c.vm_cache_entries)));
+                }
                 let refreshes = [
                     match &c.store {
                         StoreConfig::Etcd(e) => e.clients_refresh_seconds,
@@ -349,7 +358,13 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.config.clone(), self.metrics.clone().unwrap_or_default(), self.table)))
+        Some(Box::new(Http::new(
+            context_id,
+            self.config.clone(),
+            self.metrics.clone().unwrap_or_default(),
+            self.table,
+            self.vm_cache.clone(),
+        )))
     }
 
     fn on_tick(&mut self) {

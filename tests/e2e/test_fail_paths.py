@@ -486,9 +486,9 @@ def fail_open(stack, tmp_path_factory):
                                               upstream_secret=UPSTREAM_SECRETS["good-client"])],
          "protected_routes": [{"path_prefix": "/api/"},
                               {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"}],
-         # No read cache: every lookup asks etcd.
-         "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": 300, "cache_capacity": 0,
-                                               "on_unavailable": "fail_open"}}},
+         # No read cache, and no per-worker cache of hits: every lookup asks etcd.
+         "store": {"backend": "etcd", "vm_cache_entries": 0,
+                   "etcd": {"cluster": "etcd", "timeout_ms": 300, "cache_capacity": 0, "on_unavailable": "fail_open"}}},
         cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="fail-open",
         etcd_ports=etcd.client_ports)
     yield {"envoy": envoy, "etcd": etcd}

@@ -32,3 +32,4 @@ pub mod keys;
 pub mod path;
 pub mod resource;
 pub mod store;
+pub mod vm_cache;

@@ -132,6 +132,8 @@ pub struct Config {
     pub jwt_claims: Option<JwtClaims>,
     pub sources: Sources,
     pub store: StoreConfig,
+    /// Entries of each VM's cache of store hits (`store.vm_cache_entries`); 0: no cache.
+    pub vm_cache_entries: usize,
     pub discovery: Discovery,
     /// Also protect routes whose Envoy route config carries
     /// `metadata.filter_metadata.certbound.unbound_tokens`.
@@ -245,8 +247,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(v) => compile_sources(from_value(v, "certificate_sources")?)?,
     };
 
-    let store = match raw.store {
-        None => StoreConfig::SharedData { capacity: DEFAULT_STORE_CAPACITY },
+    let (store, vm_cache_entries) = match raw.store {
+        None => (StoreConfig::SharedData { capacity: DEFAULT_STORE_CAPACITY }, crate::vm_cache::DEFAULT_ENTRIES),
         Some(v) => compile_store(from_value(v, "store")?)?,
     };
 
@@ -335,6 +337,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         jwt_claims,
         sources,
         store,
+        vm_cache_entries,
         discovery,
         route_metadata: raw.route_metadata.unwrap_or(false),
     })
@@ -889,6 +892,10 @@ mod tests {
     fn store_defaults_to_bounded_shared_data() {
         assert_eq!(parse(b"{}").unwrap().store, StoreConfig::SharedData { capacity: DEFAULT_STORE_CAPACITY });
         assert_eq!(parse(br#"{"store":{"capacity":10}}"#).unwrap().store, StoreConfig::SharedData { capacity: 10 });
+        assert_eq!(parse(b"{}").unwrap().vm_cache_entries, 4096);
+        assert_eq!(parse(br#"{"store":{"vm_cache_entries":0}}"#).unwrap().vm_cache_entries, 0);
+        let etcd = br#"{"store":{"backend":"etcd","vm_cache_entries":10,"etcd":{"cluster":"e"}}}"#;
+        assert_eq!(parse(etcd).unwrap().vm_cache_entries, 10);
     }
 
     #[test]
@@ -928,6 +935,8 @@ mod tests {
         let f = |v: Value| err(json!({ "store": v })).field;
         assert_eq!(f(json!({"backend":"redis"})), "store.backend");
         assert_eq!(f(json!({"capacity":0})), "store.capacity");
+        assert_eq!(f(json!({"vm_cache_entries":-1})), "store");
+        assert_eq!(f(json!({"vm_cache_entries":2_000_000})), "store.vm_cache_entries");
         assert_eq!(f(json!({"backend":"etcd"})), "store.etcd");
         assert_eq!(f(json!({"backend":"etcd","etcd":{"cluster":""}})), "store.etcd.cluster");
         assert_eq!(

@@ -12,6 +12,7 @@ pub(super) struct RawStore {
     backend: Option<String>,
     capacity: Option<u64>,
     etcd: Option<Value>,
+    vm_cache_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,7 +30,22 @@ pub(super) struct RawEtcd {
 
 pub(super) const MAX_CAPACITY: u64 = 1 << 24;
 
-pub(super) fn compile_store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
+/// The store, and the size of the per-VM cache of hits (`store.vm_cache_entries`).
+pub(super) fn compile_store(raw: RawStore) -> Result<(StoreConfig, usize), ConfigError> {
+    let vm_cache_entries = match raw.vm_cache_entries {
+        None => crate::vm_cache::DEFAULT_ENTRIES,
+        Some(n) if n <= crate::vm_cache::MAX_ENTRIES as u64 => n as usize,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "store.vm_cache_entries",
+                format!("must be between 0 and {}", crate::vm_cache::MAX_ENTRIES),
+            ))
+        }
+    };
+    compile_backend(raw).map(|store| (store, vm_cache_entries))
+}
+
+fn compile_backend(raw: RawStore) -> Result<StoreConfig, ConfigError> {
     let capacity_ok = |c: u64, field: &str| {
         if c == 0 || c > MAX_CAPACITY {
             Err(ConfigError::new(field, format!("must be between 1 and {MAX_CAPACITY}")))
