@@ -1,10 +1,13 @@
 //! Host calls that can fail, each mapped to a value or an error the caller handles.
 
-use crate::cert::Thumbprint;
+use super::store_calls::WasmShared;
+use crate::config::EtcdConfig;
 use crate::counter::Counter;
+use crate::error::Reason;
 use crate::flow::{Body, Host, HostError};
+use crate::shared::{SetError, SharedData};
+use crate::stream::StreamHost;
 use proxy_wasm::types::{BufferType, MapType};
-use std::net::{IpAddr, SocketAddr};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -145,8 +148,6 @@ pub fn replace_body(buffer: BufferType, size: usize, data: &[u8]) -> Result<(), 
 /// The core's [`Host`] over this stream's host calls.
 pub struct WasmHost<'a> {
     pub metrics: &'a super::metrics::Metrics,
-    /// `[context-id request-id]`, the prefix of the stream's log lines.
-    pub tag: &'a str,
 }
 
 fn buffer_of(which: Body) -> BufferType {
@@ -186,23 +187,49 @@ impl Host for WasmHost<'_> {
         self.metrics.count(counter);
     }
     fn log(&mut self, level: log::Level, message: &str) {
-        log::log!(level, "{} {message}", self.tag);
+        log::log!(level, "{message}");
+    }
+}
+
+impl SharedData for WasmHost<'_> {
+    fn shared_get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        WasmShared.shared_get(key)
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        WasmShared.shared_set(key, value, cas)
+    }
+}
+
+impl StreamHost for WasmHost<'_> {
+    fn send_local_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        super::abi::send_local_response(status, headers, body).map_err(|s| HostError(s.0))
+    }
+    fn reset(&mut self) {
+        let _ = super::abi::reset_request();
+    }
+    fn request_headers(&mut self) -> Vec<(String, String)> {
+        request_headers()
+    }
+    fn route_metadata(&mut self, key: &str) -> Option<String> {
+        route_metadata(key)
+    }
+    fn etcd_call(&mut self, cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u64, String> {
+        super::store_calls::etcd_call(cfg, path, body).map(u64::from)
+    }
+    fn refused(&mut self, reason: Reason) {
+        self.metrics.refused(reason);
+    }
+    fn slots_used(&mut self, used: u64) {
+        self.metrics.slots_used(used);
+    }
+    fn log_line(&mut self, level: log::Level, line: &str) {
+        log::log!(level, "{line}");
     }
 }
 
 /// Unix seconds from the host clock.
 pub fn now() -> Option<i64> {
     super::abi::now_nanos().ok().map(|n| (n / 1_000_000_000) as i64)
-}
-
-/// The certificate of the TLS connection Envoy terminated, as its SHA-256
-/// (Envoy attribute `connection.sha256_peer_certificate_digest`, hex).
-pub fn connection_certificate() -> Result<Option<Thumbprint>, String> {
-    let raw = property(&["connection", "sha256_peer_certificate_digest"])
-        .map_err(|s| format!("cannot read connection.sha256_peer_certificate_digest: {s:?}"))?;
-    let Some(raw) = raw else { return Ok(None) };
-    let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
-    Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
 }
 
 /// Every request header (name, value), repeated names kept.
@@ -223,20 +250,4 @@ pub fn route_metadata(key: &str) -> Option<String> {
 fn string_property(path: Vec<&str>) -> Option<String> {
     let raw = property(&path).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
-}
-
-/// The downstream peer's address (`source.address`, `ip:port`).
-pub fn source_ip() -> Option<IpAddr> {
-    let addr = string_property(vec!["source", "address"])?;
-    addr.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse::<IpAddr>().ok())
-}
-
-/// Subject of the downstream connection's peer certificate (RFC 2253, as Envoy writes it).
-pub fn peer_subject() -> Option<String> {
-    string_property(vec!["connection", "subject_peer_certificate"])
-}
-
-/// First DNS SAN of the downstream connection's peer certificate.
-pub fn peer_dns_san() -> Option<String> {
-    string_property(vec!["connection", "dns_san_peer_certificate"])
 }

@@ -3,8 +3,8 @@
 
 use super::http::Http;
 use super::metrics::Metrics;
+use super::store_calls::WasmShared;
 use crate::config::{self, ClientAuthMethod, Config, EtcdConfig, Pin, StoreConfig, ETCD_CLIENTS};
-use crate::keys::TABLE_META;
 use crate::store::{self, SlotTable};
 use crate::vm_cache::VmCache;
 use log::{error, info, warn};
@@ -234,28 +234,16 @@ impl Root {
         match store {
             StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
             StoreConfig::SharedData { capacity } => {
-                let wanted = SlotTable::new(*capacity);
-                let existing = super::abi::shared_get(TABLE_META)
-                    .ok()
-                    .and_then(|(v, _)| v)
-                    .and_then(|v| String::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                match existing {
-                    Some(slots) if slots != wanted.slots() => {
-                        warn!(
-                            "[root {}] certbound keeps the binding table at {slots} slots (store.capacity asks for {}); \
-                             restart Envoy to resize it",
-                            self.id,
-                            wanted.slots()
-                        );
-                        SlotTable::new(slots)
-                    }
-                    Some(_) => wanted,
-                    None => {
-                        let _ = super::abi::shared_set(TABLE_META, wanted.slots().to_string().as_bytes(), None);
-                        wanted
-                    }
+                let (table, kept) = crate::shared::slot_table(&mut WasmShared, *capacity);
+                if let Some(slots) = kept {
+                    warn!(
+                        "[root {}] certbound keeps the binding table at {slots} slots (store.capacity asks for {}); \
+                         restart Envoy to resize it",
+                        self.id,
+                        SlotTable::new(*capacity).slots()
+                    );
                 }
+                table
             }
         }
     }
@@ -334,7 +322,7 @@ impl RootContext for Root {
                 if let Some(m) = &self.metrics {
                     m.slots_capacity(if shared_data { self.table.slots() } else { 0 });
                     if shared_data {
-                        m.slots_used(super::store_calls::slots_used());
+                        m.slots_used(crate::shared::slots_used(&mut WasmShared));
                     }
                 }
                 // The shared-data table is swept every second (a bounded step); refreshes are due by their own clocks.
@@ -371,12 +359,12 @@ impl RootContext for Root {
         let Some(configured) = self.configured.clone() else { return };
         let now = super::host::now().unwrap_or_default();
         if matches!(configured.store, StoreConfig::SharedData { .. }) && now > 0 {
-            if let Err(e) = super::store_calls::sweep_step(self.table, now) {
+            if let Err(e) = crate::shared::sweep_step(&mut WasmShared, self.table, now) {
                 warn!("[root {}] certbound: cannot sweep the binding table: {e}", self.id);
             }
             // Every worker sets the gauge from the one count in shared data.
             if let Some(m) = &self.metrics {
-                m.slots_used(super::store_calls::slots_used());
+                m.slots_used(crate::shared::slots_used(&mut WasmShared));
             }
         }
         if let Some(etcd) = self.etcd().filter(|e| e.clients_refresh_seconds > 0) {

@@ -46,7 +46,7 @@ impl EtcdWrite {
         entries: Vec<ToBind>,
         bucket_seconds: i64,
         key_prefix: &str,
-        remembered: impl Fn(i64) -> Option<i64>,
+        mut remembered: impl FnMut(i64) -> Option<i64>,
     ) -> EtcdWrite {
         let mut leases: Vec<(i64, i64)> = Vec::new();
         for e in &entries {

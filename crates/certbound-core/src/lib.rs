@@ -31,5 +31,7 @@ pub mod jwks;
 pub mod keys;
 pub mod path;
 pub mod resource;
+pub mod shared;
 pub mod store;
+pub mod stream;
 pub mod vm_cache;

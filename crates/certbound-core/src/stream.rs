@@ -1,0 +1,851 @@
+//! One HTTP stream, whatever the shell: routes the token endpoint, the
+//! introspection endpoint, AS metadata and protected resource routes to
+//! their flows, serves the flows' store lookups and writes (from the shared
+//! map, or etcd through a callout) and carries out their steps. The `.wasm`
+//! shell and the dynamic-module shell turn Envoy's callbacks into calls of
+//! [`Stream`] and its [`Action`] back into the host's.
+
+use crate::binding::{Binding, ToBind};
+use crate::cert::Thumbprint;
+use crate::cert_header;
+use crate::cert_source::{self, Event, Facts};
+use crate::config::{Config, EtcdConfig, StoreConfig};
+use crate::counter::Counter;
+use crate::error::{OAuthError, Reason};
+use crate::etcd_write::{EtcdWrite, Outcome};
+use crate::flow::discovery::DiscoveryFlow;
+use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
+use crate::flow::resource::{self as resource_flow, ResourceFlow};
+use crate::flow::token::{self as token_flow, TokenFlow};
+use crate::flow::{BindError, Body, Held, Host, HostError, Step};
+use crate::keys::ETCD_RANGE as RANGE;
+use crate::path::Endpoint;
+use crate::resource::{self, ResourceError};
+use crate::shared::{self, SharedData, StoreError};
+use crate::store::{self, SlotTable};
+use crate::vm_cache::VmCache;
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+/// What the shell tells Envoy about what it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// What the shell does after a callout answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCallout {
+    /// The stream stays as it is (still held, or already answered).
+    Nothing,
+    /// The held stream goes on: the request, or the response when `response_phase`.
+    Resume { response_phase: bool },
+}
+
+/// What a stream asks of its shell beyond what a flow asks ([`Host`]):
+/// local replies, the connection's facts, the shared map, callouts, counters.
+pub trait StreamHost: Host + SharedData {
+    /// Answers the request locally (the stream is then decided).
+    fn send_local_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+    /// Ends the stream without an answer (when a local reply could not be sent).
+    fn reset(&mut self);
+    /// Every request header (name, value), repeated names kept; values not UTF-8 become U+FFFD.
+    fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// A string under `filter_metadata.certbound` of the matched route.
+    fn route_metadata(&mut self, key: &str) -> Option<String>;
+    /// Sends a POST to etcd's JSON gateway through the configured cluster; the
+    /// answer comes back through [`Stream::callout_done`] with the returned id.
+    fn etcd_call(&mut self, cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u64, String>;
+    /// One refusal, counted under its reason.
+    fn refused(&mut self, reason: Reason);
+    /// The slot table now has `used` slots holding a binding (the gauge).
+    fn slots_used(&mut self, used: u64);
+    /// A log line as it is (already prefixed with the stream's ids).
+    fn log_line(&mut self, level: log::Level, line: &str);
+}
+
+/// A [`Host`] whose log lines carry the stream's prefix.
+struct Tagged<'a, H> {
+    host: &'a mut H,
+    tag: &'a str,
+}
+
+impl<H: StreamHost> Host for Tagged<'_, H> {
+    fn request_header(&mut self, name: &str) -> Option<String> {
+        self.host.request_header(name)
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        self.host.set_request_header(name, value)
+    }
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        self.host.response_header(name)
+    }
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        self.host.set_response_header(name, value)
+    }
+    fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError> {
+        self.host.body(which, size)
+    }
+    fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
+        self.host.replace_body(which, size, data)
+    }
+    fn now(&mut self) -> Result<i64, HostError> {
+        self.host.now()
+    }
+    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.host.attribute(path)
+    }
+    fn count(&mut self, counter: Counter) {
+        self.host.count(counter)
+    }
+    fn log(&mut self, level: log::Level, message: &str) {
+        if level <= log::max_level() {
+            self.host.log_line(level, &format!("{} {message}", self.tag));
+        }
+    }
+}
+
+enum StreamFlow {
+    /// Not an endpoint certbound acts on.
+    Other,
+    /// A local reply was sent; nothing more to do.
+    Answered,
+    Token(Box<TokenFlow>),
+    Introspect(IntrospectionFlow),
+    Resource(ResourceFlow),
+    Discovery(DiscoveryFlow),
+}
+
+/// What a pending etcd call will continue with.
+enum Waiting {
+    /// A binding lookup asked for by the stream's flow.
+    Lookup { key: String },
+    /// A step of storing bindings in etcd (a lease grant, or the transaction).
+    EtcdWrite(Box<EtcdWrite>),
+}
+
+struct Pending {
+    id: u64,
+    path: &'static str,
+    body: Vec<u8>,
+    retried: bool,
+    waiting: Waiting,
+}
+
+/// One HTTP stream's state, from its request headers to its end.
+pub struct Stream {
+    id: u32,
+    config: Option<Rc<Config>>,
+    table: SlotTable,
+    /// This VM's (or worker's) cache of store hits, in front of the shared map and etcd.
+    vm_cache: Rc<RefCell<VmCache>>,
+    /// `x-request-id`, read on the routes certbound acts on.
+    request_id: Option<String>,
+    flow: StreamFlow,
+    /// The certificate this request presented, from its trusted source.
+    presented: Option<cert_source::Presented>,
+    pending: Option<Pending>,
+    /// The request is held until its end (body end or trailers) to be judged.
+    awaiting_request_end: bool,
+    /// The response is held until its end to be bound or patched.
+    awaiting_response_end: bool,
+    /// Bytes of the request / response body buffered so far (trailers end a body without saying its size).
+    request_body_size: usize,
+    response_body_size: usize,
+}
+
+/// The certificate of the TLS connection Envoy terminated, from its SHA-256
+/// (Envoy attribute `connection.sha256_peer_certificate_digest`, hex).
+fn connection_certificate(h: &mut impl Host) -> Result<Option<Thumbprint>, String> {
+    let raw = h
+        .attribute(&["connection", "sha256_peer_certificate_digest"])
+        .map_err(|s| format!("cannot read connection.sha256_peer_certificate_digest: host status {}", s.0))?;
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(None) };
+    let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
+    Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
+}
+
+fn string_attribute(h: &mut impl Host, path: &[&str]) -> Option<String> {
+    let raw = h.attribute(path).ok().flatten()?;
+    String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+}
+
+/// The downstream peer's address (`source.address`, `ip:port` or `ip`).
+fn source_ip(h: &mut impl Host) -> Option<IpAddr> {
+    let addr = string_attribute(h, &["source", "address"])?;
+    addr.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse::<IpAddr>().ok())
+}
+
+impl Stream {
+    pub fn new(id: u32, config: Option<Rc<Config>>, table: SlotTable, vm_cache: Rc<RefCell<VmCache>>) -> Self {
+        Stream {
+            id,
+            config,
+            table,
+            vm_cache,
+            request_id: None,
+            flow: StreamFlow::Other,
+            presented: None,
+            pending: None,
+            awaiting_request_end: false,
+            awaiting_response_end: false,
+            request_body_size: 0,
+            response_body_size: 0,
+        }
+    }
+
+    /// True while a callout this stream waits for is outstanding.
+    pub fn waiting_for_callout(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Reads `x-request-id` in the request-headers phase, on the routes
+    /// certbound acts on (request headers are not asked for later).
+    fn read_request_id(&mut self, h: &mut impl StreamHost) {
+        self.request_id = Some(
+            h.request_header("x-request-id")
+                .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+
+    /// `[stream-id request-id]`, the prefix of every log line of this stream.
+    fn log_prefix(&self) -> String {
+        format!("[{} {}]", self.id, self.request_id.as_deref().unwrap_or("-"))
+    }
+
+    fn warn(&self, h: &mut impl StreamHost, message: &str) {
+        if log::Level::Warn <= log::max_level() {
+            h.log_line(log::Level::Warn, &format!("{} {message}", self.log_prefix()));
+        }
+    }
+
+    /// Answers with an OAuth error, logs why and counts it.
+    fn refuse(&mut self, h: &mut impl StreamHost, e: OAuthError) -> Action {
+        self.reply(h, e.status, e.headers(), e.body(), e.reason, e.error, &e.description)
+    }
+
+    /// Answers a protected-resource request with an RFC 6750 error.
+    fn refuse_resource(&mut self, h: &mut impl StreamHost, e: ResourceError) -> Action {
+        self.reply(h, e.status, e.headers(), e.body(), e.reason, e.error.unwrap_or("no_token"), &e.description)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &mut self,
+        h: &mut impl StreamHost,
+        status: u32,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        reason: Reason,
+        error: &str,
+        description: &str,
+    ) -> Action {
+        self.warn(h, &format!("certbound refused: {error} ({}): {description}", reason.as_str()));
+        h.refused(reason);
+        self.flow = StreamFlow::Answered;
+        self.pending = None;
+        self.awaiting_request_end = false;
+        self.awaiting_response_end = false;
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Err(status) = h.send_local_response(status, &headers, &body) {
+            self.warn(h, &format!("certbound could not send its reply: host status {}", status.0));
+            // Without a reply the request must still not pass: reset it.
+            h.reset();
+        }
+        Action::Pause
+    }
+
+    fn now(&self, h: &mut impl StreamHost) -> Result<i64, OAuthError> {
+        h.now().map_err(|_| OAuthError::internal("the proxy clock is unavailable"))
+    }
+
+    /// The etcd read cache, unless configured off.
+    fn cache(&self) -> Option<SlotTable> {
+        match self.config.as_ref().map(|c| &c.store) {
+            Some(StoreConfig::Etcd(cfg)) if cfg.cache_capacity > 0 => Some(self.table),
+            _ => None,
+        }
+    }
+
+    /// The etcd store's configuration, when that is the backend.
+    fn etcd(&self) -> Option<Rc<EtcdConfig>> {
+        match self.config.as_ref().map(|c| &c.store) {
+            Some(StoreConfig::Etcd(cfg)) => Some(cfg.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends an etcd call and parks the stream's continuation.
+    fn send(
+        &mut self,
+        h: &mut impl StreamHost,
+        path: &'static str,
+        body: Vec<u8>,
+        waiting: Waiting,
+    ) -> Result<(), StoreError> {
+        let Some(cfg) = self.etcd() else {
+            return Err(StoreError::Etcd("not configured".into()));
+        };
+        let id = h.etcd_call(&cfg, path, &body).map_err(StoreError::Etcd)?;
+        self.pending = Some(Pending { id, path, body, retried: false, waiting });
+        Ok(())
+    }
+
+    /// A lookup answered without a callout: this VM's cache, the shared map,
+    /// or a hit in the etcd read cache. `None`: etcd must be asked.
+    fn read_local(&self, h: &mut impl StreamHost, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
+        if let Some(hit) = self.vm_cache.try_borrow_mut().ok().and_then(|mut c| c.get(key, now)) {
+            return Some(Ok(Some(hit)));
+        }
+        let found = match &self.config.as_ref()?.store {
+            StoreConfig::SharedData { .. } => Some(shared::get(h, self.table, key, now)),
+            StoreConfig::Etcd(cfg) if cfg.cache_capacity == 0 => None,
+            StoreConfig::Etcd(_) => shared::cache_get(h, self.table, key, now).map(|b| Ok(Some(b))),
+        };
+        if let Some(Ok(Some(b))) = &found {
+            self.remember_hit(key, b, now);
+        }
+        found
+    }
+
+    /// A binding the store answered with stays true until its expiry: kept in this VM (misses never are).
+    fn remember_hit(&self, key: &str, binding: &Binding, now: i64) {
+        if let Ok(mut c) = self.vm_cache.try_borrow_mut() {
+            c.put(key, binding, now);
+        }
+    }
+
+    /// Finds the certificate this request presented, removes certificate
+    /// headers whose sender is not trusted (and the loser of a conflict), and
+    /// forwards the verified certificate upstream when configured.
+    fn resolve_certificate(
+        &mut self,
+        h: &mut impl StreamHost,
+        config: &Config,
+    ) -> Result<(), cert_source::CertProblem> {
+        let sources = &config.sources;
+        let connection = if sources.connection {
+            connection_certificate(h).unwrap_or_else(|e| {
+                self.warn(h, &format!("certbound: {e}; the connection counts as having no certificate"));
+                None
+            })
+        } else {
+            None
+        };
+        let all_headers = if sources.headers.is_empty() { Vec::new() } else { h.request_headers() };
+        let values: Vec<Vec<&str>> = sources
+            .headers
+            .iter()
+            .map(|s| {
+                all_headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(&s.name)).map(|(_, v)| v.as_str()).collect()
+            })
+            .collect();
+        let any_header = values.iter().any(|v| !v.is_empty());
+        let (peer_subject, peer_san) = if any_header {
+            (
+                string_attribute(h, &["connection", "subject_peer_certificate"]),
+                string_attribute(h, &["connection", "dns_san_peer_certificate"]),
+            )
+        } else {
+            (None, None)
+        };
+        let facts = Facts {
+            connection,
+            source_ip: if any_header { source_ip(h) } else { None },
+            peer_subject: peer_subject.as_deref(),
+            peer_dns_san: peer_san.as_deref(),
+            headers: values,
+            // Only a certificate read from a header has dates to check.
+            now: if any_header { h.now().unwrap_or_default() } else { 0 },
+        };
+        let resolution = cert_source::resolve(sources, &facts)?;
+        for name in &resolution.remove {
+            let _ = h.set_request_header(name, None);
+        }
+        for event in &resolution.events {
+            match event {
+                Event::UntrustedHeaderRemoved(name) => {
+                    self.warn(h, &format!("certbound removed {name}: its sender is not trusted by the config"));
+                    h.count(Counter::UntrustedHeaderRemoved);
+                }
+                Event::Conflict { kept } => {
+                    self.warn(
+                        h,
+                        &format!(
+                            "certbound: the connection and a trusted header name different certificates; kept {kept:?}"
+                        ),
+                    );
+                    h.count(Counter::CertificateConflicts);
+                }
+            }
+        }
+        if let Some(fwd) = &sources.forward {
+            let _ = h.set_request_header(&fwd.name, None);
+            if let Some(der) = resolution.presented.as_ref().and_then(|p| p.cert.as_ref()).map(|c| &c.der) {
+                let _ = h.set_request_header(&fwd.name, Some(&cert_header::encode(der, fwd.format)));
+            }
+        }
+        self.presented = resolution.presented;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ running a flow's event
+
+    /// Runs one event of the stream's flow (found by `pick`), notes whether it
+    /// holds the stream until its end, and carries out the step it returns.
+    fn run<F: Held, H: StreamHost>(
+        &mut self,
+        h: &mut H,
+        pick: fn(&mut StreamFlow) -> Option<&mut F>,
+        event: impl FnOnce(&mut F, &mut Tagged<'_, H>) -> Step,
+    ) -> Action {
+        let tag = self.log_prefix();
+        let Some(flow) = pick(&mut self.flow) else { return Action::Continue };
+        let step = event(flow, &mut Tagged { host: h, tag: &tag });
+        self.awaiting_request_end = flow.awaiting_request_end();
+        self.awaiting_response_end = flow.awaiting_response_end();
+        self.carry_out(h, step)
+    }
+
+    fn resource<H: StreamHost>(
+        &mut self,
+        h: &mut H,
+        event: impl FnOnce(&mut ResourceFlow, &mut Tagged<'_, H>) -> Step,
+    ) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut ResourceFlow> {
+            match flow {
+                StreamFlow::Resource(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(h, pick, event)
+    }
+
+    fn token<H: StreamHost>(
+        &mut self,
+        h: &mut H,
+        event: impl FnOnce(&mut TokenFlow, &mut Tagged<'_, H>) -> Step,
+    ) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut TokenFlow> {
+            match flow {
+                StreamFlow::Token(f) => Some(&mut **f),
+                _ => None,
+            }
+        }
+        self.run(h, pick, event)
+    }
+
+    fn introspection<H: StreamHost>(
+        &mut self,
+        h: &mut H,
+        event: impl FnOnce(&mut IntrospectionFlow, &mut Tagged<'_, H>) -> Step,
+    ) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut IntrospectionFlow> {
+            match flow {
+                StreamFlow::Introspect(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(h, pick, event)
+    }
+
+    fn discovery<H: StreamHost>(
+        &mut self,
+        h: &mut H,
+        event: impl FnOnce(&mut DiscoveryFlow, &mut Tagged<'_, H>) -> Step,
+    ) -> Action {
+        fn pick(flow: &mut StreamFlow) -> Option<&mut DiscoveryFlow> {
+            match flow {
+                StreamFlow::Discovery(f) => Some(f),
+                _ => None,
+            }
+        }
+        self.run(h, pick, event)
+    }
+
+    fn carry_out(&mut self, h: &mut impl StreamHost, step: Step) -> Action {
+        match step {
+            Step::Continue => Action::Continue,
+            Step::Pause => Action::Pause,
+            Step::Reply(e) => self.refuse(h, e),
+            Step::RefuseResource(e) => self.refuse_resource(h, e),
+            Step::Lookup(key) => self.lookup(h, key),
+            Step::Bind(entries) => self.store_bindings(h, entries),
+        }
+    }
+
+    // ------------------------------------------------------------ the store
+
+    /// The flow asked for a binding: answered from the shared map or the etcd
+    /// read cache at once, or by etcd later (the stream stays held).
+    fn lookup(&mut self, h: &mut impl StreamHost, key: String) -> Action {
+        let now = match self.now(h) {
+            Ok(n) => n,
+            Err(e) => return self.refuse(h, e),
+        };
+        let result = match self.read_local(h, &key, now) {
+            Some(r) => r,
+            None => {
+                let Some(cfg) = self.etcd() else { return self.deliver_lookup(h, Err("no store".into())) };
+                let body = store::etcd_range(&shared::etcd_key(&cfg, &key));
+                match self.send(h, RANGE, body, Waiting::Lookup { key }) {
+                    Ok(()) => return Action::Pause,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        self.deliver_lookup(h, result.map_err(|e| e.to_string()))
+    }
+
+    /// Gives the store's answer to the flow that asked.
+    fn deliver_lookup(&mut self, h: &mut impl StreamHost, result: Result<Option<Binding>, String>) -> Action {
+        match self.flow {
+            StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.looked_up(h, result)),
+            StreamFlow::Resource(_) => self.resource(h, |f, h| f.looked_up(h, result)),
+            StreamFlow::Token(_) => self.token(h, |f, h| f.looked_up(h, result)),
+            _ => Action::Continue,
+        }
+    }
+
+    /// The token flow asked for its bindings to be stored: in the shared map
+    /// at once, or in etcd (leases, then one put-if-absent transaction) while
+    /// the AS's answer stays held.
+    fn store_bindings(&mut self, h: &mut impl StreamHost, entries: Vec<ToBind>) -> Action {
+        let Some(config) = self.config.clone() else { return Action::Continue };
+        let now = match self.now(h) {
+            Ok(n) => n,
+            Err(e) => return self.refuse(h, e),
+        };
+        match &config.store {
+            StoreConfig::SharedData { .. } => {
+                let (filled, stored) = shared::put_all(h, self.table, &entries, now);
+                if filled > 0 {
+                    if let Some(used) = shared::adjust_slots_used(h, filled as i64) {
+                        h.slots_used(used);
+                    }
+                }
+                match stored {
+                    Ok(()) => self.deliver_stored(h, Ok(())),
+                    Err(e) => self.bind_failed(h, &e),
+                }
+            }
+            StoreConfig::Etcd(cfg) => {
+                let write = EtcdWrite::new(entries, cfg.lease_bucket_seconds, &cfg.key_prefix, |bucket_end| {
+                    shared::cached_lease(h, bucket_end)
+                });
+                self.bind_next(h, write)
+            }
+        }
+    }
+
+    /// Sends the next call of an etcd write (a lease grant, or the put-if-absent transaction).
+    fn bind_next(&mut self, h: &mut impl StreamHost, write: EtcdWrite) -> Action {
+        let now = h.now().unwrap_or_default();
+        let call = write.next(now);
+        match self.send(h, call.path, call.body, Waiting::EtcdWrite(Box::new(write))) {
+            Ok(()) => Action::Pause,
+            Err(e) => self.bind_failed(h, &e),
+        }
+    }
+
+    fn bind_failed(&mut self, h: &mut impl StreamHost, e: &StoreError) -> Action {
+        let e = match e {
+            StoreError::Full => BindError::Full,
+            other => BindError::Failed(other.to_string()),
+        };
+        self.deliver_stored(h, Err(e))
+    }
+
+    /// Gives the store's outcome for the bindings to the token flow.
+    fn deliver_stored(&mut self, h: &mut impl StreamHost, result: Result<(), BindError>) -> Action {
+        self.token(h, |f, h| f.stored(h, result))
+    }
+
+    // ------------------------------------------------------------ callouts
+
+    /// An etcd callout answered: `answer` is the body of a 200, or why there is none.
+    pub fn callout_done(&mut self, h: &mut impl StreamHost, id: u64, answer: Result<Vec<u8>, String>) -> AfterCallout {
+        let Some(pending) = self.pending.take() else {
+            self.warn(h, &format!("certbound: answer to unknown call {id}"));
+            return AfterCallout::Nothing;
+        };
+        if pending.id != id {
+            self.warn(h, &format!("certbound: answer to call {id}, waiting for {}", pending.id));
+            self.pending = Some(pending);
+            return AfterCallout::Nothing;
+        }
+        let response_phase = matches!(pending.waiting, Waiting::EtcdWrite(_));
+        let action = self.on_etcd_answer(h, pending, answer.map_err(StoreError::Etcd));
+        if action == Action::Continue && self.pending.is_none() {
+            AfterCallout::Resume { response_phase }
+        } else {
+            AfterCallout::Nothing
+        }
+    }
+
+    fn on_etcd_answer(
+        &mut self,
+        h: &mut impl StreamHost,
+        pending: Pending,
+        answer: Result<Vec<u8>, StoreError>,
+    ) -> Action {
+        let now = h.now().unwrap_or_default();
+        // A lost connection or a timeout is tried once more (Envoy may pick another member).
+        if answer.is_err() && !pending.retried {
+            if let Some(cfg) = self.etcd() {
+                if let Ok(id) = h.etcd_call(&cfg, pending.path, &pending.body) {
+                    h.count(Counter::StoreRetries);
+                    self.pending = Some(Pending { id, retried: true, ..pending });
+                    return Action::Pause;
+                }
+            }
+        }
+        match pending.waiting {
+            Waiting::Lookup { key } => {
+                let cache = self.cache();
+                let result = answer.and_then(|b| shared::etcd_read(h, &b, &key, cache, now));
+                if let Ok(Some(b)) = &result {
+                    self.remember_hit(&key, b, now);
+                }
+                self.deliver_lookup(h, result.map_err(|e| e.to_string()))
+            }
+            Waiting::EtcdWrite(mut write) => match write.next(now).lease_for {
+                Some(bucket_end) => {
+                    match answer.and_then(|b| write.lease_granted(bucket_end, &b).map_err(StoreError::Etcd)) {
+                        Ok(id) => {
+                            shared::remember_lease(h, bucket_end, Some(id));
+                            self.bind_next(h, *write)
+                        }
+                        Err(e) => self.bind_failed(h, &e),
+                    }
+                }
+                None => match write.written(answer.as_deref().map_err(|e| e.to_string()), now) {
+                    Outcome::Stored => {
+                        if let Some(cache) = self.cache() {
+                            for e in &write.entries {
+                                shared::cache_put(h, cache, &e.key, &e.binding);
+                            }
+                        }
+                        self.deliver_stored(h, Ok(()))
+                    }
+                    // The remembered leases expired or were revoked in etcd: grant new ones.
+                    Outcome::RetryWithNewLeases(forget) => {
+                        for end in forget {
+                            shared::remember_lease(h, end, None);
+                        }
+                        self.bind_next(h, *write)
+                    }
+                    Outcome::Conflict => self.bind_failed(h, &StoreError::Conflict),
+                    Outcome::Failed(why) => self.bind_failed(h, &StoreError::Etcd(why)),
+                },
+            },
+        }
+    }
+
+    // ------------------------------------------------------------ Envoy's callbacks
+
+    pub fn request_headers<H: StreamHost>(&mut self, h: &mut H, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return self.refuse(h, OAuthError::not_configured());
+        };
+        // Only certbound says which certificate a request proved, on every route.
+        for name in &config.thumbprint_headers {
+            let _ = h.set_request_header(name, None);
+        }
+        let full_path = h.request_header(":path").unwrap_or_default();
+        let endpoint = match config.endpoints.classify(&full_path) {
+            Ok(e) => e,
+            Err(ambiguous) => {
+                self.read_request_id(h);
+                return self.refuse(h, OAuthError::invalid_request(Reason::AmbiguousPath, ambiguous.description));
+            }
+        };
+        let route = match endpoint {
+            Endpoint::Protected(ref r) => Some(r.clone()),
+            // Per-route protection in Envoy's own route configuration.
+            Endpoint::Other if config.route_metadata => h.route_metadata("unbound_tokens").map(|unbound| {
+                let missing = h.route_metadata("missing_token");
+                let other = h.route_metadata("other_schemes");
+                let header = h.route_metadata("thumbprint_header");
+                Rc::new(resource::route_from_metadata(
+                    &unbound,
+                    missing.as_deref(),
+                    other.as_deref(),
+                    header.as_deref(),
+                ))
+            }),
+            _ => None,
+        };
+        let is_token = endpoint == Endpoint::Token;
+        // The certificate is needed on the token endpoint and protected routes;
+        // elsewhere only to strip untrusted headers and forward the verified one.
+        let sources = &config.sources;
+        let needs_certificate = is_token || route.is_some() || !sources.headers.is_empty() || sources.forward.is_some();
+        if needs_certificate || endpoint != Endpoint::Other {
+            self.read_request_id(h);
+        }
+        let resolved = if needs_certificate { self.resolve_certificate(h, &config) } else { Ok(()) };
+        if let Err(problem) = resolved {
+            if is_token {
+                return self.refuse(
+                    h,
+                    if problem.bad_request {
+                        OAuthError::invalid_request(problem.reason, problem.description)
+                    } else {
+                        OAuthError::invalid_client(problem.reason, problem.description)
+                    },
+                );
+            }
+            if route.is_some() {
+                return self.refuse_resource(
+                    h,
+                    ResourceError {
+                        status: if problem.bad_request { 400 } else { 401 },
+                        error: Some(if problem.bad_request { "invalid_request" } else { "invalid_token" }),
+                        description: problem.description,
+                        reason: problem.reason,
+                    },
+                );
+            }
+            // Elsewhere the unusable certificate headers are dropped; the request is not about them.
+            self.warn(h, &format!("certbound: {}; certificate headers removed", problem.description));
+            h.refused(problem.reason);
+            for s in &config.sources.headers {
+                let _ = h.set_request_header(&s.name, None);
+            }
+        }
+        let tag = self.log_prefix();
+        if let Some(route) = route {
+            if let Some(name) = &route.thumbprint_header {
+                let _ = h.set_request_header(name, None);
+            }
+            let settings = resource_flow::Settings {
+                max_body_bytes: config.max_body_bytes,
+                fail_closed: match &config.store {
+                    StoreConfig::Etcd(cfg) => cfg.fail_closed,
+                    StoreConfig::SharedData { .. } => true,
+                },
+                jwt_claims: config.jwt_claims.as_ref(),
+                certificate: self.presented.as_ref().map(|p| p.thumbprint),
+            };
+            let (step, flow) =
+                ResourceFlow::start(&mut Tagged { host: h, tag: &tag }, route, &full_path, end_of_stream, settings);
+            if let Some(flow) = flow {
+                self.awaiting_request_end = flow.awaiting_request_end();
+                self.flow = StreamFlow::Resource(flow);
+            }
+            return self.carry_out(h, step);
+        }
+        match endpoint {
+            Endpoint::Token => {
+                let settings = token_flow::Settings {
+                    max_body_bytes: config.max_body_bytes,
+                    binding: config.binding.clone(),
+                    certificate: self.presented.clone(),
+                };
+                match TokenFlow::start(&mut Tagged { host: h, tag: &tag }, end_of_stream, settings) {
+                    Err(e) => self.refuse(h, e),
+                    Ok(None) => Action::Continue,
+                    Ok(Some(flow)) => {
+                        self.awaiting_request_end = flow.awaiting_request_end();
+                        self.flow = StreamFlow::Token(Box::new(flow));
+                        Action::Pause
+                    }
+                }
+            }
+            Endpoint::Introspection => {
+                let settings = introspection_flow::Settings {
+                    max_body_bytes: config.max_body_bytes,
+                    wso2_member: config.introspection_wso2_member,
+                    // Shared data that cannot be read is refused too: an answer without cnf would pass a bound token as unbound.
+                    fail_closed: match &config.store {
+                        StoreConfig::Etcd(cfg) => cfg.fail_closed,
+                        StoreConfig::SharedData { .. } => true,
+                    },
+                };
+                match IntrospectionFlow::start(&mut Tagged { host: h, tag: &tag }, end_of_stream, settings) {
+                    Err(e) => self.refuse(h, e),
+                    Ok(None) => Action::Continue,
+                    Ok(Some(flow)) => {
+                        self.awaiting_request_end = flow.awaiting_request_end();
+                        self.flow = StreamFlow::Introspect(flow);
+                        Action::Pause
+                    }
+                }
+            }
+            Endpoint::Discovery => {
+                let method = h.request_header(":method");
+                let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
+                if let Some(flow) =
+                    DiscoveryFlow::start(&mut Tagged { host: h, tag: &tag }, method.as_deref(), max, mtls_host)
+                {
+                    self.flow = StreamFlow::Discovery(flow);
+                }
+                Action::Continue
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    /// A request body chunk arrived; `body_size` is what is buffered so far.
+    pub fn request_body(&mut self, h: &mut impl StreamHost, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body_size = body_size;
+        let Some(config) = self.config.clone() else { return Action::Continue };
+        match &self.flow {
+            StreamFlow::Token(_) => self.token(h, |f, h| f.request_body(h, &config.clients, body_size, end_of_stream)),
+            StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.request_body(h, body_size, end_of_stream)),
+            StreamFlow::Resource(_) => self.resource(h, |f, h| f.request_body(h, body_size, end_of_stream)),
+            // Waiting for a lookup: hold the body until it is decided.
+            _ => Action::Continue,
+        }
+    }
+
+    /// Trailers end the request without an end-of-stream body event: whatever
+    /// waited for the end of the body is decided here.
+    pub fn request_trailers(&mut self, h: &mut impl StreamHost) -> Action {
+        if self.awaiting_request_end {
+            let size = self.request_body_size;
+            return self.request_body(h, size, true);
+        }
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    pub fn response_headers(&mut self, h: &mut impl StreamHost, end_of_stream: bool) -> Action {
+        match self.flow {
+            StreamFlow::Token(_) => self.token(h, |f, h| f.response_headers(h, end_of_stream)),
+            StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.response_headers(h, end_of_stream)),
+            StreamFlow::Discovery(_) => self.discovery(h, |f, h| f.response_headers(h, end_of_stream)),
+            _ => Action::Continue,
+        }
+    }
+
+    /// A response body chunk arrived; `body_size` is what is buffered so far.
+    pub fn response_body(&mut self, h: &mut impl StreamHost, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body_size = body_size;
+        match self.flow {
+            StreamFlow::Token(_) => self.token(h, |f, h| f.response_body(h, body_size, end_of_stream)),
+            StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.response_body(h, body_size, end_of_stream)),
+            StreamFlow::Discovery(_) => self.discovery(h, |f, h| f.response_body(h, body_size, end_of_stream)),
+            _ => Action::Continue,
+        }
+    }
+
+    /// Trailers end the response: a held token response is bound (or an
+    /// introspection or metadata response patched) before any of it goes on.
+    pub fn response_trailers(&mut self, h: &mut impl StreamHost) -> Action {
+        if self.awaiting_response_end {
+            let size = self.response_body_size;
+            return self.response_body(h, size, true);
+        }
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+}
