@@ -75,7 +75,7 @@ def main() -> int:
                         "thumbprint_header": "x-certbound-x5t",
                     }
                 ],
-                "jwt_claims": {},
+                **({"jwt_claims": {}} if harness.ARTIFACT == "wasm" else {}),
             },
             cert_dir=cert_dir,
             as_port=auth_server.port,

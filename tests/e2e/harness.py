@@ -31,6 +31,57 @@ from cryptography.x509.oid import NameOID
 ROOT = Path(__file__).resolve().parents[2]
 ENVOY_BIN = Path(os.environ.get("CERTBOUND_ENVOY", ROOT / ".tools/venv/bin/envoy"))
 WASM = Path(os.environ.get("CERTBOUND_WASM", ROOT / "target/certbound.wasm"))
+# Which artifact the suite runs: "wasm" (certbound.wasm in V8) or "module" (the
+# Envoy dynamic module libcertbound_module.so); `make e2e` runs the suite once for each.
+ARTIFACT = os.environ.get("CERTBOUND_ARTIFACT", "wasm")
+MODULE = Path(os.environ.get("CERTBOUND_MODULE", ROOT / "target/module/libcertbound_module.so"))
+# Where Envoy puts certbound's stats: custom Wasm metrics, or the dynamic module's namespace.
+STATS_PREFIX = "dynamicmodulescustom" if ARTIFACT == "module" else "wasmcustom"
+
+
+def wasm_only(why: str = "a .wasm deployment"):
+    """Skips a test that is about the .wasm artifact itself when the suite runs the dynamic module."""
+    import pytest
+
+    return pytest.mark.skipif(ARTIFACT != "wasm", reason=f"{why}: the .wasm artifact only")
+
+
+def certbound_filter_yaml(plugin_config_json: str, indent: int = 10) -> str:
+    """The certbound HTTP filter entry for the artifact under test (plugin_config_json: a JSON string literal)."""
+    if ARTIFACT == "module":
+        block = f"""- name: certbound
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+    dynamic_module_config:
+      module: {{ local: {{ filename: "{MODULE}" }} }}
+      do_not_close: true
+    filter_name: certbound
+    # The plugin configuration, JSON (see the README's field table).
+    filter_config:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: {plugin_config_json}"""
+    else:
+        block = f"""- name: certbound
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    config:
+      name: certbound
+      root_id: certbound
+      vm_config:
+        vm_id: certbound
+        runtime: envoy.wasm.runtime.v8
+        code: {{ local: {{ filename: "{WASM}" }} }}
+      # The plugin configuration, JSON (see the README's field table).
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: {plugin_config_json}
+      # If the filter cannot run, requests fail rather than pass unchecked.
+      failure_policy: FAIL_CLOSED
+      # Required: certbound holds the request headers while it reads
+      # the form body (client_id, token), so that nothing reaches the
+      # AS before the client is authenticated (Envoy >= 1.35).
+      allow_on_headers_stop_iteration: true"""
+    return "\n".join(" " * indent + line for line in block.splitlines())
 AS_DIR = ROOT / "as"
 ENVOY_TEMPLATE = ROOT / "tests/templates/certbound.envoy.yaml.tmpl"
 
@@ -325,9 +376,8 @@ class Envoy:
             LISTEN_ADDRESS=listen_address,
             LISTEN_PORT=self.port,
             CERT_DIR=str(cert_dir),
-            WASM=str(WASM),
             # A JSON string literal is a valid YAML double-quoted scalar.
-            PLUGIN_CONFIG=json.dumps(config),
+            CERTBOUND_FILTER=certbound_filter_yaml(json.dumps(config)),
             AS_PORT=as_port,
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
             XFCC_MODE=xfcc_mode,

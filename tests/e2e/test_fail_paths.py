@@ -165,7 +165,7 @@ def shaped(stack, fake_as, tmp_path_factory):
         {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
                                               upstream_secret=UPSTREAM_SECRETS["good-client"])],
          "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": "x-certbound-x5t"}],
-         "jwt_claims": {}},
+         **({"jwt_claims": {}} if harness.ARTIFACT == "wasm" else {})},
         cert_dir=stack.pki.dir, as_port=fake_as.port, api_port=stack.api.port, name="shaped")
     yield envoy
     envoy.stop()
@@ -251,6 +251,7 @@ def test_metadata_that_is_not_json_passes_unchanged_and_is_counted(stack, fake_a
 # ---------------------------------------------------------------- JWT cnf claims verified by jwt_authn
 
 
+@harness.wasm_only("jwt_claims (nested dynamic metadata the dynamic-module ABI of Envoy 1.40 cannot read)")
 def test_verified_jwt_with_a_malformed_cnf_claim_is_refused(stack, fake_as, shaped):
     x5t = x5t_by_openssl(stack.clients["good"].cert_path)
     names = ["refused.bad_cnf_claim", "refused.unbound_token", "resource_allowed"]

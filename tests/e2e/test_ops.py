@@ -94,7 +94,7 @@ def test_counters_move_with_each_decision(client, stack):
     }
     # Envoy shows them under one prefix.
     with requests.get(f"http://127.0.0.1:{e.admin_port}/stats?filter=certbound", timeout=5) as r:
-        assert "wasmcustom.certbound.tokens_bound" in r.text
+        assert f"{harness.STATS_PREFIX}.certbound.tokens_bound" in r.text
 
 
 def plugin_configs(path: Path):

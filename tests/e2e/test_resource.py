@@ -133,6 +133,7 @@ def native_jwt(stack, cert):
     return token
 
 
+@harness.wasm_only("jwt_claims (nested dynamic metadata the dynamic-module ABI of Envoy 1.40 cannot read)")
 def test_jwt_with_cnf_verified_by_envoy_is_enforced_without_the_store(client, stack):
     cert = stack.clients["jwt"]
     token = native_jwt(stack, cert)

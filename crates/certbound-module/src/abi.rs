@@ -91,6 +91,11 @@ pub struct envoy_dynamic_module_type_envoy_http_header {
     pub value_length: usize,
 }
 
+/// `envoy_dynamic_module_type_metadata_source`: where a metadata getter looks.
+pub type envoy_dynamic_module_type_metadata_source = u32;
+pub const envoy_dynamic_module_type_metadata_source_Dynamic: u32 = 0;
+pub const envoy_dynamic_module_type_metadata_source_Route: u32 = 1;
+
 /// `envoy_dynamic_module_type_http_header_type`: which header map a header callback uses.
 pub type envoy_dynamic_module_type_http_header_type = u32;
 pub const envoy_dynamic_module_type_http_header_type_RequestHeader: u32 = 0;
@@ -708,6 +713,20 @@ extern "C" {
         filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
         attribute_id: envoy_dynamic_module_type_attribute_id,
         result: *mut bool,
+    ) -> bool;
+
+    // -------------------------------- metadata ----------------------------------
+
+    /// A string under `namespace`/`key` of the metadata `source` (0 dynamic, 1 route, ...);
+    /// false when absent or not a string. The result is Envoy-owned, valid until the hook
+    /// returns. (Signature of the header after v0.1.0; the module buffers are passed by value,
+    /// which on x86-64 and aarch64 is the same as the (ptr, length) pairs of older headers.)
+    pub fn envoy_dynamic_module_callback_http_get_metadata_string(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        metadata_source: envoy_dynamic_module_type_metadata_source,
+        namespace: envoy_dynamic_module_type_module_buffer,
+        key: envoy_dynamic_module_type_module_buffer,
+        result: *mut envoy_dynamic_module_type_envoy_buffer,
     ) -> bool;
 
     // -------------------------------- callouts ----------------------------------

@@ -1,216 +1,524 @@
-//! SMOKE SKELETON — to be replaced by the real certbound dynamic-module filter.
+//! certbound as an Envoy dynamic module (`libcertbound_module.so`): the same
+//! core and the same [`Stream`] as the `.wasm`, driven by Envoy's
+//! dynamic-module hooks instead of proxy-wasm callbacks. Bindings live in
+//! process memory ([`memory`]), bounded by the same slot table, or in etcd
+//! through Envoy's HTTP callouts.
 //!
-//! This only proves that `abi.rs` links and loads in Envoy 1.40.0: program init returns the
-//! ABI version, the config and each filter are dummy non-null pointers, request_headers
-//! reads `:path` with get_header and logs it through Envoy's log callback, response_headers
-//! sets one header; every other hook continues or does nothing. Every hook that Envoy 1.40
-//! requires for an HTTP filter is exported (see ABI-NOTES.md), plus the optional
-//! config-level ones we will use.
-//!
-//! Run it with `smoke.envoy.yaml` (see ABI-NOTES.md, "Smoke test").
+//! Threads: a filter config is made on the main thread and shared by every
+//! worker; it keeps the configuration as validated JSON, and each worker
+//! compiles its own copy once (the core's types are single-threaded, like a
+//! Wasm VM). A stream lives on one worker.
 
-#![allow(dead_code)]
 #![allow(clippy::missing_safety_doc)]
 
 mod abi;
+mod host;
+mod memory;
 
 use abi::*;
+use certbound_core::config::{self, Config, StoreConfig};
+use certbound_core::counter::Counter;
+use certbound_core::error::Reason;
+use certbound_core::store::SlotTable;
+use certbound_core::stream::{Action, AfterCallout, Stream};
+use certbound_core::vm_cache::VmCache;
+use host::{ModuleHost, SharedMemory};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Non-null dummies: the skeleton has no state.
-static DUMMY_CONFIG: u8 = 0;
-static DUMMY_FILTER: u8 = 0;
-static DUMMY_PER_ROUTE: u8 = 0;
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One filter configuration (one `filter_config` in Envoy's YAML), shared by every worker.
+pub struct FilterConfig {
+    /// Distinguishes configurations in each worker's compiled copies.
+    id: u64,
+    /// The configuration JSON, validated when the config was made.
+    raw: Vec<u8>,
+    table: SlotTable,
+    /// Metric ids, by `Counter` discriminant and by `Reason` position.
+    counters: Vec<Option<usize>>,
+    refused: Vec<Option<usize>>,
+    /// `certbound.store_slots_used` (slots of the process-memory table holding a binding).
+    slots_used: Option<usize>,
+    /// The shared-memory table is swept (expired bindings counted out) in steps, one a second.
+    sweeps: bool,
+    vm_cache_entries: usize,
+}
+
+static NEXT_CONFIG: AtomicU64 = AtomicU64::new(1);
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// A worker's compiled configuration and its cache of store hits.
+type Compiled = (Rc<Config>, Rc<RefCell<VmCache>>);
+
+thread_local! {
+    /// Each worker's compiled configurations, by `FilterConfig::id` (a few at most: one per reload).
+    static COMPILED: RefCell<HashMap<u64, Compiled>> = RefCell::new(HashMap::new());
+}
+
+/// Unix second of the last sweep step (any worker).
+static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
+
+impl FilterConfig {
+    /// This worker's compiled copy of the configuration, and its cache of store hits.
+    fn compiled(&self) -> Option<Compiled> {
+        COMPILED.with(|c| {
+            let mut map = c.try_borrow_mut().ok()?;
+            if let Some(found) = map.get(&self.id) {
+                return Some(found.clone());
+            }
+            let parsed = Rc::new(config::parse(&self.raw).ok()?);
+            // Older configurations of this worker go (a reload replaces them).
+            if map.len() >= 4 {
+                map.clear();
+            }
+            let entry = (parsed, Rc::new(RefCell::new(VmCache::new(self.vm_cache_entries))));
+            map.insert(self.id, entry.clone());
+            Some(entry)
+        })
+    }
+
+    /// One bounded sweep step of the process-memory table, at most once a second across workers.
+    fn sweep_if_due(&self, host: &mut ModuleHost<'_>) {
+        if !self.sweeps {
+            return;
+        }
+        let Ok(now) = certbound_core::flow::Host::now(host) else { return };
+        let now_u = now as u64;
+        let last = LAST_SWEEP.load(Ordering::Relaxed);
+        if now_u <= last || LAST_SWEEP.compare_exchange(last, now_u, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        if let Err(e) = certbound_core::shared::sweep_step(&mut SharedMemory, self.table, now) {
+            log::warn!("certbound: cannot sweep the binding table: {e}");
+        }
+        let used = certbound_core::shared::slots_used(&mut SharedMemory);
+        certbound_core::stream::StreamHost::slots_used(host, used);
+    }
+}
 
 fn module_buffer(bytes: &[u8]) -> envoy_dynamic_module_type_module_buffer {
     envoy_dynamic_module_type_module_buffer { ptr: bytes.as_ptr().cast(), length: bytes.len() }
 }
 
-fn log(level: envoy_dynamic_module_type_log_level, message: &str) {
-    // SAFETY: the buffer points into `message`, alive for the call; Envoy copies it.
-    unsafe { envoy_dynamic_module_callback_log(level, module_buffer(message.as_bytes())) }
-}
-
-/// First value of request header `key`, copied out of Envoy's buffer.
-fn request_header(filter: envoy_dynamic_module_type_http_filter_envoy_ptr, key: &str) -> Option<Vec<u8>> {
-    let mut out = envoy_dynamic_module_type_envoy_buffer { ptr: std::ptr::null(), length: 0 };
-    let mut count: usize = 0;
-    // SAFETY: `filter` is the live filter Envoy passed to the current hook; out-pointers are
-    // valid locals; the result is copied before the hook returns.
-    let ok = unsafe {
-        envoy_dynamic_module_callback_http_get_header(
-            filter,
-            envoy_dynamic_module_type_http_header_type_RequestHeader,
-            module_buffer(key.as_bytes()),
-            &mut out,
-            0,
-            &mut count,
-        )
-    };
-    if !ok || out.ptr.is_null() || count == 0 {
-        return None;
+/// Copies an Envoy-owned buffer (valid only during the current hook).
+fn copy(buffer: envoy_dynamic_module_type_envoy_buffer) -> Vec<u8> {
+    if buffer.ptr.is_null() || buffer.length == 0 {
+        return Vec::new();
     }
     // SAFETY: Envoy guarantees ptr..ptr+length is readable until the hook returns.
-    Some(unsafe { std::slice::from_raw_parts(out.ptr.cast::<u8>(), out.length) }.to_vec())
+    unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }.to_vec()
 }
+
+// ------------------------------------------------------------------ logging
+
+/// `log` records to Envoy's `dynamic_modules` logger.
+struct EnvoyLogger;
+
+fn envoy_level(level: log::Level) -> envoy_dynamic_module_type_log_level {
+    match level {
+        log::Level::Trace => envoy_dynamic_module_type_log_level_Trace,
+        log::Level::Debug => envoy_dynamic_module_type_log_level_Debug,
+        log::Level::Info => envoy_dynamic_module_type_log_level_Info,
+        log::Level::Warn => envoy_dynamic_module_type_log_level_Warn,
+        log::Level::Error => envoy_dynamic_module_type_log_level_Error,
+    }
+}
+
+pub fn log_line(level: log::Level, line: &str) {
+    // SAFETY: the buffer points into `line`, alive for the call; Envoy copies it.
+    unsafe { envoy_dynamic_module_callback_log(envoy_level(level), module_buffer(line.as_bytes())) }
+}
+
+impl log::Log for EnvoyLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            log_line(record.level(), &record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The most detailed level Envoy would print (formatting nothing it would drop).
+fn host_level() -> log::LevelFilter {
+    for (level, filter) in [
+        (log::Level::Trace, log::LevelFilter::Trace),
+        (log::Level::Debug, log::LevelFilter::Debug),
+        (log::Level::Info, log::LevelFilter::Info),
+        (log::Level::Warn, log::LevelFilter::Warn),
+        (log::Level::Error, log::LevelFilter::Error),
+    ] {
+        // SAFETY: no pointers.
+        if unsafe { envoy_dynamic_module_callback_log_enabled(envoy_level(level)) } {
+            return filter;
+        }
+    }
+    log::LevelFilter::Off
+}
+
+// ------------------------------------------------------------------ metrics
+
+fn define_counter(config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr, name: &str) -> Option<usize> {
+    let mut id: usize = 0;
+    // SAFETY: `config_envoy` is the config Envoy is creating; the name is copied; `id` is a live local.
+    let result = unsafe {
+        envoy_dynamic_module_callback_http_filter_config_define_counter(
+            config_envoy,
+            module_buffer(name.as_bytes()),
+            std::ptr::null_mut(),
+            0,
+            &mut id,
+        )
+    };
+    if result == envoy_dynamic_module_type_metrics_result_Success {
+        Some(id)
+    } else {
+        log::warn!("certbound: cannot define counter {name}: result {result}");
+        None
+    }
+}
+
+fn define_gauge(config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr, name: &str) -> Option<usize> {
+    let mut id: usize = 0;
+    // SAFETY: as define_counter.
+    let result = unsafe {
+        envoy_dynamic_module_callback_http_filter_config_define_gauge(
+            config_envoy,
+            module_buffer(name.as_bytes()),
+            std::ptr::null_mut(),
+            0,
+            &mut id,
+        )
+    };
+    if result == envoy_dynamic_module_type_metrics_result_Success {
+        Some(id)
+    } else {
+        log::warn!("certbound: cannot define gauge {name}: result {result}");
+        None
+    }
+}
+
+fn set_config_gauge(
+    config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    id: Option<usize>,
+    value: u64,
+) {
+    if let Some(id) = id {
+        // SAFETY: the config Envoy is creating; no labels.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(config_envoy, id, std::ptr::null_mut(), 0, value)
+        };
+    }
+}
+
+// ------------------------------------------------------------------ program and config hooks
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> envoy_dynamic_module_type_abi_version_module_ptr {
+    let _ = log::set_logger(&EnvoyLogger);
+    log::set_max_level(host_level());
     ABI_VERSION.as_ptr().cast()
 }
 
+/// Configuration options the module does not carry out yet: refused at load
+/// (naming the field) rather than silently ignored.
+fn unsupported(c: &Config) -> Option<&'static str> {
+    if c.jwks_fetch.is_some() {
+        return Some("jwks_fetch");
+    }
+    if c.jwt_claims.is_some() {
+        return Some("jwt_claims");
+    }
+    if matches!(&c.store, StoreConfig::Etcd(e) if e.clients_refresh_seconds > 0) {
+        return Some("store.etcd.clients_refresh_seconds");
+    }
+    None
+}
+
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
-    name: envoy_dynamic_module_type_envoy_buffer,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    _name: envoy_dynamic_module_type_envoy_buffer,
     config: envoy_dynamic_module_type_envoy_buffer,
 ) -> envoy_dynamic_module_type_http_filter_config_module_ptr {
-    // SAFETY: both buffers are Envoy-owned and valid for this call.
-    let (name, config) = unsafe {
-        (
-            String::from_utf8_lossy(std::slice::from_raw_parts(name.ptr.cast::<u8>(), name.length)).into_owned(),
-            String::from_utf8_lossy(std::slice::from_raw_parts(config.ptr.cast::<u8>(), config.length)).into_owned(),
-        )
+    log::set_max_level(host_level());
+    let raw = copy(config);
+    let parsed = match config::parse(&raw) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("certbound refuses its configuration: {e}");
+            return std::ptr::null();
+        }
     };
-    log(
-        envoy_dynamic_module_type_log_level_Info,
-        &format!("certbound smoke: config_new filter_name={name} filter_config={config}"),
+    if let Some(field) = unsupported(&parsed) {
+        log::error!(
+            "certbound refuses its configuration: {field}: not supported by the dynamic module yet (use the .wasm)"
+        );
+        return std::ptr::null();
+    }
+    let table = match &parsed.store {
+        StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
+        StoreConfig::SharedData { capacity } => {
+            let (table, kept) = certbound_core::shared::slot_table(&mut SharedMemory, *capacity);
+            if let Some(slots) = kept {
+                log::warn!(
+                    "certbound keeps the binding table at {slots} slots (store.capacity asks for {}); restart Envoy to resize it",
+                    SlotTable::new(*capacity).slots()
+                );
+            }
+            table
+        }
+    };
+    let mut counters = vec![None; Counter::ALL.len()];
+    for c in Counter::ALL {
+        if let Some(slot) = counters.get_mut(c as usize) {
+            *slot = define_counter(filter_config_envoy_ptr, &format!("certbound.{}", c.name()));
+        }
+    }
+    let refused = Reason::ALL
+        .iter()
+        .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.refused.{}", r.as_str())));
+    let refused: Vec<Option<usize>> = refused.collect();
+    let shared_memory = matches!(parsed.store, StoreConfig::SharedData { .. });
+    let slots_used = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_used");
+    let capacity = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_capacity");
+    set_config_gauge(filter_config_envoy_ptr, capacity, if shared_memory { table.slots() } else { 0 });
+    if shared_memory {
+        set_config_gauge(filter_config_envoy_ptr, slots_used, certbound_core::shared::slots_used(&mut SharedMemory));
+    }
+    log::info!(
+        "certbound {VERSION} (dynamic module) configured: {} client(s), token path {}, introspection path {}",
+        parsed.clients.len(),
+        parsed.token_path,
+        parsed.introspection_path
     );
-    (&DUMMY_CONFIG as *const u8).cast::<c_void>()
+    let filter_config = FilterConfig {
+        id: NEXT_CONFIG.fetch_add(1, Ordering::Relaxed),
+        raw,
+        table,
+        counters,
+        refused,
+        slots_used,
+        sweeps: shared_memory,
+        vm_cache_entries: parsed.vm_cache_entries,
+    };
+    Box::into_raw(Box::new(filter_config)) as *const c_void
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
-    _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+    filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
 ) {
+    if !filter_config_ptr.is_null() {
+        // SAFETY: made by Box::into_raw in config_new; Envoy destroys it once, after its filters.
+        drop(unsafe { Box::from_raw(filter_config_ptr as *mut FilterConfig) });
+    }
+}
+
+// ------------------------------------------------------------------ streams
+
+/// One stream: its config, its core state, and what the body hooks count.
+struct Filter {
+    config: *const FilterConfig,
+    stream: Stream,
+}
+
+/// The stream state behind the pointer Envoy hands back to every hook.
+unsafe fn filter<'a>(ptr: envoy_dynamic_module_type_http_filter_module_ptr) -> Option<&'a mut Filter> {
+    // SAFETY: made by Box::into_raw in filter_new and freed only in filter_destroy;
+    // Envoy calls a stream's hooks one at a time on its worker.
+    unsafe { (ptr as *mut Filter).as_mut() }
+}
+
+/// Runs `f` with the stream and a host over its Envoy filter.
+unsafe fn with<R>(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    otherwise: R,
+    f: impl FnOnce(&mut Stream, &mut ModuleHost<'_>) -> R,
+) -> R {
+    // SAFETY: see `filter`.
+    let Some(filter) = (unsafe { filter(module) }) else { return otherwise };
+    // SAFETY: the config outlives its filters (Envoy keeps it while streams use it).
+    let Some(config) = (unsafe { filter.config.as_ref() }) else { return otherwise };
+    let mut host = ModuleHost::new(envoy, config);
+    f(&mut filter.stream, &mut host)
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
-    _name: envoy_dynamic_module_type_envoy_buffer,
-    _config: envoy_dynamic_module_type_envoy_buffer,
-) -> envoy_dynamic_module_type_http_filter_per_route_config_module_ptr {
-    (&DUMMY_PER_ROUTE as *const u8).cast::<c_void>()
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
-    _filter_config_ptr: envoy_dynamic_module_type_http_filter_per_route_config_module_ptr,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
-    _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
 ) -> envoy_dynamic_module_type_http_filter_module_ptr {
-    (&DUMMY_FILTER as *const u8).cast::<c_void>()
+    let config = filter_config_ptr as *const FilterConfig;
+    // SAFETY: made in config_new, alive while Envoy makes filters from it.
+    let (compiled, table) = match unsafe { config.as_ref() } {
+        Some(c) => (c.compiled(), c.table),
+        None => (None, SlotTable::new(1)),
+    };
+    let (compiled, cache) = match compiled {
+        Some((c, cache)) => (Some(c), cache),
+        None => (None, Rc::new(RefCell::new(VmCache::new(0)))),
+    };
+    let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+    let stream = Stream::new(id as u32, compiled, table, cache);
+    Box::into_raw(Box::new(Filter { config, stream })) as *const c_void
 }
 
-/// # Safety
-/// Called by Envoy with the live filter of this stream.
+fn headers_status(action: Action) -> u32 {
+    match action {
+        Action::Continue => envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue,
+        // Held headers; the body hooks still run (the flows read the form body).
+        Action::Pause => envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration,
+    }
+}
+
+fn body_status(action: Action) -> u32 {
+    match action {
+        Action::Continue => envoy_dynamic_module_type_on_http_filter_request_body_status_Continue,
+        Action::Pause => envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationAndBuffer,
+    }
+}
+
+fn trailers_status(action: Action) -> u32 {
+    match action {
+        Action::Continue => envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue,
+        Action::Pause => envoy_dynamic_module_type_on_http_filter_request_trailers_status_StopIteration,
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_headers_status {
-    let path = request_header(filter_envoy_ptr, ":path");
-    let absent = request_header(filter_envoy_ptr, "x-certbound-absent");
-    let path = path.map(|p| String::from_utf8_lossy(&p).into_owned());
-    log(
-        envoy_dynamic_module_type_log_level_Info,
-        &format!(
-            "certbound smoke: request_headers :path={path:?} end_of_stream={end_of_stream} absent_header={absent:?}"
-        ),
-    );
-    envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue
+    // A stream without its state is refused (fail closed), never passed unchecked.
+    let action = unsafe {
+        with(envoy, module, None, |s, h| {
+            h.config().sweep_if_due(h);
+            Some(s.request_headers(h, end_of_stream))
+        })
+    };
+    match action {
+        Some(a) => headers_status(a),
+        None => {
+            host::refuse_unconfigured(envoy);
+            envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
+        }
+    }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _end_of_stream: bool,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
-    envoy_dynamic_module_type_on_http_filter_request_body_status_Continue
+    let action = unsafe {
+        with(envoy, module, Action::Pause, |s, h| {
+            let size = h.body_size(certbound_core::flow::Body::Request);
+            s.request_body(h, size, end_of_stream)
+        })
+    };
+    body_status(action)
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
-    envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue
+    trailers_status(unsafe { with(envoy, module, Action::Pause, |s, h| s.request_trailers(h)) })
 }
 
-/// # Safety
-/// Called by Envoy with the live filter of this stream.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _end_of_stream: bool,
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_response_headers_status {
-    // SAFETY: live filter of the current hook; Envoy copies key and value.
-    unsafe {
-        envoy_dynamic_module_callback_http_set_header(
-            filter_envoy_ptr,
-            envoy_dynamic_module_type_http_header_type_ResponseHeader,
-            module_buffer(b"x-certbound-smoke"),
-            module_buffer(b"1"),
-        );
-    }
-    envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue
+    headers_status(unsafe { with(envoy, module, Action::Continue, |s, h| s.response_headers(h, end_of_stream)) })
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _end_of_stream: bool,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_response_body_status {
-    envoy_dynamic_module_type_on_http_filter_response_body_status_Continue
+    let action = unsafe {
+        with(envoy, module, Action::Continue, |s, h| {
+            let size = h.body_size(certbound_core::flow::Body::Response);
+            s.response_body(h, size, end_of_stream)
+        })
+    };
+    body_status(action)
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_response_trailers_status {
-    envoy_dynamic_module_type_on_http_filter_response_trailers_status_Continue
+    trailers_status(unsafe { with(envoy, module, Action::Continue, |s, h| s.response_trailers(h)) })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
+    if !module.is_null() {
+        // SAFETY: made by Box::into_raw in filter_new; destroyed once.
+        drop(unsafe { Box::from_raw(module as *mut Filter) });
+    }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
-    _callout_id: u64,
-    _result: envoy_dynamic_module_type_http_callout_result,
-    _headers: *mut envoy_dynamic_module_type_envoy_http_header,
-    _headers_size: usize,
-    _body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
-    _body_chunks_size: usize,
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    callout_id: u64,
+    result: envoy_dynamic_module_type_http_callout_result,
+    headers: *mut envoy_dynamic_module_type_envoy_http_header,
+    headers_size: usize,
+    body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
+    body_chunks_size: usize,
 ) {
+    let answer = unsafe { host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+    let after = unsafe { with(envoy, module, AfterCallout::Nothing, |s, h| s.callout_done(h, callout_id, answer)) };
+    if let AfterCallout::Resume { response_phase } = after {
+        // SAFETY: the live filter of this hook.
+        unsafe {
+            if response_phase {
+                envoy_dynamic_module_callback_http_filter_continue_encoding(envoy)
+            } else {
+                envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+            }
+        }
+    }
 }
+
+// Hooks Envoy 1.40 requires though certbound uses none of them.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _headers: *mut envoy_dynamic_module_type_envoy_http_header,
     _headers_size: usize,
@@ -220,8 +528,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _data: *const envoy_dynamic_module_type_envoy_buffer,
     _data_count: usize,
@@ -231,8 +539,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _trailers: *mut envoy_dynamic_module_type_envoy_http_header,
     _trailers_size: usize,
@@ -241,16 +549,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
 ) {
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _reason: envoy_dynamic_module_type_http_stream_reset_reason,
 ) {
@@ -258,53 +566,30 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
     _event_id: u64,
 ) {
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _filter_module_ptr: envoy_dynamic_module_type_http_filter_module_ptr,
+    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    _module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
-    _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
-    _event_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    _filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
-    _filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
-    _callout_id: u64,
-    _result: envoy_dynamic_module_type_http_callout_result,
-    _headers: *mut envoy_dynamic_module_type_envoy_http_header,
-    _headers_size: usize,
-    _body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
-    _body_chunks_size: usize,
-) {
-}
-
-// Compile-time check that each exported hook has exactly the signature of its abi.rs alias.
+// Each export has the signature Envoy 1.40 calls it with.
 const _: OnProgramInit = envoy_dynamic_module_on_program_init;
 const _: OnHttpFilterConfigNew = envoy_dynamic_module_on_http_filter_config_new;
 const _: OnHttpFilterConfigDestroy = envoy_dynamic_module_on_http_filter_config_destroy;
-const _: OnHttpFilterPerRouteConfigNew = envoy_dynamic_module_on_http_filter_per_route_config_new;
-const _: OnHttpFilterPerRouteConfigDestroy = envoy_dynamic_module_on_http_filter_per_route_config_destroy;
 const _: OnHttpFilterNew = envoy_dynamic_module_on_http_filter_new;
 const _: OnHttpFilterRequestHeaders = envoy_dynamic_module_on_http_filter_request_headers;
 const _: OnHttpFilterRequestBody = envoy_dynamic_module_on_http_filter_request_body;
@@ -325,5 +610,3 @@ const _: OnHttpFilterDownstreamAboveWriteBufferHighWatermark =
     envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark;
 const _: OnHttpFilterDownstreamBelowWriteBufferLowWatermark =
     envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
-const _: OnHttpFilterConfigScheduled = envoy_dynamic_module_on_http_filter_config_scheduled;
-const _: OnHttpFilterConfigHttpCalloutDone = envoy_dynamic_module_on_http_filter_config_http_callout_done;
