@@ -30,6 +30,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod keys;
 pub mod path;
+pub mod registry;
 pub mod resource;
 pub mod shared;
 pub mod store;
