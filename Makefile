@@ -15,11 +15,11 @@ WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-glo
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build wasm cli deps wasm-target unit lint e2e test run clean fuzz bench
+.PHONY: all build wasm module cli deps wasm-target unit lint e2e test run clean fuzz bench
 
 all: build
 
-build: wasm
+build: wasm module
 
 wasm: wasm-target
 	CERTBOUND_GIT_REV=$(GIT_REV) cargo build --release --target wasm32-wasip1
@@ -70,8 +70,17 @@ bench: deps wasm $(OHA)
 cli:
 	cargo build --release -p certbound-cli
 
-e2e: deps wasm cli
-	$(VENV)/bin/pytest -q -rs tests/e2e
+# The dynamic module (native, for the lowest overhead): the same core as the .wasm.
+MODULE := target/module/libcertbound_module.so
+module:
+	CERTBOUND_GIT_REV=$(GIT_REV) cargo build --profile module -p certbound-module
+	@ls -l $(MODULE) | awk '{print "libcertbound_module.so: " $$5 " bytes"}'
+
+# The whole end-to-end suite, once per artifact (tests about the .wasm itself,
+# Istio and the container image, are skipped in the module's pass).
+e2e: deps wasm module cli
+	CERTBOUND_ARTIFACT=wasm $(VENV)/bin/pytest -q -rs tests/e2e
+	CERTBOUND_ARTIFACT=module $(VENV)/bin/pytest -q -rs tests/e2e
 
 test: lint unit e2e
 

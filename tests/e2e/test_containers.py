@@ -20,6 +20,8 @@ import requests
 import yaml
 
 import harness
+
+pytestmark = harness.wasm_only("the plugin image and the compose stack carry certbound.wasm")
 from conftest import x5t_by_openssl
 
 sys.path.insert(0, str(harness.ROOT / "tests/containers"))

@@ -18,6 +18,8 @@ import requests
 import yaml
 
 import harness
+
+pytestmark = harness.wasm_only("Istio loads certbound as a WasmPlugin")
 from conftest import UPSTREAM_SECRETS, name as dn, x5t_of
 
 ISTIO_DIR = harness.ROOT / "envoy/istio"

@@ -118,6 +118,7 @@ def plugin_configs(path: Path):
     return out
 
 
+@harness.wasm_only("the shipped Envoy configs load certbound.wasm")
 @pytest.mark.parametrize("path", STATIC_CONFIGS, ids=lambda p: p.name)
 def test_every_envoy_config_validates_with_the_built_wasm(stack, tmp_path, path):
     root = tmp_path / "etc-certbound"

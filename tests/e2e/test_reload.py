@@ -37,7 +37,10 @@ def lds_envoy(stack, tmp_path):
     def write(plugin_config):
         for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
             if f["name"] == "certbound":
-                f["typed_config"]["config"]["configuration"]["value"] = json.dumps(plugin_config)
+                tc = f["typed_config"]
+                # The .wasm's plugin configuration, or the dynamic module's filter_config.
+                holder = tc["config"]["configuration"] if "config" in tc else tc["filter_config"]
+                holder["value"] = json.dumps(plugin_config)
         tmp = tmp_path / "lds.yaml.tmp"
         tmp.write_text(json.dumps({"resources": [
             {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}]}))

@@ -39,10 +39,6 @@ impl<'a> ModuleHost<'a> {
         ModuleHost { envoy, config }
     }
 
-    pub fn config(&self) -> &'a FilterConfig {
-        self.config
-    }
-
     fn header(&mut self, map: envoy_dynamic_module_type_http_header_type, name: &str) -> Option<String> {
         let mut out = empty();
         let mut count: usize = 0;
@@ -246,7 +242,7 @@ impl SharedData for ModuleHost<'_> {
     }
 }
 
-fn header_array(headers: &[(&str, &str)]) -> Vec<envoy_dynamic_module_type_module_http_header> {
+pub fn header_array(headers: &[(&str, &str)]) -> Vec<envoy_dynamic_module_type_module_http_header> {
     headers
         .iter()
         .map(|(k, v)| envoy_dynamic_module_type_module_http_header {

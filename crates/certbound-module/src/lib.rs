@@ -16,9 +16,10 @@ mod host;
 mod memory;
 
 use abi::*;
-use certbound_core::config::{self, Config, StoreConfig};
+use certbound_core::config::{self, Client, Config, StoreConfig};
 use certbound_core::counter::Counter;
 use certbound_core::error::Reason;
+use certbound_core::registry::{Fetch, Registry, Request};
 use certbound_core::store::SlotTable;
 use certbound_core::stream::{Action, AfterCallout, Stream};
 use certbound_core::vm_cache::VmCache;
@@ -28,6 +29,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -43,9 +45,30 @@ pub struct FilterConfig {
     refused: Vec<Option<usize>>,
     /// `certbound.store_slots_used` (slots of the process-memory table holding a binding).
     slots_used: Option<usize>,
+    /// `certbound.store_slots_capacity`.
+    slots_capacity: Option<usize>,
     /// The shared-memory table is swept (expired bindings counted out) in steps, one a second.
     sweeps: bool,
     vm_cache_entries: usize,
+    /// The clients from etcd and fetched JWK Sets, as the main thread last merged them
+    /// (`None`: as configured), with a generation each worker compares with its copy.
+    published: Mutex<Published>,
+    /// The main-thread scheduler the ticker thread commits a tick to every second.
+    scheduler: Arc<Mutex<Option<SchedulerPtr>>>,
+}
+
+/// A generation and the merged clients (`None`: as configured).
+type Published = (u64, Option<Arc<HashMap<String, Client>>>);
+
+/// Envoy's config scheduler: committed from the ticker thread (Envoy allows any thread).
+struct SchedulerPtr(envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr);
+// SAFETY: Envoy's scheduler commit may be called from any thread; deletion happens under the same lock.
+unsafe impl Send for SchedulerPtr {}
+
+/// What the main thread keeps of each configuration: its registry and pending fetches.
+struct MainState {
+    registry: Registry,
+    calls: HashMap<u64, Fetch>,
 }
 
 static NEXT_CONFIG: AtomicU64 = AtomicU64::new(1);
@@ -55,48 +78,115 @@ static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 type Compiled = (Rc<Config>, Rc<RefCell<VmCache>>);
 
 thread_local! {
-    /// Each worker's compiled configurations, by `FilterConfig::id` (a few at most: one per reload).
-    static COMPILED: RefCell<HashMap<u64, Compiled>> = RefCell::new(HashMap::new());
+    /// Each worker's compiled configurations, by `FilterConfig::id` (a few at most: one per
+    /// reload), with the generation of the published clients they were built with.
+    static COMPILED: RefCell<HashMap<u64, (u64, Compiled)>> = RefCell::new(HashMap::new());
+    /// The main thread's state of each configuration.
+    static MAIN: RefCell<HashMap<u64, MainState>> = RefCell::new(HashMap::new());
 }
 
-/// Unix second of the last sweep step (any worker).
-static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
-
 impl FilterConfig {
-    /// This worker's compiled copy of the configuration, and its cache of store hits.
+    /// This worker's compiled copy of the configuration (with the clients the
+    /// main thread last published), and its cache of store hits.
     fn compiled(&self) -> Option<Compiled> {
+        let (generation, clients) = self.published.lock().ok().map(|p| p.clone())?;
         COMPILED.with(|c| {
             let mut map = c.try_borrow_mut().ok()?;
-            if let Some(found) = map.get(&self.id) {
-                return Some(found.clone());
+            if let Some((built, found)) = map.get(&self.id) {
+                if *built == generation {
+                    return Some(found.clone());
+                }
             }
-            let parsed = Rc::new(config::parse(&self.raw).ok()?);
+            let mut parsed = config::parse(&self.raw).ok()?;
+            if let Some(clients) = clients {
+                parsed.clients = (*clients).clone();
+            }
+            // A worker keeps its cache of hits across new clients (bindings do not change).
+            let cache = match map.get(&self.id) {
+                Some((_, (_, cache))) => cache.clone(),
+                None => Rc::new(RefCell::new(VmCache::new(self.vm_cache_entries))),
+            };
             // Older configurations of this worker go (a reload replaces them).
-            if map.len() >= 4 {
+            if map.len() >= 4 && !map.contains_key(&self.id) {
                 map.clear();
             }
-            let entry = (parsed, Rc::new(RefCell::new(VmCache::new(self.vm_cache_entries))));
-            map.insert(self.id, entry.clone());
+            let entry = (Rc::new(parsed), cache);
+            map.insert(self.id, (generation, entry.clone()));
             Some(entry)
         })
     }
 
-    /// One bounded sweep step of the process-memory table, at most once a second across workers.
-    fn sweep_if_due(&self, host: &mut ModuleHost<'_>) {
-        if !self.sweeps {
-            return;
+    /// The main thread merged new clients: workers rebuild their copy at their next stream.
+    fn publish(&self, clients: HashMap<String, Client>) {
+        if let Ok(mut p) = self.published.lock() {
+            *p = (p.0 + 1, Some(Arc::new(clients)));
         }
-        let Ok(now) = certbound_core::flow::Host::now(host) else { return };
-        let now_u = now as u64;
-        let last = LAST_SWEEP.load(Ordering::Relaxed);
-        if now_u <= last || LAST_SWEEP.compare_exchange(last, now_u, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-            return;
+    }
+}
+
+/// The ticker thread: one tick a second to the main thread while the configuration lives.
+fn start_ticker(scheduler: Arc<Mutex<Option<SchedulerPtr>>>) {
+    let spawned = std::thread::Builder::new().name("certbound-tick".into()).spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(guard) = scheduler.lock() else { return };
+        match guard.as_ref() {
+            // SAFETY: the scheduler is alive while it is in the mutex (deleted under the lock).
+            Some(p) => unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(p.0, TICK) },
+            None => return,
         }
-        if let Err(e) = certbound_core::shared::sweep_step(&mut SharedMemory, self.table, now) {
+    });
+    if let Err(e) = spawned {
+        log::warn!("certbound: cannot start its ticker thread ({e}): no sweeps or refreshes");
+    }
+}
+
+const TICK: u64 = 1;
+
+/// The main thread's tick: the slot gauges, a sweep step, and the fetches due.
+fn on_tick(envoy_config: envoy_dynamic_module_type_http_filter_config_envoy_ptr, config: &FilterConfig) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if config.sweeps {
+        set_config_gauge(envoy_config, config.slots_capacity, config.table.slots());
+        if let Err(e) = certbound_core::shared::sweep_step(&mut SharedMemory, config.table, now) {
             log::warn!("certbound: cannot sweep the binding table: {e}");
         }
-        let used = certbound_core::shared::slots_used(&mut SharedMemory);
-        certbound_core::stream::StreamHost::slots_used(host, used);
+        set_config_gauge(envoy_config, config.slots_used, certbound_core::shared::slots_used(&mut SharedMemory));
+    } else {
+        set_config_gauge(envoy_config, config.slots_capacity, 0);
+    }
+    let due =
+        MAIN.with(|m| m.try_borrow_mut().ok().and_then(|mut m| m.get_mut(&config.id).map(|st| st.registry.due(now))));
+    send_fetches(envoy_config, config.id, due.unwrap_or_default());
+}
+
+/// Sends the registry's fetches through config-level callouts (main thread).
+fn send_fetches(envoy_config: envoy_dynamic_module_type_http_filter_config_envoy_ptr, id: u64, requests: Vec<Request>) {
+    for r in requests {
+        let mut headers =
+            host::header_array(&[(":method", r.method), (":path", &r.path), ("host", &r.authority), r.media]);
+        let mut callout: u64 = 0;
+        // SAFETY: the live config of this main-thread hook; every buffer lives for the call and is copied.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                envoy_config,
+                &mut callout,
+                module_buffer(r.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                module_buffer(&r.body),
+                r.timeout_ms,
+            )
+        };
+        if result != envoy_dynamic_module_type_http_callout_init_result_Success {
+            log::warn!("certbound: cannot fetch {:?} through {}: callout result {result}", r.fetch, r.cluster);
+            continue;
+        }
+        MAIN.with(|m| {
+            if let Some(st) = m.try_borrow_mut().ok().as_mut().and_then(|m| m.get_mut(&id)) {
+                st.registry.sent(r.fetch.clone());
+                st.calls.insert(callout, r.fetch);
+            }
+        });
     }
 }
 
@@ -229,16 +319,9 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> envoy_dynamic_module
 /// Configuration options the module does not carry out yet: refused at load
 /// (naming the field) rather than silently ignored.
 fn unsupported(c: &Config) -> Option<&'static str> {
-    if c.jwks_fetch.is_some() {
-        return Some("jwks_fetch");
-    }
-    if c.jwt_claims.is_some() {
-        return Some("jwt_claims");
-    }
-    if matches!(&c.store, StoreConfig::Etcd(e) if e.clients_refresh_seconds > 0) {
-        return Some("store.etcd.clients_refresh_seconds");
-    }
-    None
+    // Envoy 1.40's dynamic-module ABI reads metadata strings one level deep;
+    // jwt_authn's verified payload is a nested struct.
+    c.jwt_claims.as_ref().map(|_| "jwt_claims")
 }
 
 #[no_mangle]
@@ -287,27 +370,43 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     let refused: Vec<Option<usize>> = refused.collect();
     let shared_memory = matches!(parsed.store, StoreConfig::SharedData { .. });
     let slots_used = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_used");
-    let capacity = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_capacity");
-    set_config_gauge(filter_config_envoy_ptr, capacity, if shared_memory { table.slots() } else { 0 });
-    if shared_memory {
-        set_config_gauge(filter_config_envoy_ptr, slots_used, certbound_core::shared::slots_used(&mut SharedMemory));
-    }
+    let slots_capacity = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_capacity");
     log::info!(
         "certbound {VERSION} (dynamic module) configured: {} client(s), token path {}, introspection path {}",
         parsed.clients.len(),
         parsed.token_path,
         parsed.introspection_path
     );
+    let id = NEXT_CONFIG.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the config Envoy is creating; the scheduler is deleted in config_destroy.
+    let scheduler = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(filter_config_envoy_ptr) };
+    let scheduler = Arc::new(Mutex::new((!scheduler.is_null()).then_some(SchedulerPtr(scheduler))));
     let filter_config = FilterConfig {
-        id: NEXT_CONFIG.fetch_add(1, Ordering::Relaxed),
+        id,
         raw,
         table,
         counters,
         refused,
         slots_used,
+        slots_capacity,
         sweeps: shared_memory,
         vm_cache_entries: parsed.vm_cache_entries,
+        published: Mutex::new((0, None)),
+        scheduler: scheduler.clone(),
     };
+    MAIN.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.insert(id, MainState { registry: Registry::new(Rc::new(parsed)), calls: HashMap::new() });
+        }
+    });
+    // The first tick at once (gauges, first fetches), then one a second.
+    if let Ok(guard) = scheduler.lock() {
+        if let Some(p) = guard.as_ref() {
+            // SAFETY: the scheduler just made, alive under the lock.
+            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(p.0, TICK) };
+        }
+    }
+    start_ticker(scheduler);
     Box::into_raw(Box::new(filter_config)) as *const c_void
 }
 
@@ -315,10 +414,67 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
 ) {
-    if !filter_config_ptr.is_null() {
-        // SAFETY: made by Box::into_raw in config_new; Envoy destroys it once, after its filters.
-        drop(unsafe { Box::from_raw(filter_config_ptr as *mut FilterConfig) });
+    if filter_config_ptr.is_null() {
+        return;
     }
+    // SAFETY: made by Box::into_raw in config_new; Envoy destroys it once, after its filters.
+    let config = unsafe { Box::from_raw(filter_config_ptr as *mut FilterConfig) };
+    if let Ok(mut guard) = config.scheduler.lock() {
+        if let Some(p) = guard.take() {
+            // SAFETY: made in config_new; taken out under the lock, so the ticker never commits to it again.
+            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(p.0) };
+        }
+    }
+    MAIN.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.remove(&config.id);
+        }
+    });
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
+    _event_id: u64,
+) {
+    // SAFETY: alive until config_destroy, which runs on this (main) thread.
+    if let Some(config) = unsafe { (filter_config_ptr as *const FilterConfig).as_ref() } {
+        on_tick(filter_config_envoy_ptr, config);
+    }
+}
+
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
+    callout_id: u64,
+    result: envoy_dynamic_module_type_http_callout_result,
+    headers: *mut envoy_dynamic_module_type_envoy_http_header,
+    headers_size: usize,
+    body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
+    body_chunks_size: usize,
+) {
+    // SAFETY: alive until config_destroy, which runs on this (main) thread.
+    let Some(config) = (unsafe { (filter_config_ptr as *const FilterConfig).as_ref() }) else { return };
+    let answer = unsafe { host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+    let outcome = MAIN.with(|m| {
+        let mut m = m.try_borrow_mut().ok()?;
+        let st = m.get_mut(&config.id)?;
+        let fetch = st.calls.remove(&callout_id)?;
+        let answered = st.registry.answered(&fetch, answer);
+        let clients = answered.changed.then(|| st.registry.current().clients.clone());
+        Some((answered, clients))
+    });
+    let Some((answered, clients)) = outcome else { return };
+    for (level, line) in &answered.log {
+        log::log!(*level, "{line}");
+    }
+    if let Some(clients) = clients {
+        config.publish(clients);
+    }
+    send_fetches(filter_config_envoy_ptr, config.id, answered.send);
 }
 
 // ------------------------------------------------------------------ streams
@@ -400,12 +556,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_headers_status {
     // A stream without its state is refused (fail closed), never passed unchecked.
-    let action = unsafe {
-        with(envoy, module, None, |s, h| {
-            h.config().sweep_if_due(h);
-            Some(s.request_headers(h, end_of_stream))
-        })
-    };
+    let action = unsafe { with(envoy, module, None, |s, h| Some(s.request_headers(h, end_of_stream))) };
     match action {
         Some(a) => headers_status(a),
         None => {
@@ -608,5 +759,7 @@ const _: OnHttpFilterHttpStreamReset = envoy_dynamic_module_on_http_filter_http_
 const _: OnHttpFilterScheduled = envoy_dynamic_module_on_http_filter_scheduled;
 const _: OnHttpFilterDownstreamAboveWriteBufferHighWatermark =
     envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark;
+const _: OnHttpFilterConfigScheduled = envoy_dynamic_module_on_http_filter_config_scheduled;
+const _: OnHttpFilterConfigHttpCalloutDone = envoy_dynamic_module_on_http_filter_config_http_callout_done;
 const _: OnHttpFilterDownstreamBelowWriteBufferLowWatermark =
     envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
