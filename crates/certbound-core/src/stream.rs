@@ -849,3 +849,699 @@ impl Stream {
         Action::Continue
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! `Stream` over a host in memory: the flows' [`MockHost`], a
+    //! [`MemoryData`] shared map, recorded local replies, etcd calls with ids
+    //! the test controls, refusals, resets, and a switch to fail the local reply.
+    use super::*;
+    use crate::binding::{key_for_token, TokenKind};
+    use crate::flow::mock::MockHost;
+    use crate::shared::{MemoryData, SetError};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use std::collections::HashMap;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub status: u32,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Reply {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).unwrap_or_default()
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct EtcdCall {
+        pub id: u64,
+        pub cluster: String,
+        pub path: String,
+        pub body: Vec<u8>,
+    }
+
+    /// A [`StreamHost`] in memory.
+    #[derive(Debug, Default)]
+    pub struct TestHost {
+        /// Headers, bodies, attributes, counters, the clock, failing host calls.
+        pub host: MockHost,
+        /// The shared map; `data.fail` makes every call fail.
+        pub data: MemoryData,
+        pub replies: Vec<Reply>,
+        /// `send_local_response` answers with a host status.
+        pub reply_fails: bool,
+        pub resets: usize,
+        pub etcd_calls: Vec<EtcdCall>,
+        /// The id the next etcd call gets (then counts up).
+        pub next_id: u64,
+        /// `etcd_call` fails (no cluster, say).
+        pub etcd_refuses: bool,
+        pub refusals: Vec<Reason>,
+        pub slots_used: Vec<u64>,
+        pub route_metadata: HashMap<String, String>,
+        pub lines: Vec<(log::Level, String)>,
+    }
+
+    impl TestHost {
+        /// A request with these pseudo-headers, at `NOW`, etcd ids from 100.
+        pub fn request(method: &str, path: &str) -> TestHost {
+            let mut h = TestHost { next_id: 100, ..TestHost::default() };
+            h.host.now = NOW;
+            h.header(":method", method).header(":path", path)
+        }
+
+        pub fn header(mut self, name: &str, value: &str) -> TestHost {
+            self.host.request_headers.insert(name.into(), value.into());
+            self
+        }
+
+        /// The connection presented the certificate whose DER is `der` (Envoy's hex digest).
+        pub fn connection_cert(mut self, der: &[u8]) -> TestHost {
+            self.host
+                .attributes
+                .insert("connection.sha256_peer_certificate_digest".into(), Thumbprint::of_der(der).hex().into_bytes());
+            self
+        }
+
+        pub fn counted(&self, c: Counter) -> usize {
+            self.host.counted(c)
+        }
+
+        pub fn last_reply(&self) -> &Reply {
+            self.replies.last().expect("no local reply was sent")
+        }
+    }
+
+    impl Host for TestHost {
+        fn request_header(&mut self, name: &str) -> Option<String> {
+            self.host.request_header(name)
+        }
+        fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.host.set_request_header(name, value)
+        }
+        fn response_header(&mut self, name: &str) -> Option<String> {
+            self.host.response_header(name)
+        }
+        fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.host.set_response_header(name, value)
+        }
+        fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError> {
+            self.host.body(which, size)
+        }
+        fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
+            self.host.replace_body(which, size, data)
+        }
+        fn now(&mut self) -> Result<i64, HostError> {
+            self.host.now()
+        }
+        fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+            self.host.attribute(path)
+        }
+        fn count(&mut self, counter: Counter) {
+            self.host.count(counter)
+        }
+        fn log(&mut self, level: log::Level, message: &str) {
+            self.host.log(level, message)
+        }
+    }
+
+    impl SharedData for TestHost {
+        fn shared_get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+            self.data.shared_get(key)
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+            self.data.shared_set(key, value, cas)
+        }
+    }
+
+    impl StreamHost for TestHost {
+        fn send_local_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+            if self.reply_fails {
+                return Err(HostError(1));
+            }
+            let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.replies.push(Reply { status, headers, body: body.to_vec() });
+            Ok(())
+        }
+        fn reset(&mut self) {
+            self.resets += 1;
+        }
+        fn request_headers(&mut self) -> Vec<(String, String)> {
+            self.host.request_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+        fn route_metadata(&mut self, key: &str) -> Option<String> {
+            self.route_metadata.get(key).cloned()
+        }
+        fn etcd_call(&mut self, cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u64, String> {
+            if self.etcd_refuses {
+                return Err("no such cluster".into());
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.etcd_calls.push(EtcdCall { id, cluster: cfg.cluster.clone(), path: path.into(), body: body.to_vec() });
+            Ok(id)
+        }
+        fn refused(&mut self, reason: Reason) {
+            self.refusals.push(reason);
+        }
+        fn slots_used(&mut self, used: u64) {
+            self.slots_used.push(used);
+        }
+        fn log_line(&mut self, level: log::Level, line: &str) {
+            self.lines.push((level, line.to_string()));
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn config(json: serde_json::Value) -> Rc<Config> {
+        Rc::new(crate::config::parse(json.to_string().as_bytes()).expect("a valid test config"))
+    }
+
+    fn vm_cache() -> Rc<RefCell<VmCache>> {
+        Rc::new(RefCell::new(VmCache::new(64)))
+    }
+
+    const TABLE: u64 = 64;
+
+    fn stream(config: &Rc<Config>, cache: &Rc<RefCell<VmCache>>) -> Stream {
+        Stream::new(7, Some(config.clone()), SlotTable::new(TABLE), cache.clone())
+    }
+
+    fn thumb(der: &[u8]) -> Thumbprint {
+        Thumbprint::of_der(der)
+    }
+
+    fn bound_to(der: &[u8]) -> Binding {
+        Binding { thumbprint: thumb(der), kind: TokenKind::Access, expires_at: NOW + 600 }
+    }
+
+    /// Protected `/api/` (the verified thumbprint in `x-api-x5t`), bindings in etcd under `pfx/`.
+    fn etcd_config() -> Rc<Config> {
+        config(serde_json::json!({
+            "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "key_prefix": "pfx/"}},
+            "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": "x-api-x5t"}],
+        }))
+    }
+
+    /// Protected `/api/`, bindings in the shared map.
+    fn shared_config() -> Rc<Config> {
+        config(serde_json::json!({"protected_routes": [{"path_prefix": "/api/", "thumbprint_header": "x-api-x5t"}]}))
+    }
+
+    /// A GET of a protected resource with `Bearer tok` over a connection that presented `der`.
+    fn api_request(der: &[u8]) -> TestHost {
+        TestHost::request("GET", "/api/orders")
+            .header("authorization", "Bearer tok")
+            .header("x-api-x5t", "forged")
+            .connection_cert(der)
+    }
+
+    /// A `kv/range` answer of etcd's JSON gateway holding `binding` under `key`.
+    fn etcd_answer(key: &str, binding: &Binding) -> Vec<u8> {
+        serde_json::json!({
+            "header": {"revision": "7"},
+            "kvs": [{"key": STANDARD.encode(key), "value": STANDARD.encode(binding.encode()), "create_revision": "5"}],
+            "count": "1",
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The request of the etcd-backed `/api/` route is out to etcd: its one call.
+    fn paused_on_lookup(s: &mut Stream, h: &mut TestHost) -> EtcdCall {
+        assert_eq!(s.request_headers(h, true), Action::Pause);
+        assert!(s.waiting_for_callout());
+        assert_eq!(h.etcd_calls.len(), 1, "one lookup, one call");
+        assert!(h.replies.is_empty());
+        h.etcd_calls[0].clone()
+    }
+
+    // ------------------------------------------------------------ tests
+
+    #[test]
+    fn a_request_without_a_configuration_is_answered_locally_never_continued() {
+        for (method, path) in [("GET", "/api/orders"), ("POST", "/oauth2/token"), ("GET", "/anything")] {
+            let mut s = Stream::new(1, None, SlotTable::new(TABLE), vm_cache());
+            let mut h = TestHost::request(method, path);
+            assert_eq!(s.request_headers(&mut h, false), Action::Pause, "{path}");
+            assert_eq!(h.replies.len(), 1, "{path}");
+            let r = h.last_reply();
+            assert_eq!(r.status, 500);
+            assert_eq!(r.json()["error"], "server_error");
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(h.refusals, vec![Reason::NotConfigured]);
+            assert_eq!(h.resets, 0);
+            assert!(h.etcd_calls.is_empty());
+            assert!(!s.waiting_for_callout());
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_path_is_refused_and_counted() {
+        let c = config(serde_json::json!({"thumbprint_headers": ["x-client-x5t"]}));
+        let mut s = stream(&c, &vm_cache());
+        let mut h = TestHost::request("POST", "/oauth2/%74oken")
+            .header("x-client-x5t", "forged")
+            .header("x-certbound-x5t", "forged");
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert_eq!(h.replies.len(), 1);
+        let r = h.last_reply();
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json()["error"], "invalid_request");
+        assert_eq!(h.refusals, vec![Reason::AmbiguousPath]);
+        // The listed thumbprint headers (and the default one) are gone even from a refused request.
+        assert!(!h.host.request_headers.contains_key("x-client-x5t"));
+        assert!(!h.host.request_headers.contains_key("x-certbound-x5t"));
+        // The request stays answered: a body after the reply is not judged again.
+        assert_eq!(s.request_body(&mut h, 0, true), Action::Continue);
+        assert_eq!(h.replies.len(), 1);
+    }
+
+    #[test]
+    fn thumbprint_headers_are_removed_on_routes_certbound_ignores() {
+        let c = config(serde_json::json!({
+            "thumbprint_headers": ["x-client-x5t"],
+            "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": "x-api-x5t"}],
+        }));
+        let mut s = stream(&c, &vm_cache());
+        let mut h = TestHost::request("GET", "/static/app.js")
+            .header("x-client-x5t", "forged")
+            .header("x-certbound-x5t", "forged")
+            .header("x-api-x5t", "forged")
+            .header("authorization", "Bearer tok");
+        assert_eq!(s.request_headers(&mut h, true), Action::Continue);
+        for name in ["x-client-x5t", "x-certbound-x5t", "x-api-x5t"] {
+            assert!(!h.host.request_headers.contains_key(name), "{name} left on an ignored route");
+        }
+        assert_eq!(h.host.request_headers["authorization"], "Bearer tok", "other headers are untouched");
+        assert!(h.replies.is_empty() && h.refusals.is_empty() && h.etcd_calls.is_empty());
+        assert!(h.data.map.is_empty(), "no store lookup on an ignored route");
+        assert_eq!(s.request_trailers(&mut h), Action::Continue);
+        assert_eq!(s.response_headers(&mut h, false), Action::Continue);
+    }
+
+    #[test]
+    fn an_etcd_lookup_sends_one_call_and_a_wrong_id_changes_nothing() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        let call = paused_on_lookup(&mut s, &mut h);
+        assert_eq!((call.id, call.cluster.as_str(), call.path.as_str()), (100, "etcd", RANGE));
+        assert_eq!(call.body, store::etcd_range(&format!("pfx/{}", key_for_token("tok"))));
+        assert!(
+            !h.host.request_headers.contains_key("x-api-x5t"),
+            "the forged thumbprint is removed before the lookup"
+        );
+
+        let good = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, 999, Ok(good)), AfterCallout::Nothing);
+        assert!(s.waiting_for_callout(), "still waiting for call 100");
+        assert_eq!(h.etcd_calls.len(), 1);
+        assert!(h.replies.is_empty() && h.refusals.is_empty());
+        assert_eq!(h.counted(Counter::ResourceAllowed), 0);
+        assert_eq!(h.counted(Counter::StoreRetries), 0);
+    }
+
+    #[test]
+    fn an_etcd_error_is_retried_once_and_a_second_failure_fails_closed() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        let first = paused_on_lookup(&mut s, &mut h);
+
+        assert_eq!(s.callout_done(&mut h, first.id, Err("timeout".into())), AfterCallout::Nothing);
+        assert_eq!(h.counted(Counter::StoreRetries), 1);
+        assert_eq!(h.etcd_calls.len(), 2);
+        let retry = h.etcd_calls[1].clone();
+        assert_eq!(retry.id, 101);
+        assert_eq!((&retry.path, &retry.body, &retry.cluster), (&first.path, &first.body, &first.cluster));
+        assert!(s.waiting_for_callout());
+        assert!(h.replies.is_empty());
+        // The first call's answer, late, is not the retry's.
+        assert_eq!(s.callout_done(&mut h, first.id, Err("late".into())), AfterCallout::Nothing);
+        assert!(s.waiting_for_callout() && h.replies.is_empty());
+
+        assert_eq!(s.callout_done(&mut h, retry.id, Err("connection reset".into())), AfterCallout::Nothing);
+        assert_eq!(h.etcd_calls.len(), 2, "never a third call");
+        assert_eq!(h.counted(Counter::StoreRetries), 1);
+        assert_eq!(h.counted(Counter::StoreErrors), 1);
+        assert!(!s.waiting_for_callout());
+        assert_eq!(h.replies.len(), 1);
+        let r = h.last_reply();
+        assert_eq!(r.status, 401);
+        assert!(r.header("www-authenticate").unwrap().contains("invalid_token"), "{r:?}");
+        assert_eq!(h.refusals, vec![Reason::StoreUnavailable]);
+        assert_eq!(h.counted(Counter::ResourceAllowed), 0);
+        // Decided: a later answer to anything changes nothing.
+        assert_eq!(s.callout_done(&mut h, retry.id, Ok(b"{}".to_vec())), AfterCallout::Nothing);
+        assert_eq!(h.replies.len(), 1);
+    }
+
+    #[test]
+    fn an_etcd_call_that_cannot_be_sent_fails_closed_at_once() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        h.etcd_refuses = true;
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        assert!(!s.waiting_for_callout());
+        assert_eq!(h.last_reply().status, 401);
+        assert_eq!(h.refusals, vec![Reason::StoreUnavailable]);
+    }
+
+    #[test]
+    fn a_live_binding_to_the_presented_certificate_in_etcd_resumes_the_request() {
+        let c = etcd_config();
+        let cache = vm_cache();
+        let mut s = stream(&c, &cache);
+        let mut h = api_request(b"client-a");
+        let first = paused_on_lookup(&mut s, &mut h);
+        // One transient failure, then the answer: the retry's answer decides.
+        assert_eq!(s.callout_done(&mut h, first.id, Err("timeout".into())), AfterCallout::Nothing);
+        let key = key_for_token("tok");
+        let answer = etcd_answer(&format!("pfx/{key}"), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, 101, Ok(answer)), AfterCallout::Resume { response_phase: false });
+        assert!(!s.waiting_for_callout());
+        assert!(h.replies.is_empty() && h.refusals.is_empty());
+        assert_eq!(h.counted(Counter::ResourceAllowed), 1);
+        assert_eq!(h.counted(Counter::StoreErrors), 0);
+        assert_eq!(h.host.request_headers["x-api-x5t"], thumb(b"client-a").x5t_s256());
+        // The hit is kept (VM cache and the shared etcd read cache): the next request asks etcd nothing.
+        assert_eq!(cache.borrow_mut().get(&key, NOW), Some(bound_to(b"client-a")));
+        let mut s2 = stream(&c, &cache);
+        let mut h2 = api_request(b"client-a");
+        assert_eq!(s2.request_headers(&mut h2, true), Action::Continue);
+        assert!(h2.etcd_calls.is_empty());
+        // Another VM (its own cache) over the same shared map: the etcd read cache answers.
+        let mut h3 = api_request(b"client-a");
+        h3.data = std::mem::take(&mut h.data);
+        let mut s3 = stream(&c, &vm_cache());
+        assert_eq!(s3.request_headers(&mut h3, true), Action::Continue, "from the shared read cache");
+        assert!(h3.etcd_calls.is_empty());
+    }
+
+    #[test]
+    fn a_binding_to_another_certificate_in_etcd_is_refused() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"stranger");
+        let call = paused_on_lookup(&mut s, &mut h);
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, call.id, Ok(answer)), AfterCallout::Nothing);
+        assert_eq!(h.replies.len(), 1);
+        assert_eq!(h.last_reply().status, 401);
+        assert!(h.last_reply().header("www-authenticate").unwrap().contains("invalid_token"));
+        assert_eq!(h.refusals, vec![Reason::TokenCertificateMismatch]);
+        assert_eq!(h.counted(Counter::ResourceAllowed), 0);
+        assert!(!h.host.request_headers.contains_key("x-api-x5t"));
+        assert!(!s.waiting_for_callout());
+    }
+
+    #[test]
+    fn an_empty_etcd_answer_is_an_unbound_token() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        let call = paused_on_lookup(&mut s, &mut h);
+        let empty = br#"{"header":{"revision":"7"}}"#.to_vec();
+        assert_eq!(s.callout_done(&mut h, call.id, Ok(empty)), AfterCallout::Nothing);
+        assert_eq!(h.last_reply().status, 401);
+        assert_eq!(h.refusals, vec![Reason::UnboundToken]);
+    }
+
+    #[test]
+    fn a_shared_map_lookup_decides_at_once_and_a_hit_is_then_served_from_the_vm_cache() {
+        let c = shared_config();
+        let cache = vm_cache();
+        let key = key_for_token("tok");
+        let mut h = api_request(b"client-a");
+        let entries = [crate::binding::ToBind { key: key.clone(), binding: bound_to(b"client-a") }];
+        assert_eq!(shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW), (1, Ok(())));
+
+        let mut s = stream(&c, &cache);
+        assert_eq!(s.request_headers(&mut h, true), Action::Continue, "decided in the request-headers call");
+        assert!(!s.waiting_for_callout());
+        assert!(h.etcd_calls.is_empty() && h.replies.is_empty());
+        assert_eq!(h.counted(Counter::ResourceAllowed), 1);
+        assert_eq!(h.host.request_headers["x-api-x5t"], thumb(b"client-a").x5t_s256());
+
+        // The shared map now fails every call: the hit still comes from this VM's cache.
+        let mut h2 = api_request(b"client-a");
+        h2.data.fail = true;
+        let mut s2 = stream(&c, &cache);
+        assert_eq!(s2.request_headers(&mut h2, true), Action::Continue);
+        assert!(h2.replies.is_empty() && h2.refusals.is_empty());
+        assert_eq!(h2.counted(Counter::ResourceAllowed), 1);
+        assert_eq!(h2.counted(Counter::StoreErrors), 0);
+
+        // Without that cache the failing map refuses (fail closed), synchronously.
+        let mut h3 = api_request(b"client-a");
+        h3.data.fail = true;
+        let mut s3 = stream(&c, &vm_cache());
+        assert_eq!(s3.request_headers(&mut h3, true), Action::Pause);
+        assert_eq!(h3.last_reply().status, 401);
+        assert_eq!(h3.refusals, vec![Reason::StoreUnavailable]);
+        assert_eq!(h3.counted(Counter::StoreErrors), 1);
+
+        // The VM cache never turns a binding into a pass for another certificate.
+        let mut h4 = api_request(b"stranger");
+        h4.data.fail = true;
+        let mut s4 = stream(&c, &cache);
+        assert_eq!(s4.request_headers(&mut h4, true), Action::Pause);
+        assert_eq!(h4.refusals, vec![Reason::TokenCertificateMismatch]);
+    }
+
+    #[test]
+    fn a_shared_map_miss_is_an_unbound_token_and_not_cached() {
+        let c = shared_config();
+        let cache = vm_cache();
+        let mut h = api_request(b"client-a");
+        let mut s = stream(&c, &cache);
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        assert_eq!(h.last_reply().status, 401);
+        assert_eq!(h.refusals, vec![Reason::UnboundToken]);
+        assert_eq!(cache.borrow_mut().get(&key_for_token("tok"), NOW), None);
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_sent_resets_the_stream() {
+        // A refusal decided in the request headers (no configuration, an ambiguous path) ...
+        let mut s = Stream::new(1, None, SlotTable::new(TABLE), vm_cache());
+        let mut h = TestHost::request("GET", "/api/orders");
+        h.reply_fails = true;
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        assert!(h.replies.is_empty());
+        assert_eq!(h.resets, 1);
+        assert_eq!(h.refusals, vec![Reason::NotConfigured]);
+
+        let c = config(serde_json::json!({}));
+        let mut s = stream(&c, &vm_cache());
+        let mut h = TestHost::request("POST", "/oauth2/%74oken");
+        h.reply_fails = true;
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert_eq!((h.resets, h.refusals.as_slice()), (1, &[Reason::AmbiguousPath][..]));
+
+        // ... and one decided by an etcd answer.
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"stranger");
+        let call = paused_on_lookup(&mut s, &mut h);
+        h.reply_fails = true;
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, call.id, Ok(answer)), AfterCallout::Nothing, "never resumed");
+        assert_eq!(h.resets, 1);
+        assert!(h.replies.is_empty());
+        assert_eq!(h.refusals, vec![Reason::TokenCertificateMismatch]);
+    }
+
+    fn token_config() -> Rc<Config> {
+        config(serde_json::json!({"clients": [
+            {"client_id": "c1", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+             "thumbprints": [thumb(b"c1").x5t_s256()], "upstream": {"client_secret": "s1"}}]}))
+    }
+
+    fn token_request(der: &[u8], body: &[u8]) -> TestHost {
+        let mut h = TestHost::request("POST", "/oauth2/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .connection_cert(der);
+        h.host.request_body = body.to_vec();
+        h
+    }
+
+    #[test]
+    fn a_token_request_ended_by_trailers_is_decided_at_the_trailers() {
+        const BODY: &[u8] = b"grant_type=client_credentials&client_id=c1";
+        let c = token_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", BODY);
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause, "held for its body");
+        assert_eq!(s.request_body(&mut h, 10, false), Action::Pause);
+        assert_eq!(s.request_body(&mut h, BODY.len(), false), Action::Pause, "no end of stream yet");
+        assert_eq!(h.counted(Counter::ClientAuthenticated), 0);
+        assert_eq!(s.request_trailers(&mut h), Action::Continue);
+        assert_eq!(h.counted(Counter::ClientAuthenticated), 1);
+        assert!(h.host.request_headers["authorization"].starts_with("Basic "), "upstream credentials set");
+        assert!(h.replies.is_empty());
+
+        // A stranger's certificate is refused at the trailers, not let through.
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"stranger", BODY);
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert_eq!(s.request_body(&mut h, BODY.len(), false), Action::Pause);
+        assert_eq!(s.request_trailers(&mut h), Action::Pause);
+        assert_eq!(h.last_reply().status, 401);
+        assert_eq!(h.last_reply().json()["error"], "invalid_client");
+        assert_eq!(h.refusals.len(), 1);
+        assert!(!h.host.request_headers.contains_key("authorization"));
+    }
+
+    #[test]
+    fn a_request_paused_on_a_pending_lookup_stays_paused_at_its_trailers() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        // Not the end of the stream, and no form body to read: the lookup goes out at once.
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert!(s.waiting_for_callout());
+        assert_eq!(s.request_body(&mut h, 3, false), Action::Pause);
+        assert_eq!(s.request_trailers(&mut h), Action::Pause);
+        assert_eq!(h.etcd_calls.len(), 1, "the trailers send nothing more");
+        assert!(h.replies.is_empty());
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, 100, Ok(answer)), AfterCallout::Resume { response_phase: false });
+    }
+
+    #[test]
+    fn a_form_body_ended_by_trailers_is_read_then_looked_up() {
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a").header("content-type", "application/x-www-form-urlencoded");
+        h.host.request_body = b"item=1".to_vec();
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert!(h.etcd_calls.is_empty(), "the body is read before the lookup");
+        assert_eq!(s.request_body(&mut h, 6, false), Action::Pause);
+        assert_eq!(s.request_trailers(&mut h), Action::Pause);
+        assert_eq!(h.etcd_calls.len(), 1, "the trailers end the body: the lookup goes out");
+        assert_eq!(s.request_trailers(&mut h), Action::Pause);
+        assert_eq!(h.etcd_calls.len(), 1);
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, 100, Ok(answer)), AfterCallout::Resume { response_phase: false });
+    }
+
+    const ISSUED: &[u8] = br#"{"access_token":"at","refresh_token":"rt","token_type":"Bearer","expires_in":600}"#;
+
+    /// A token request from `c1` with its certificate, let through to the AS, whose 200 is now held.
+    fn token_answer_held(s: &mut Stream, h: &mut TestHost) {
+        const BODY: &[u8] = b"grant_type=client_credentials&client_id=c1";
+        h.host.request_body = BODY.to_vec();
+        h.host.response_headers.insert(":status".into(), "200".into());
+        h.host.response_body = ISSUED.to_vec();
+        assert_eq!(s.request_headers(h, false), Action::Pause);
+        assert_eq!(s.request_body(h, BODY.len(), true), Action::Continue);
+        assert_eq!(s.response_headers(h, false), Action::Pause, "the answer is held to be bound");
+        assert_eq!(s.response_body(h, ISSUED.len(), false), Action::Pause, "all of it buffered, its end not yet told");
+    }
+
+    #[test]
+    fn a_token_answer_is_bound_in_the_shared_map_before_it_goes_on() {
+        let c = token_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        assert_eq!(s.response_trailers(&mut h), Action::Continue, "bound at the response's trailers");
+        assert_eq!(h.counted(Counter::TokensBound), 2);
+        assert_eq!(h.slots_used, vec![2], "the gauge follows the slots filled");
+        let table = SlotTable::new(TABLE);
+        for token in ["at", "rt"] {
+            let b = shared::get(&mut h.data, table, &key_for_token(token), NOW).unwrap().unwrap();
+            assert_eq!(b.thumbprint, thumb(b"c1"));
+        }
+        assert!(h.replies.is_empty() && h.etcd_calls.is_empty());
+    }
+
+    #[test]
+    fn a_token_answer_the_shared_map_cannot_store_is_never_released() {
+        let c = token_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        h.data.fail = true;
+        assert_eq!(s.response_body(&mut h, ISSUED.len(), true), Action::Pause);
+        assert_eq!(h.last_reply().status, 503);
+        assert_eq!(h.last_reply().json()["error"], "temporarily_unavailable");
+        assert_eq!(h.refusals, vec![Reason::BindingStoreFailed]);
+        assert_eq!(h.counted(Counter::TokensBound), 0);
+    }
+
+    fn etcd_token_config(cache_capacity: u64) -> Rc<Config> {
+        config(serde_json::json!({
+            "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "key_prefix": "pfx/", "cache_capacity": cache_capacity}},
+            "clients": [{"client_id": "c1", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                         "thumbprints": [thumb(b"c1").x5t_s256()]}],
+        }))
+    }
+
+    #[test]
+    fn a_token_answer_bound_in_etcd_resumes_the_response() {
+        let c = etcd_token_config(64);
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        assert_eq!(s.response_body(&mut h, ISSUED.len(), true), Action::Pause);
+        // Leases first (one per expiry bucket), then one transaction.
+        let mut lease = 7000;
+        while h.etcd_calls.last().unwrap().path == crate::keys::ETCD_LEASE_GRANT {
+            let id = h.etcd_calls.last().unwrap().id;
+            lease += 1;
+            let answer = format!(r#"{{"ID":"{lease}","TTL":"900"}}"#).into_bytes();
+            assert_eq!(s.callout_done(&mut h, id, Ok(answer)), AfterCallout::Nothing);
+            assert!(h.etcd_calls.len() < 5, "{:?}", h.etcd_calls);
+        }
+        let txn = h.etcd_calls.last().unwrap().clone();
+        assert_eq!(txn.path, crate::keys::ETCD_TXN);
+        let txn_body: serde_json::Value = serde_json::from_slice(&txn.body).unwrap();
+        assert_eq!(txn_body["success"].as_array().unwrap().len(), 2);
+        assert_eq!(h.counted(Counter::TokensBound), 0, "not before etcd says so");
+        // The response may still end with trailers while the write is out: it stays held.
+        assert_eq!(s.response_trailers(&mut h), Action::Pause);
+        let done = s.callout_done(&mut h, txn.id, Ok(br#"{"succeeded":true}"#.to_vec()));
+        assert_eq!(done, AfterCallout::Resume { response_phase: true });
+        assert_eq!(h.counted(Counter::TokensBound), 2);
+        assert!(h.replies.is_empty());
+        // The leases are remembered for the next writes, the bindings in the read cache.
+        assert!(h.data.map.keys().any(|k| k.starts_with(crate::keys::LEASE_PREFIX)));
+        assert_eq!(
+            shared::cache_get(&mut h.data, SlotTable::new(TABLE), &key_for_token("at"), NOW).map(|b| b.thumbprint),
+            Some(thumb(b"c1"))
+        );
+    }
+
+    #[test]
+    fn a_token_answer_etcd_cannot_store_is_replaced_by_an_error() {
+        let c = etcd_token_config(0);
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        assert_eq!(s.response_body(&mut h, ISSUED.len(), true), Action::Pause);
+        let first = h.etcd_calls.last().unwrap().clone();
+        assert_eq!(s.callout_done(&mut h, first.id, Err("timeout".into())), AfterCallout::Nothing);
+        let retry = h.etcd_calls.last().unwrap().clone();
+        assert_eq!((retry.path.as_str(), &retry.body), (first.path.as_str(), &first.body));
+        assert_eq!(s.callout_done(&mut h, retry.id, Err("timeout".into())), AfterCallout::Nothing);
+        assert_eq!(h.last_reply().status, 503);
+        assert_eq!(h.refusals, vec![Reason::BindingStoreFailed]);
+        assert_eq!(h.counted(Counter::StoreRetries), 1);
+        assert_eq!(h.counted(Counter::TokensBound), 0);
+        assert!(!s.waiting_for_callout());
+    }
+}
