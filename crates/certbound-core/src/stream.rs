@@ -798,7 +798,7 @@ impl Stream {
             StreamFlow::Token(_) => self.token(h, |f, h| f.request_body(h, &config.clients, body_size, end_of_stream)),
             StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.request_body(h, body_size, end_of_stream)),
             StreamFlow::Resource(_) => self.resource(h, |f, h| f.request_body(h, body_size, end_of_stream)),
-            // Waiting for a lookup: hold the body until it is decided.
+            // Not held by a flow (a flow waiting for a lookup answers Pause itself).
             _ => Action::Continue,
         }
     }
