@@ -504,7 +504,24 @@ unsafe fn with<R>(
     // SAFETY: the config outlives its filters (Envoy keeps it while streams use it).
     let Some(config) = (unsafe { filter.config.as_ref() }) else { return otherwise };
     let mut host = ModuleHost::new(envoy, config);
-    f(&mut filter.stream, &mut host)
+    // A local reply sent inside `f` can make Envoy destroy the filter before
+    // `f` returns: the destroy hook then leaves the freeing to us, after `f`.
+    let outer = RUNNING.with(|r| r.replace(module));
+    let result = f(&mut filter.stream, &mut host);
+    RUNNING.with(|r| r.set(outer));
+    if DESTROYED_WHILE_RUNNING.with(|d| d.replace(false)) {
+        // SAFETY: made by Box::into_raw in filter_new; Envoy destroyed it during `f`, nothing refers to it now.
+        drop(unsafe { Box::from_raw(module as *mut Filter) });
+    }
+    result
+}
+
+thread_local! {
+    /// The filter whose hook is running on this worker (null: none).
+    static RUNNING: std::cell::Cell<envoy_dynamic_module_type_http_filter_module_ptr> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+    /// Envoy destroyed the running filter from inside its own hook.
+    static DESTROYED_WHILE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[no_mangle]
@@ -632,10 +649,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
-    if !module.is_null() {
-        // SAFETY: made by Box::into_raw in filter_new; destroyed once.
-        drop(unsafe { Box::from_raw(module as *mut Filter) });
+    if module.is_null() {
+        return;
     }
+    if RUNNING.with(|r| r.get() == module) {
+        // Inside this filter's own hook (a local reply ended the stream): freed when the hook returns.
+        DESTROYED_WHILE_RUNNING.with(|d| d.set(true));
+        return;
+    }
+    // SAFETY: made by Box::into_raw in filter_new; destroyed once.
+    drop(unsafe { Box::from_raw(module as *mut Filter) });
 }
 
 #[no_mangle]
