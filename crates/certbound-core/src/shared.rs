@@ -22,8 +22,23 @@ pub enum SetError {
 pub trait SharedData {
     /// The value and its version, or `(None, _)` when the key is absent.
     fn shared_get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
-    /// Writes the value if the key's version is still `cas` (any version when `None`).
+    /// Writes the value if the key's version is still `cas` (any version when
+    /// `None`). A key that does not exist is created whatever `cas` says (as
+    /// Envoy's shared data does), so "create only if absent" is written with
+    /// [`CREATE_ONLY`]: an existing key never has that version.
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError>;
+}
+
+/// The version a write to a key read as absent carries: if another worker
+/// created the key in the meantime, the write fails (`CasMismatch`) instead
+/// of overwriting it. Envoy's versions count up from 1 over every write of
+/// the process; the store never hands this one out (see `memory.rs` of the
+/// module) and Envoy reaches it only once per 2^32 writes.
+pub const CREATE_ONLY: u32 = u32::MAX;
+
+/// The version to write with after reading `cas`: the same, or "create only" for an absent key.
+fn guarded(cas: Option<u32>) -> Option<u32> {
+    Some(cas.unwrap_or(CREATE_ONLY))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +94,10 @@ pub fn slots_put(
             (PutPlan::Conflict, _) => return Err(StoreError::Conflict),
             (PutPlan::Full, _) => return Err(StoreError::Full),
             (PutPlan::Write { index, cas }, fills) => {
-                match data.shared_set(&store::slot_key(prefix, index), &store::encode_slot(key, binding), cas) {
+                // A slot read as empty is written only if it still is: two workers
+                // filling the same empty slot must not both believe they stored.
+                match data.shared_set(&store::slot_key(prefix, index), &store::encode_slot(key, binding), guarded(cas))
+                {
                     Ok(()) => return Ok(fills),
                     Err(SetError::CasMismatch) => continue,
                     Err(SetError::Host(s)) => return Err(StoreError::Host(s)),
@@ -104,7 +122,7 @@ pub fn adjust_slots_used(data: &mut impl SharedData, delta: i64) -> Option<u64> 
     for _ in 0..16 {
         let (value, cas) = data.shared_get(TABLE_USED).ok()?;
         let next = store::adjust_count(store::parse_count(value.as_deref()), delta);
-        match data.shared_set(TABLE_USED, next.to_string().as_bytes(), cas) {
+        match data.shared_set(TABLE_USED, next.to_string().as_bytes(), guarded(cas)) {
             Ok(()) => return Some(next),
             Err(SetError::CasMismatch) => continue,
             Err(SetError::Host(_)) => return None,
@@ -119,7 +137,7 @@ pub fn adjust_slots_used(data: &mut impl SharedData, delta: i64) -> Option<u64> 
 pub fn sweep_step(data: &mut impl SharedData, table: SlotTable, now: i64) -> Result<u64, StoreError> {
     let (value, cas) = data.shared_get(SWEEP_CURSOR).map_err(StoreError::Host)?;
     let (range, next) = store::sweep_step(table, store::parse_count(value.as_deref()));
-    match data.shared_set(SWEEP_CURSOR, next.to_string().as_bytes(), cas) {
+    match data.shared_set(SWEEP_CURSOR, next.to_string().as_bytes(), guarded(cas)) {
         Ok(()) => {}
         // Another worker took this step: it sweeps it.
         Err(SetError::CasMismatch) => return Ok(0),
@@ -243,6 +261,8 @@ pub fn slot_table(data: &mut impl SharedData, capacity: u64) -> (SlotTable, Opti
 pub struct MemoryData {
     pub map: std::collections::HashMap<String, (Vec<u8>, u32)>,
     pub fail: bool,
+    /// The last version handed out (one counter over every key, as Envoy's).
+    pub version: u32,
 }
 
 #[cfg(test)]
@@ -260,11 +280,20 @@ impl SharedData for MemoryData {
         if self.fail {
             return Err(SetError::Host(HostError(10)));
         }
-        let entry = self.map.entry(key.to_string()).or_insert((Vec::new(), 0));
-        if cas.is_some_and(|c| c != 0 && c != entry.1) {
-            return Err(SetError::CasMismatch);
+        // As Envoy's shared data: an absent key is created whatever the version asked for.
+        self.version += 1;
+        let version = self.version;
+        match self.map.get_mut(key) {
+            Some(entry) => {
+                if cas.is_some_and(|c| c != 0 && c != entry.1) {
+                    return Err(SetError::CasMismatch);
+                }
+                *entry = (value.to_vec(), version);
+            }
+            None => {
+                self.map.insert(key.to_string(), (value.to_vec(), version));
+            }
         }
-        *entry = (value.to_vec(), entry.1 + 1);
         Ok(())
     }
 }
@@ -292,6 +321,49 @@ mod tests {
     fn a_host_failure_is_an_error_not_a_miss() {
         let mut data = MemoryData { fail: true, ..Default::default() };
         assert!(get(&mut data, SlotTable::new(8), "k", 1).is_err());
+    }
+
+    /// A map where another worker fills the same empty slot between our read and our write.
+    struct Racing {
+        inner: MemoryData,
+        raced: bool,
+    }
+
+    impl SharedData for Racing {
+        fn shared_get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+            self.inner.shared_get(key)
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+            if !self.raced && key.starts_with(SLOT_PREFIX) {
+                self.raced = true;
+                let other = ToBind { key: "other".into(), binding: binding(500) };
+                self.inner.shared_set(key, &store::encode_slot(&other.key, &other.binding), None)?;
+            }
+            self.inner.shared_set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn two_workers_filling_one_empty_slot_both_keep_their_binding() {
+        let mut data = Racing { inner: MemoryData::default(), raced: false };
+        let table = SlotTable::new(64);
+        let (filled, stored) = put_all(&mut data, table, &[ToBind { key: "mine".into(), binding: binding(400) }], 10);
+        assert_eq!((filled, stored), (1, Ok(())));
+        assert_eq!(
+            get(&mut data, table, "mine", 20).unwrap(),
+            Some(binding(400)),
+            "our binding was overwritten or lost"
+        );
+        let others = data.inner.map.values().filter(|(v, _)| v.starts_with(b"other|")).count();
+        assert_eq!(others, 1, "the other worker's binding was overwritten");
+    }
+
+    #[test]
+    fn create_only_never_overwrites_an_existing_key() {
+        let mut data = MemoryData::default();
+        data.shared_set("k", b"first", Some(CREATE_ONLY)).unwrap();
+        assert_eq!(data.shared_set("k", b"second", Some(CREATE_ONLY)), Err(SetError::CasMismatch));
+        assert_eq!(data.shared_get("k").unwrap().0.as_deref(), Some(&b"first"[..]));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (the keys are slots), so its memory is bounded by `store.capacity`.
 
 use certbound_core::flow::HostError;
-use certbound_core::shared::SetError;
+use certbound_core::shared::{SetError, CREATE_ONLY};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
@@ -32,7 +32,17 @@ pub fn get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
     })
 }
 
-/// Writes if the key's version is still `cas` (`None` or 0: whatever it is), as Envoy's shared data does.
+/// The next version of a key: never 0 (no version) nor `CREATE_ONLY`.
+fn next_version(v: u32) -> u32 {
+    match v.wrapping_add(1) {
+        0 | CREATE_ONLY => 1,
+        n => n,
+    }
+}
+
+/// Writes if the key's version is still `cas` (`None` or 0: whatever it is);
+/// an absent key is created, as Envoy's shared data does. An existing key
+/// never has version `CREATE_ONLY`, so a write with it creates only.
 pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
     let mut map = shard(key).map_err(SetError::Host)?.lock().map_err(|_| SetError::Host(HostError(10)))?;
     match map.get_mut(key) {
@@ -40,12 +50,9 @@ pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
             if cas.is_some_and(|c| c != 0 && c != entry.1) {
                 return Err(SetError::CasMismatch);
             }
-            *entry = (value.into(), entry.1.wrapping_add(1).max(1));
+            *entry = (value.into(), next_version(entry.1));
         }
         None => {
-            if cas.is_some_and(|c| c != 0) {
-                return Err(SetError::CasMismatch);
-            }
             map.insert(key.into(), (value.into(), 1));
         }
     }
@@ -66,6 +73,10 @@ mod tests {
         set(key, b"b", cas).unwrap();
         assert_eq!(set(key, b"c", cas), Err(SetError::CasMismatch));
         assert_eq!(get(key).unwrap().0.as_deref(), Some(&b"b"[..]));
-        assert_eq!(set("test/absent", b"x", Some(7)), Err(SetError::CasMismatch));
+        // An absent key is created; a key that exists is never overwritten by a create-only write.
+        set("test/created", b"x", Some(CREATE_ONLY)).unwrap();
+        assert_eq!(set("test/created", b"y", Some(CREATE_ONLY)), Err(SetError::CasMismatch));
+        assert_eq!(get("test/created").unwrap().0.as_deref(), Some(&b"x"[..]));
+        assert_eq!(next_version(u32::MAX - 1), 1);
     }
 }
