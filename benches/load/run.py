@@ -20,7 +20,7 @@ micro-benchmarks; writes target/bench/summary.json and prints a table.
 Targets are reported, never asserted.
 
 Artifacts: `wasm` (target/certbound.wasm) always; `module` when
-target/libcertbound_module.so exists and benches/load/module-filter.yaml.tmpl
+target/module/libcertbound_module.so (make module) exists and benches/load/module-filter.yaml.tmpl
 gives its filter block (see module_filter()).
 """
 
@@ -54,7 +54,7 @@ ETCD_FILL_SECONDS = int(os.environ.get("BENCH_ETCD_FILL_SECONDS", "180"))
 # the time it issues tokens for (shorter than the tokens' 600 s lifetime), with 80 % headroom.
 MAX_TOKEN_RPS = int(os.environ.get("BENCH_MAX_TOKEN_RPS", "10000"))
 TOKEN_LIFETIME = 600
-MODULE_SO = ROOT / "target/libcertbound_module.so"
+MODULE_SO = harness.MODULE
 MODULE_TEMPLATE = ROOT / "benches/load/module-filter.yaml.tmpl"
 BENCH_WASM_DIR = ROOT / "target/bench-wasm"
 BENCH_WASM = BENCH_WASM_DIR / "wasm32-wasip1/release/certbound_bench_wasm.wasm"
@@ -159,7 +159,7 @@ def module_filter(name, plugin):
 
     Slot for the module: benches/load/module-filter.yaml.tmpl (a string.Template with ${NAME}, ${CONFIG}
     (the plugin configuration as a JSON string, already quoted for YAML) and ${MODULE_DIR}), indented as
-    the http_filters entries above (10 spaces). Used only when target/libcertbound_module.so exists."""
+    the http_filters entries above (10 spaces). Used only when the module is built (make module)."""
     if not (MODULE_SO.exists() and MODULE_TEMPLATE.exists()):
         return None
     return Template(MODULE_TEMPLATE.read_text()).substitute(
@@ -417,7 +417,8 @@ def main():
         parts.append(auth)
         ports = {k: harness.free_port() for k in (
             "baseline", "idle", "shared", "etcd_warm", "etcd_cold", "native", "admin", "noop", "ext_authz",
-            "upstream", "upstream_admin", "authorizer", "module", *(f"scale_{n}" for n in SCALE_SIZES),
+            "upstream", "upstream_admin", "authorizer", "module", "module_etcd_warm", "module_etcd_cold",
+            *(f"scale_{n}" for n in SCALE_SIZES),
             *(f"fill_{n}" for n in SCALE_SIZES))}
         upstream_cfg = work / "upstream.yaml"
         upstream_cfg.write_text(UPSTREAM.format(admin=ports["upstream_admin"], port=ports["upstream"]))
@@ -464,7 +465,13 @@ def main():
                      {"clients": clients, "protected_routes": routes, "store": etcd_store(0, 0)}),
             listener("native_as", ports["native"], pki.dir, headers_to_add=header),
             listener("ext_authz", ports["ext_authz"], pki.dir, filters=EXT_AUTHZ, hcm_extra=XFCC_SET),
-            *([listener("certbound_module", ports["module"], pki.dir, filters=module)] if module else []),
+            *([listener("certbound_module", ports["module"], pki.dir, filters=module),
+               listener("certbound_module_etcd_warm", ports["module_etcd_warm"], pki.dir, filters=module_filter(
+                   "certbound_module_etcd_warm", {"clients": clients, "protected_routes": routes,
+                                                  "store": etcd_store(100000, 4096)})),
+               listener("certbound_module_etcd_cold", ports["module_etcd_cold"], pki.dir, filters=module_filter(
+                   "certbound_module_etcd_cold", {"clients": clients, "protected_routes": routes,
+                                                  "store": etcd_store(0, 0)}))] if module else []),
             scale,
         ])
         config = Template((ROOT / "benches/load/envoy-bench.yaml.tmpl").read_text()).substitute(
@@ -509,12 +516,26 @@ def main():
                          bearer(module_token), artifact="module"),
                 scenario("module_resource_proxied", url("module", "/up/x"), url("baseline", "/up/x"), cert,
                          bearer(module_token), artifact="module", reference="proxied"),
+                scenario("module_resource_vs_wasm", url("module", "/api/x"), url("shared", "/api/x"), cert,
+                         bearer(module_token), baseline_extra=bearer(shared_token), artifact="module",
+                         reference="certbound_wasm_resource_shared_data"),
+            ]
+            module_etcd_token = token(ports["module_etcd_warm"])
+            scenarios += [
+                scenario("module_resource_etcd_cache_warm", url("module_etcd_warm", "/api/x"), url("baseline", "/api/x"),
+                         cert, bearer(module_etcd_token), artifact="module"),
+                scenario("module_resource_etcd_cache_cold", url("module_etcd_cold", "/api/x"), url("baseline", "/api/x"),
+                         cert, bearer(module_etcd_token), artifact="module"),
             ]
         # Token endpoint: the baseline client presents the AS secret itself (no mTLS client auth, no binding).
         basic = ["-H", "authorization: Basic " + base64.b64encode(b"bench:bench-secret").decode()]
         scenarios.append(scenario("token_client_credentials", url("shared", "/oauth2/token"), url("baseline", "/oauth2/token"),
                                   cert, cc, baseline_extra=cc + basic, reference="pass_through"))
         s = scenarios[-1]
+        if module:
+            scenarios.append(scenario("module_token_client_credentials", url("module", "/oauth2/token"),
+                                      url("baseline", "/oauth2/token"), cert, cc, baseline_extra=cc + basic,
+                                      reference="pass_through", artifact="module"))
         # The AS's own RFC 8705 is the comparison only if it works: one token through the native listener
         # must come back 200 and be bound by the AS to the native client's certificate.
         native_body = "grant_type=client_credentials&client_id=bench-native"
@@ -548,6 +569,11 @@ def main():
                  "-H", "authorization: Basic " + base64.b64encode(b"demo-rs:demo-rs-secret").decode()]
         scenarios.append(scenario("introspection_bound_token", url("shared", "/oauth2/introspect"),
                                   url("baseline", "/oauth2/introspect"), cert, intro))
+        if module:
+            module_intro_token = token(ports["module"])
+            module_intro = [x if not x.startswith("token=") else f"token={module_intro_token}" for x in intro]
+            scenarios.append(scenario("module_introspection_bound_token", url("module", "/oauth2/introspect"),
+                                      url("baseline", "/oauth2/introspect"), cert, module_intro, artifact="module"))
         # How a resource server checks a bound token without certbound: ext_authz + introspection of the
         # AS's own bound token (its cnf against the XFCC hash), vs certbound's check of its binding. The
         # authorizer must refuse the token with another certificate, or the comparison is void.
