@@ -66,10 +66,35 @@ pub trait StreamHost: Host + SharedData {
     fn log_line(&mut self, level: log::Level, line: &str);
 }
 
+/// The ids a stream's log lines start with: `[stream-id request-id]`. The
+/// request id (`x-request-id`) is read when a line first needs it: most
+/// requests log nothing, and a header read costs a host call.
+struct Ids {
+    id: u32,
+    request_id: Option<String>,
+}
+
+impl Ids {
+    fn read_request_id(&mut self, h: &mut impl Host) {
+        if self.request_id.is_none() {
+            self.request_id = Some(
+                h.request_header("x-request-id")
+                    .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
+
+    fn prefix(&mut self, h: &mut impl Host) -> String {
+        self.read_request_id(h);
+        format!("[{} {}]", self.id, self.request_id.as_deref().unwrap_or("-"))
+    }
+}
+
 /// A [`Host`] whose log lines carry the stream's prefix.
 struct Tagged<'a, H> {
     host: &'a mut H,
-    tag: &'a str,
+    ids: &'a mut Ids,
 }
 
 impl<H: StreamHost> Host for Tagged<'_, H> {
@@ -102,7 +127,8 @@ impl<H: StreamHost> Host for Tagged<'_, H> {
     }
     fn log(&mut self, level: log::Level, message: &str) {
         if level <= log::max_level() {
-            self.host.log_line(level, &format!("{} {message}", self.tag));
+            let prefix = self.ids.prefix(self.host);
+            self.host.log_line(level, &format!("{prefix} {message}"));
         }
     }
 }
@@ -136,13 +162,11 @@ struct Pending {
 
 /// One HTTP stream's state, from its request headers to its end.
 pub struct Stream {
-    id: u32,
+    ids: Ids,
     config: Option<Rc<Config>>,
     table: SlotTable,
     /// This VM's (or worker's) cache of store hits, in front of the shared map and etcd.
     vm_cache: Rc<RefCell<VmCache>>,
-    /// `x-request-id`, read on the routes certbound acts on.
-    request_id: Option<String>,
     flow: StreamFlow,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
@@ -181,11 +205,10 @@ fn source_ip(h: &mut impl Host) -> Option<IpAddr> {
 impl Stream {
     pub fn new(id: u32, config: Option<Rc<Config>>, table: SlotTable, vm_cache: Rc<RefCell<VmCache>>) -> Self {
         Stream {
-            id,
+            ids: Ids { id, request_id: None },
             config,
             table,
             vm_cache,
-            request_id: None,
             flow: StreamFlow::Other,
             presented: None,
             pending: None,
@@ -201,24 +224,10 @@ impl Stream {
         self.pending.is_some()
     }
 
-    /// Reads `x-request-id` in the request-headers phase, on the routes
-    /// certbound acts on (request headers are not asked for later).
-    fn read_request_id(&mut self, h: &mut impl StreamHost) {
-        self.request_id = Some(
-            h.request_header("x-request-id")
-                .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
-                .unwrap_or_else(|| "-".into()),
-        );
-    }
-
-    /// `[stream-id request-id]`, the prefix of every log line of this stream.
-    fn log_prefix(&self) -> String {
-        format!("[{} {}]", self.id, self.request_id.as_deref().unwrap_or("-"))
-    }
-
-    fn warn(&self, h: &mut impl StreamHost, message: &str) {
+    fn warn(&mut self, h: &mut impl StreamHost, message: &str) {
         if log::Level::Warn <= log::max_level() {
-            h.log_line(log::Level::Warn, &format!("{} {message}", self.log_prefix()));
+            let prefix = self.ids.prefix(h);
+            h.log_line(log::Level::Warn, &format!("{prefix} {message}"));
         }
     }
 
@@ -402,9 +411,8 @@ impl Stream {
         pick: fn(&mut StreamFlow) -> Option<&mut F>,
         event: impl FnOnce(&mut F, &mut Tagged<'_, H>) -> Step,
     ) -> Action {
-        let tag = self.log_prefix();
         let Some(flow) = pick(&mut self.flow) else { return Action::Continue };
-        let step = event(flow, &mut Tagged { host: h, tag: &tag });
+        let step = event(flow, &mut Tagged { host: h, ids: &mut self.ids });
         self.awaiting_request_end = flow.awaiting_request_end();
         self.awaiting_response_end = flow.awaiting_response_end();
         self.carry_out(h, step)
@@ -659,7 +667,6 @@ impl Stream {
         let endpoint = match config.endpoints.classify(&full_path) {
             Ok(e) => e,
             Err(ambiguous) => {
-                self.read_request_id(h);
                 return self.refuse(h, OAuthError::invalid_request(Reason::AmbiguousPath, ambiguous.description));
             }
         };
@@ -684,8 +691,11 @@ impl Stream {
         // elsewhere only to strip untrusted headers and forward the verified one.
         let sources = &config.sources;
         let needs_certificate = is_token || route.is_some() || !sources.headers.is_empty() || sources.forward.is_some();
-        if needs_certificate || endpoint != Endpoint::Other {
-            self.read_request_id(h);
+        // The token, introspection and metadata endpoints log in the response
+        // phase too, when request headers may be gone: their request id is read now.
+        // Elsewhere (the hot path of protected routes) only when a line needs it.
+        if matches!(endpoint, Endpoint::Token | Endpoint::Introspection | Endpoint::Discovery) {
+            self.ids.read_request_id(h);
         }
         let resolved = if needs_certificate { self.resolve_certificate(h, &config) } else { Ok(()) };
         if let Err(problem) = resolved {
@@ -717,7 +727,6 @@ impl Stream {
                 let _ = h.set_request_header(&s.name, None);
             }
         }
-        let tag = self.log_prefix();
         if let Some(route) = route {
             if let Some(name) = &route.thumbprint_header {
                 let _ = h.set_request_header(name, None);
@@ -731,8 +740,13 @@ impl Stream {
                 jwt_claims: config.jwt_claims.as_ref(),
                 certificate: self.presented.as_ref().map(|p| p.thumbprint),
             };
-            let (step, flow) =
-                ResourceFlow::start(&mut Tagged { host: h, tag: &tag }, route, &full_path, end_of_stream, settings);
+            let (step, flow) = ResourceFlow::start(
+                &mut Tagged { host: h, ids: &mut self.ids },
+                route,
+                &full_path,
+                end_of_stream,
+                settings,
+            );
             if let Some(flow) = flow {
                 self.awaiting_request_end = flow.awaiting_request_end();
                 self.flow = StreamFlow::Resource(flow);
@@ -746,7 +760,7 @@ impl Stream {
                     binding: config.binding.clone(),
                     certificate: self.presented.clone(),
                 };
-                match TokenFlow::start(&mut Tagged { host: h, tag: &tag }, end_of_stream, settings) {
+                match TokenFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, end_of_stream, settings) {
                     Err(e) => self.refuse(h, e),
                     Ok(None) => Action::Continue,
                     Ok(Some(flow)) => {
@@ -766,7 +780,7 @@ impl Stream {
                         StoreConfig::SharedData { .. } => true,
                     },
                 };
-                match IntrospectionFlow::start(&mut Tagged { host: h, tag: &tag }, end_of_stream, settings) {
+                match IntrospectionFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, end_of_stream, settings) {
                     Err(e) => self.refuse(h, e),
                     Ok(None) => Action::Continue,
                     Ok(Some(flow)) => {
@@ -780,7 +794,7 @@ impl Stream {
                 let method = h.request_header(":method");
                 let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
                 if let Some(flow) =
-                    DiscoveryFlow::start(&mut Tagged { host: h, tag: &tag }, method.as_deref(), max, mtls_host)
+                    DiscoveryFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, method.as_deref(), max, mtls_host)
                 {
                     self.flow = StreamFlow::Discovery(flow);
                 }
