@@ -728,9 +728,8 @@ impl Stream {
             }
         }
         if let Some(route) = route {
-            if let Some(name) = &route.thumbprint_header {
-                let _ = h.set_request_header(name, None);
-            }
+            // (The route's thumbprint header is removed by the flow: a route from
+            // Envoy's route metadata is not among config.thumbprint_headers.)
             let settings = resource_flow::Settings {
                 max_body_bytes: config.max_body_bytes,
                 fail_closed: match &config.store {
