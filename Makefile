@@ -63,7 +63,7 @@ OHA := $(TOOLS)/cargo/bin/oha
 $(OHA):
 	cargo install --locked --root $(TOOLS)/cargo oha
 
-bench: deps wasm $(OHA)
+bench: deps wasm module $(OHA)
 	$(PY) benches/load/run.py
 
 # The native `certbound` command (thumbprint, check-config, client).

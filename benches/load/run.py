@@ -517,7 +517,7 @@ def main():
                 scenario("module_resource_proxied", url("module", "/up/x"), url("baseline", "/up/x"), cert,
                          bearer(module_token), artifact="module", reference="proxied"),
                 scenario("module_resource_vs_wasm", url("module", "/api/x"), url("shared", "/api/x"), cert,
-                         bearer(module_token), baseline_extra=bearer(shared_token), artifact="module",
+                         bearer(module_token), baseline_extra=bearer(token(ports["shared"])), artifact="module",
                          reference="certbound_wasm_resource_shared_data"),
             ]
             module_etcd_token = token(ports["module_etcd_warm"])
@@ -585,7 +585,7 @@ def main():
             raise RuntimeError(f"the ext_authz reference does not check the binding: {wrong.status_code}, {right.status_code}")
         # Listed the other way round: the rate of certbound's check is the reference of this comparison.
         e = scenario("ext_authz_introspection", url("ext_authz", "/api/x"), url("shared", "/api/x"), native_cert,
-                     bearer(native_token), baseline_extra=bearer(shared_token), baseline_cert=cert,
+                     bearer(native_token), baseline_extra=bearer(token(ports["shared"])), baseline_cert=cert,
                      reference="certbound_resource_shared_data")
         scenarios.append(e)
 
@@ -621,12 +621,15 @@ def main():
         extra_summary["etcd_fill"] = {"asked": ETCD_KEYS, "written": written, "seconds": round(time.monotonic() - t0, 1),
                                       "cap_seconds": ETCD_FILL_SECONDS}
         print(f"etcd: {written} keys written in {extra_summary['etcd_fill']['seconds']} s", flush=True)
+        # Tokens live 600 s at the AS (and so do their bindings): a fresh one for the late scenarios.
+        etcd_token = token(ports["etcd_warm"])
         scenarios.append(scenario(f"resource_etcd_cache_warm_{written}_keys", url("etcd_warm", "/api/x"),
                                   url("baseline", "/api/x"), cert, bearer(etcd_token)))
         scenarios.append(scenario(f"resource_etcd_cache_cold_{written}_keys", url("etcd_cold", "/api/x"),
                                   url("baseline", "/api/x"), cert, bearer(etcd_token)))
         extra_summary["table"] = {"capacity": capacity, "max_token_rps_assumed": MAX_TOKEN_RPS,
-                                  "store_full_refusals": stat(ports["admin"], "wasmcustom.certbound.refused.store_full")}
+                                  "store_full_refusals": stat(ports["admin"], "wasmcustom.certbound.refused.store_full"),
+                                  "module_store_full_refusals": stat(ports["admin"], "dynamicmodulescustom.certbound.refused.store_full")}
     finally:
         harness.stop_all(parts)
     # BENCH_MICRO=0 skips the criterion micro-benchmarks (a quick check of the load part).
