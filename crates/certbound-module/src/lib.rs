@@ -254,44 +254,38 @@ fn host_level() -> log::LevelFilter {
 
 // ------------------------------------------------------------------ metrics
 
-fn define_counter(config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr, name: &str) -> Option<usize> {
+/// Envoy's callback defining one kind of metric (counter or gauge): the same signature for both.
+type Define = unsafe extern "C" fn(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    envoy_dynamic_module_type_module_buffer,
+    *mut envoy_dynamic_module_type_module_buffer,
+    usize,
+    *mut usize,
+) -> envoy_dynamic_module_type_metrics_result;
+
+fn define(
+    config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    define: Define,
+    kind: &str,
+    name: &str,
+) -> Option<usize> {
     let mut id: usize = 0;
     // SAFETY: `config_envoy` is the config Envoy is creating; the name is copied; `id` is a live local.
-    let result = unsafe {
-        envoy_dynamic_module_callback_http_filter_config_define_counter(
-            config_envoy,
-            module_buffer(name.as_bytes()),
-            std::ptr::null_mut(),
-            0,
-            &mut id,
-        )
-    };
+    let result = unsafe { define(config_envoy, module_buffer(name.as_bytes()), std::ptr::null_mut(), 0, &mut id) };
     if result == envoy_dynamic_module_type_metrics_result_Success {
         Some(id)
     } else {
-        log::warn!("certbound: cannot define counter {name}: result {result}");
+        log::warn!("certbound: cannot define {kind} {name}: result {result}");
         None
     }
 }
 
+fn define_counter(config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr, name: &str) -> Option<usize> {
+    define(config_envoy, envoy_dynamic_module_callback_http_filter_config_define_counter, "counter", name)
+}
+
 fn define_gauge(config_envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr, name: &str) -> Option<usize> {
-    let mut id: usize = 0;
-    // SAFETY: as define_counter.
-    let result = unsafe {
-        envoy_dynamic_module_callback_http_filter_config_define_gauge(
-            config_envoy,
-            module_buffer(name.as_bytes()),
-            std::ptr::null_mut(),
-            0,
-            &mut id,
-        )
-    };
-    if result == envoy_dynamic_module_type_metrics_result_Success {
-        Some(id)
-    } else {
-        log::warn!("certbound: cannot define gauge {name}: result {result}");
-        None
-    }
+    define(config_envoy, envoy_dynamic_module_callback_http_filter_config_define_gauge, "gauge", name)
 }
 
 fn set_config_gauge(
