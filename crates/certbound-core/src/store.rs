@@ -46,7 +46,8 @@ pub fn slot_key(prefix: &str, index: u64) -> String {
     format!("{prefix}{index}")
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a: the hash of the slot table, the VM cache and the module's map shards.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 

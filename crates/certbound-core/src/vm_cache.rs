@@ -31,7 +31,7 @@ impl VmCache {
 
     fn place(&self, key: &str) -> Option<usize> {
         let n = self.entries.len() as u64;
-        (n > 0).then(|| (fnv1a(key.as_bytes()) % n) as usize)
+        (n > 0).then(|| (crate::store::fnv1a(key.as_bytes()) % n) as usize)
     }
 
     /// The key's binding if it is cached and still live at `now`.
@@ -60,10 +60,6 @@ impl VmCache {
             *entry = Some((key.into(), *binding));
         }
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ fn shards() -> &'static [Shard] {
 }
 
 fn shard(key: &str) -> Result<&'static Shard, HostError> {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = certbound_core::store::fnv1a(key.as_bytes());
     shards().get((h as usize) % SHARDS).ok_or(HostError(10))
 }
 
