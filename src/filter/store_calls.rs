@@ -52,9 +52,5 @@ pub fn callout_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, S
     }
     let status = super::host::header_value(MapType::HttpCallResponseHeaders, ":status");
     let body = super::host::body(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
-    if status.as_deref() != Some("200") {
-        let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();
-        return Err(format!("status {}: {text}", status.unwrap_or_default()));
-    }
-    Ok(body)
+    crate::stream::callout_result(status.as_deref().map(str::as_bytes), body)
 }

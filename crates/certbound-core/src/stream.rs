@@ -91,6 +91,16 @@ impl Ids {
     }
 }
 
+/// An etcd callout's answer as both shells get it (its `:status` and body):
+/// the body of a 200, or why there is none.
+pub fn callout_result(status: Option<&[u8]>, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    if status == Some(&b"200"[..]) {
+        return Ok(body);
+    }
+    let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();
+    Err(format!("status {}: {text}", String::from_utf8_lossy(status.unwrap_or_default())))
+}
+
 /// A [`Host`] whose log lines carry the stream's prefix.
 struct Tagged<'a, H> {
     host: &'a mut H,
@@ -1100,6 +1110,13 @@ pub(crate) mod tests {
     }
 
     // ------------------------------------------------------------ tests
+
+    #[test]
+    fn a_callout_answers_with_the_body_of_a_200_only() {
+        assert_eq!(super::callout_result(Some(b"200"), b"{}".to_vec()), Ok(b"{}".to_vec()));
+        assert_eq!(super::callout_result(Some(b"503"), b"down".to_vec()), Err("status 503: down".into()));
+        assert_eq!(super::callout_result(None, Vec::new()), Err("status : ".into()));
+    }
 
     #[test]
     fn a_request_without_a_configuration_is_answered_locally_never_continued() {

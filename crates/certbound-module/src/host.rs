@@ -256,18 +256,7 @@ pub fn header_array(headers: &[(&str, &str)]) -> Vec<envoy_dynamic_module_type_m
 
 impl StreamHost for ModuleHost<'_> {
     fn send_local_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
-        let mut array = header_array(headers);
-        // SAFETY: the live filter; every buffer is live for the call and copied by Envoy.
-        unsafe {
-            envoy_dynamic_module_callback_http_send_response(
-                self.envoy,
-                status,
-                array.as_mut_ptr(),
-                array.len(),
-                module_buffer(body),
-                module_buffer(b"certbound"),
-            )
-        };
+        send_response(self.envoy, status, headers, body);
         Ok(())
     }
     fn reset(&mut self) {
@@ -363,16 +352,25 @@ pub fn refuse_unconfigured(envoy: envoy_dynamic_module_type_http_filter_envoy_pt
     let e = OAuthError::not_configured();
     let headers = e.headers();
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut array = header_array(&pairs);
-    let body = e.body();
-    // SAFETY: the live filter of the current hook; buffers live for the call.
+    send_response(envoy, e.status, &pairs, &e.body());
+}
+
+/// A local reply (Envoy copies everything; this ABI reports no failure).
+fn send_response(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    status: u32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut array = header_array(headers);
+    // SAFETY: the live filter of the current hook; every buffer lives for the call and is copied by Envoy.
     unsafe {
         envoy_dynamic_module_callback_http_send_response(
             envoy,
-            e.status,
+            status,
             array.as_mut_ptr(),
             array.len(),
-            module_buffer(&body),
+            module_buffer(body),
             module_buffer(b"certbound"),
         )
     };
@@ -402,10 +400,5 @@ pub unsafe fn callout_answer(
             body.extend_from_slice(&copy(*c));
         }
     }
-    if status.as_deref() != Some(b"200") {
-        let text = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or_default()).into_owned();
-        let status = String::from_utf8_lossy(&status.unwrap_or_default()).into_owned();
-        return Err(format!("status {status}: {text}"));
-    }
-    Ok(body)
+    certbound_core::stream::callout_result(status.as_deref(), body)
 }

@@ -19,6 +19,7 @@ use abi::*;
 use certbound_core::config::{self, Client, Config, StoreConfig};
 use certbound_core::counter::Counter;
 use certbound_core::error::Reason;
+use certbound_core::flow::Body;
 use certbound_core::registry::{Fetch, Registry, Request};
 use certbound_core::store::SlotTable;
 use certbound_core::stream::{Action, AfterCallout, Stream};
@@ -583,13 +584,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
-    let action = unsafe {
+    body_status(unsafe {
         with(envoy, module, Action::Pause, |s, h| {
-            let size = h.body_size(certbound_core::flow::Body::Request);
+            let size = h.body_size(Body::Request);
             s.request_body(h, size, end_of_stream)
         })
-    };
-    body_status(action)
+    })
 }
 
 #[no_mangle]
@@ -615,13 +615,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_response_body_status {
-    let action = unsafe {
+    body_status(unsafe {
         with(envoy, module, Action::Continue, |s, h| {
-            let size = h.body_size(certbound_core::flow::Body::Response);
+            let size = h.body_size(Body::Response);
             s.response_body(h, size, end_of_stream)
         })
-    };
-    body_status(action)
+    })
 }
 
 #[no_mangle]
