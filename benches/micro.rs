@@ -85,6 +85,13 @@ fn bindings(c: &mut Criterion) {
     c.bench_function("binding_record_decode", |x| x.iter(|| Binding::decode(black_box(&encoded))));
     let token = "A".repeat(43);
     c.bench_function("token_hash_key", |x| x.iter(|| key_for_token(black_box(&token))));
+    // A JWS (ES256) keyed on its decoded segments.
+    let jws = format!(
+        "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.{}.{}",
+        "eyJzdWIiOiJjMSIsImNsaWVudF9pZCI6ImMxIiwiZXhwIjoxODAwMDAwMDAwfQ",
+        "A".repeat(86)
+    );
+    c.bench_function("token_hash_key_jws", |x| x.iter(|| key_for_token(black_box(&jws))));
 }
 
 fn introspection_patch(c: &mut Criterion) {

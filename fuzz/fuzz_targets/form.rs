@@ -69,14 +69,13 @@ fn presented(selector: u8) -> Option<Presented> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
-    if let Ok(f) = form::Form::parse(rest) {
-        let _ = (f.single("client_id").is_ok(), f.single("grant_type").is_ok(), f.contains("token"));
-    }
-    let _ = introspection::token_param(rest);
+    let _ = certbound::params::judge(rest, client_auth::TOKEN_PARAMETERS);
+    let _ = introspection::token_param(Some("application/x-www-form-urlencoded"), rest);
     if let Ok(text) = std::str::from_utf8(rest) {
         let _ = form::parse_basic(text);
         let _ = resource::credentials(Some(text));
-        let _ = resource::check_query(text);
+        let _ = resource::check_query(text, None);
+        let _ = certbound::params::check_charset(Some(text));
         let _ = form::is_form_content_type(text);
     }
 
@@ -120,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
             }
             assert_eq!(a.upstream_authorization, None);
             if let Some(k) = &a.refresh_key {
-                assert!(k.starts_with(binding::KEY_PREFIX));
+                assert!(k.key.starts_with(binding::KEY_PREFIX));
             }
         }
     }

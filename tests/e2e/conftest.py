@@ -23,6 +23,7 @@ UPSTREAM_SECRETS = {
     "web-app": "web-app-upstream-secret",
 }
 JWT_CLIENT_SECRET = "jwt-client-secret"
+AS_ONLY_SECRET = "as-only-client-secret"
 THUMBPRINT_HEADER = "x-certbound-x5t"
 CODE_GRANTS = ["authorization_code", "refresh_token"]
 
@@ -108,6 +109,8 @@ def stack(tmp_path_factory):
     ]
     as_clients += [
         harness.as_client("demo-rs", "demo-rs-secret", []),
+        # Registered at the AS only, not in certbound: its tokens may be unbound.
+        harness.as_client("as-only-client", AS_ONLY_SECRET, ["client_credentials"]),
         harness.as_client("spa", None, CODE_GRANTS),
         harness.as_client("spa-bound", None, CODE_GRANTS),
         # Bound natively by the AS's own RFC 8705 feature (JWT with cnf), not through certbound.

@@ -350,6 +350,19 @@ QUERY_VARIANTS = [
     ("dot_for_underscore", "access.token={T}"),  # PHP turns '.' in names into '_'
     ("mixed_case_name", "Access_Token={T}"),
     ("array_name", "access_token[]={T}"),
+    # PHP's php_register_variable_ex: leading spaces dropped, an unclosed '[' and ' ' read as '_', NUL ends the name.
+    ("php_leading_plus", "+access_token={T}"),
+    ("php_unclosed_bracket", "access[token={T}"),
+    ("php_nul_ends_the_name", "access_token%00x={T}"),
+    ("php_space_for_underscore", "access%20token={T}"),
+    # qs / Rack: a leading bracketed name; qs allowDots: a dotted suffix.
+    ("rack_leading_brackets", "[access_token]={T}"),
+    ("qs_index", "access_token[0]={T}"),
+    # A servlet decoding ISO-2022-JP drops the escape sequence; a case-folding framework folds the Kelvin sign.
+    ("iso_2022_escape_in_name", "access_%1B%28Btoken={T}"),
+    ("kelvin_sign_folds_to_k", "access_to%E2%84%AAen={T}"),
+    ("double_encoded_underscore", "access%255Ftoken={T}"),
+    ("iis_percent_u", "access%u005Ftoken={T}"),
 ]
 
 
@@ -364,8 +377,12 @@ def test_token_in_query_variant(client, stack, proto, token, query):
 FORM_VARIANTS = [
     ("encoded_underscore_lower", "access%5ftoken={T}"),
     ("semicolon_separator", "a=1;access_token={T}"),
-    ("bad_percent_escape", "%zz"),
-    ("not_utf8", "%ff"),
+    ("php_leading_space", "a=1&%20access_token={T}"),
+    ("php_dot_for_underscore", "access.token={T}"),
+    ("php_unclosed_bracket", "access[token={T}"),
+    ("php_nul_ends_the_name", "access_token%00={T}"),
+    ("qs_array", "access_token[]={T}"),
+    ("iso_2022_escape_in_name", "access_%1B%28Btoken={T}"),
 ]
 
 
@@ -375,6 +392,42 @@ def test_token_in_form_body_variant(client, stack, proto, token, form):
     r = send(stack, proto, "POST", "/api/open/x", [("content-type", FORM)], form.format(T=token))
     assert_refused(r, 400, "invalid_request")
     assert_api_never_saw(client, r)
+
+
+# A servlet container (Tomcat, Jetty) and Django decode the body with its declared charset; a byte reader does not.
+CHARSET_BODIES = [
+    ("utf16le", "utf-16le", lambda t: f"item=1&access_token={t}".encode("utf-16-le")),
+    ("utf16_with_bom", "utf-16", lambda t: f"access_token={t}".encode("utf-16")),
+    ("ebcdic_ibm037", "IBM037", lambda t: f"access_token={t}".encode("cp037")),
+    ("iso_2022_jp_escape", "ISO-2022-JP", lambda t: f"access_\x1b(Btoken={t}".encode()),
+    ("utf8_bom_before_the_first_name", None, lambda t: b"\xef\xbb\xbf" + f"access_token={t}".encode()),
+]
+
+
+@pytest.mark.parametrize("row", CHARSET_BODIES, ids=[r[0] for r in CHARSET_BODIES])
+def test_token_in_a_form_body_in_another_charset(client, stack, proto, token, row):
+    """Charsets: a form body a servlet container decodes with its declared charset (or a byte-order mark) into access_token."""
+    _, charset, body = row
+    ct = FORM + (f"; charset={charset}" if charset else "")
+    r = send(stack, proto, "POST", "/api/open/x", [("content-type", ct)], body(token))
+    assert_refused(r, 400, "invalid_request")
+    assert r.json().get("error_description"), r
+    assert_api_never_saw(client, r)
+
+
+@pytest.mark.parametrize("row", [
+    ("bad_escape", None, b"item=%zz&q=100%"),
+    ("latin1_value", "ISO-8859-1", b"item=caf%E9&note=\xe9t\xe9"),
+    ("windows_1252", "windows-1252", b"q=%80"),
+    ("utf8", "UTF-8", "q=caf\u00e9".encode()),
+], ids=lambda r: r[0])
+def test_a_form_body_no_server_reads_as_carrying_a_token_passes(client, stack, proto, row):
+    """Not more than needed: bodies no decoder reads as carrying access_token reach the API, in ASCII-transparent charsets."""
+    _, charset, body = row
+    ct = FORM + (f"; charset={charset}" if charset else "")
+    r = send(stack, proto, "POST", "/api/open/x", [("content-type", ct)], body)
+    assert r.status == 200, r
+    assert client.api_saw(r), "the API did not receive it"
 
 
 def test_token_in_multipart_body(client, stack, proto, token):
@@ -493,8 +546,10 @@ def test_token_in_the_query_of_the_introspection_endpoint(client, stack, proto, 
     assert_as_never_saw(client, r)
 
 
-@pytest.mark.parametrize("body", ["token={T}&x=%ff", "token={T}&x=%z", "token={T}&token={T}"],
-                         ids=["not_utf8", "bad_escape", "token_twice"])
+@pytest.mark.parametrize("body", ["token={T}&token={T}", "token[]={T}", "Token={T}", "+token={T}", "x=1;token={T}",
+                                  "token%00={T}", "to%1B%28Bken={T}", "token={T};x"],
+                         ids=["token_twice", "qs_array", "case_folded", "php_leading_space", "semicolon_separator",
+                              "php_nul", "iso_2022_escape", "semicolon_in_the_value"])
 def test_introspection_body_certbound_cannot_read(client, stack, proto, token, body):
     """Body parsing: an introspection body certbound cannot read must not reach an AS that reads it more leniently."""
     r = send(stack, proto, "POST", "/oauth2/introspect",
@@ -553,3 +608,180 @@ def test_unbound_refresh_token_of_a_client_whose_tokens_are_all_bound(client, st
     r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], body, cert=stack.clients["stranger"])
     assert_refused(r, 400, "invalid_grant")
     assert_as_never_saw(client, r)
+
+
+# ================================================================ J. a bound token never turns into a bearer token
+# Hidden parameters at the AS's endpoints, charsets, a JWT spelled another way, and
+# bindings forgotten by a restart (issue 19).
+
+
+HIDDEN_REFRESH = [
+    ("qs_php_array", "grant_type=refresh_token&client_id=spa&refresh_token[]={RT}"),
+    ("case_folded", "grant_type=refresh_token&client_id=spa&Refresh_Token={RT}"),
+    ("php_leading_space", "grant_type=refresh_token&client_id=spa&+refresh_token={RT}"),
+    ("php_dot", "grant_type=refresh_token&client_id=spa&refresh.token={RT}"),
+    ("semicolon_separator", "client_id=spa&grant_type=refresh_token;refresh_token={RT}"),
+    ("iso_2022_escape", "grant_type=refresh_token&client_id=spa&refresh_%1B%28Btoken={RT}"),
+]
+
+
+@pytest.mark.parametrize("body", [b for _, b in HIDDEN_REFRESH], ids=[i for i, _ in HIDDEN_REFRESH])
+def test_a_refresh_token_hidden_from_certbound_never_reaches_the_as(client, stack, proto, body):
+    """Parameter names: a bound refresh token under a name PHP, qs, Rack or a servlet reads as refresh_token,
+    presented with another certificate, would be refreshed by such an AS unchecked."""
+    rt = spa_refresh_token(client, stack)
+    r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], body.format(RT=rt),
+             cert=stack.clients["stranger"])
+    assert_refused(r, 400, "invalid_request")
+    assert "refresh_token" in r.json()["error_description"], r
+    assert rt.encode() not in r.body, "the refresh token is echoed"
+    assert_as_never_saw(client, r)
+
+
+@pytest.mark.parametrize("charset,encode", [("utf-16le", lambda s: s.encode("utf-16-le")),
+                                            ("IBM037", lambda s: s.encode("cp037"))], ids=["utf16le", "ebcdic"])
+def test_a_refresh_body_in_another_charset_never_reaches_the_as(client, stack, proto, charset, encode):
+    """Charsets: a servlet AS (WSO2 IS is one) decodes the body with its declared charset; certbound reads bytes."""
+    rt = spa_refresh_token(client, stack)
+    r = send(stack, proto, "POST", "/oauth2/token", [("content-type", f"{FORM}; charset={charset}")],
+             encode(f"grant_type=refresh_token&client_id=spa&refresh_token={rt}"), cert=stack.clients["stranger"])
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+def test_an_introspection_body_in_another_charset_never_reaches_the_as(client, stack, proto, token):
+    """Charsets: the introspected token hidden in UTF-16, so a servlet AS answers without certbound's cnf."""
+    r = send(stack, proto, "POST", "/oauth2/introspect",
+             [("content-type", f"{FORM}; charset=utf-16le"), ("authorization", basic("demo-rs", "demo-rs-secret"))],
+             f"token={token}".encode("utf-16-le"))
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+# ---------------------------------------------------------------- a JWT spelled another way
+
+JWT_RESOURCE = "https://api.certbound.test"
+
+
+@pytest.fixture(scope="module")
+def bound_jwt(client, stack):
+    """good-client's JWT access token (RS256, the AS's JWT format), bound by certbound to `good`."""
+    r = client.token(stack.clients["good"], "good-client", extra={"resource": JWT_RESOURCE})
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    assert token.count(".") == 2, token
+    return token
+
+
+def respell(jwt: str) -> str:
+    """The same JWT with the signature's unused trailing bits changed: every base64url decoder reads the same bytes."""
+    head, sig = jwt.rsplit(".", 1)
+    unused = {2: 4, 3: 2}[len(sig) % 4]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(sig[-1])
+    other = alphabet[last ^ ((1 << unused) - 1)]
+    assert other != sig[-1]
+    return f"{head}.{sig[:-1]}{other}"
+
+
+def jose_verifies(stack, jwt: str) -> bool:
+    """Whether the jose library (oidc-provider's own) verifies `jwt` against the AS's published keys."""
+    import subprocess
+
+    script = (
+        "import('jose').then(async ({createRemoteJWKSet, jwtVerify}) => {"
+        f"  const jwks = createRemoteJWKSet(new URL('{stack.auth_server.url}/oauth2/jwks'));"
+        "  try { await jwtVerify(process.argv[1], jwks); console.log('verified'); }"
+        "  catch (e) { console.log('refused ' + e.code); } })"
+    )
+    out = subprocess.run(["node", "-e", script, jwt], cwd=str(harness.ROOT / "as"), capture_output=True, text=True,
+                         timeout=30)
+    return out.stdout.strip() == "verified"
+
+
+def test_a_respelled_jwt_is_the_same_token_to_jose(stack, bound_jwt):
+    """The premise, shown with a real verifier: the respelled JWT verifies as the issued one."""
+    assert jose_verifies(stack, bound_jwt)
+    assert respell(bound_jwt) != bound_jwt
+    assert jose_verifies(stack, respell(bound_jwt))
+
+
+@pytest.mark.parametrize("cert", [None, "stranger"], ids=["no_cert", "stranger_cert"])
+def test_a_respelled_jwt_keeps_its_binding_where_unbound_tokens_pass(client, stack, proto, bound_jwt, cert):
+    """Token identity: a JWT spelled another way (unused bits, padding) finds the same binding, on the allow route too."""
+    for spelled in (respell(bound_jwt), bound_jwt + "=="):
+        r = send(stack, proto, "GET", "/api/open/x", [("authorization", f"Bearer {spelled}")],
+                 cert=stack.clients[cert] if cert else None)
+        assert_refused(r, 401, "invalid_token")
+        assert_api_never_saw(client, r)
+    ok = send(stack, proto, "GET", "/api/open/x", [("authorization", f"Bearer {respell(bound_jwt)}")],
+              cert=stack.clients["good"])
+    assert ok.status == 200, ok
+
+
+def test_a_respelled_jwt_is_introspected_with_its_binding(client, stack, proto, bound_jwt):
+    """Token identity at introspection: whatever the AS answers about the respelled JWT, never active without cnf
+    (oidc-provider does not introspect its JWT access tokens: 400 unsupported_token_type; an AS that does gets cnf)."""
+    r = send(stack, proto, "POST", "/oauth2/introspect",
+             [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))],
+             f"token={respell(bound_jwt)}")
+    assert r.status in (200, 400), r
+    doc = r.json()
+    assert doc.get("active") is not True or doc["cnf"]["x5t#S256"] == x5t_of(stack.clients["good"]), doc
+    assert client.as_saw(r), "the AS was asked"
+
+
+def test_a_jwt_padded_inside_a_segment_is_refused(client, stack, proto, bound_jwt):
+    """Token identity: '=' inside a segment is read one way by Node (it stops) and another by Python (it goes on)."""
+    head, sig = bound_jwt.rsplit(".", 1)
+    padded = f"{head}.{sig[:8]}%3D{sig[8:]}"
+    r = send(stack, proto, "POST", "/oauth2/introspect",
+             [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))], f"token={padded}")
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+# ---------------------------------------------------------------- forgetting: a restart empties the embedded store
+
+
+@pytest.fixture(scope="module")
+def restarted(stack, tmp_path_factory):
+    """The same certbound configuration in a new Envoy process: the state the main Envoy's bindings are in after a
+    restart with the embedded store (shared data for the .wasm, process memory for the module)."""
+    workdir = tmp_path_factory.mktemp("restarted")
+    envoy = harness.Envoy(
+        workdir,
+        {
+            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                                                 upstream_secret=UPSTREAM_SECRETS["good-client"]),
+                        harness.certbound_public_client("spa")],
+            "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": THUMBPRINT_HEADER},
+                                 {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"}],
+        },
+        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="restarted-envoy",
+    )
+    yield envoy
+    envoy.stop()
+
+
+def test_after_a_restart_a_bound_token_is_introspected_inactive_never_active_without_cnf(client, stack, proto, token,
+                                                                                         restarted):
+    """Forgetting: the binding is gone, the AS still says active; good-client's tokens are all bound, so the answer is
+    inactive and no resource server that introspects takes it as a bearer token."""
+    assert client.introspect(token).json()["cnf"]["x5t#S256"] == x5t_of(stack.clients["good"])
+    before = restarted.counter("introspection_deactivated")
+    r = send(stack, proto, "POST", "/oauth2/introspect",
+             [("content-type", FORM), ("authorization", basic("demo-rs", "demo-rs-secret"))], f"token={token}",
+             envoy=restarted)
+    assert r.status == 200, r
+    assert r.json() == {"active": False}, r
+    assert restarted.counter("introspection_deactivated") == before + 1
+
+
+def test_after_a_restart_a_bound_jwt_is_refused_where_unbound_tokens_pass(client, stack, proto, bound_jwt, restarted):
+    """Forgetting: a JWT names its client; good-client's tokens are all bound, so "no binding" is a refusal."""
+    r = send(stack, proto, "GET", "/api/open/x", [("authorization", f"Bearer {bound_jwt}")],
+             cert=stack.clients["stranger"], envoy=restarted)
+    assert_refused(r, 401, "invalid_token")
+    assert "no binding" in (r.header("www-authenticate") or ""), r
+    assert_api_never_saw(client, r)

@@ -507,7 +507,7 @@ def test_fail_open_counts_a_token_as_unbound_while_etcd_is_down(stack, fail_open
     etcd.stop(0)
     names = ["store_errors", "store_retries", "resource_allowed_unbound", "refused.unbound_token",
              "refused.store_unavailable", "introspection_unpatched", "introspection_patched",
-             "refused.binding_store_failed"]
+             "refused.binding_store_failed", "introspection_deactivated"]
     before = counters(envoy, names)
     # etcd down, fail_open: the token counts as unbound. The allow route lets it through, with any certificate ...
     r = get_api(envoy, stack, token, cert="stranger", path="/api/open/x")
@@ -517,14 +517,14 @@ def test_fail_open_counts_a_token_as_unbound_while_etcd_is_down(stack, fail_open
     r = get_api(envoy, stack, token, path="/api/x")
     assert r.status_code == 401 and r.json()["error"] == "invalid_token", r.text
     assert api_saw(stack, r) == []
-    # ... introspection answers without cnf ...
+    # ... introspection of good-client's token (all its tokens are bound) answers inactive, never active without cnf ...
     i = introspect(envoy, stack, token)
-    assert i.status_code == 200 and i.json()["active"] is True and "cnf" not in i.json(), i.text
+    assert i.status_code == 200 and i.json() == {"active": False}, i.text
     # ... and writes still fail closed: no token leaves unbound.
     t = post_token(envoy, stack)
     assert t.status_code == 503 and "access_token" not in t.text, t.text
     assert deltas(envoy, before) == {
         "store_errors": 4, "store_retries": 4, "resource_allowed_unbound": 1, "refused.unbound_token": 1,
-        "refused.store_unavailable": 0, "introspection_unpatched": 1, "introspection_patched": 0,
-        "refused.binding_store_failed": 1,
+        "refused.store_unavailable": 0, "introspection_unpatched": 0, "introspection_patched": 0,
+        "refused.binding_store_failed": 1, "introspection_deactivated": 1,
     }

@@ -2,7 +2,7 @@
 
 import requests
 
-from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import AS_ONLY_SECRET, UPSTREAM_SECRETS, x5t_by_openssl
 
 
 def token_for(client, stack, name="good", client_id="good-client"):
@@ -47,11 +47,12 @@ def test_token_type_hint_does_not_change_the_answer(client, stack):
     assert body["cnf"]["x5t#S256"] == x5t_by_openssl(stack.clients["good"].cert_path)
 
 
-def test_unbound_token_from_the_as_directly_has_no_cnf(client, stack):
+def test_unbound_token_of_a_client_certbound_does_not_know_has_no_cnf(client, stack):
+    # as-only-client is registered at the AS only: its tokens may be unbound, and pass as the AS said.
     direct = requests.post(
         stack.auth_server.url + "/oauth2/token",
         data={"grant_type": "client_credentials"},
-        auth=("good-client", UPSTREAM_SECRETS["good-client"]),
+        auth=("as-only-client", AS_ONLY_SECRET),
         timeout=10,
     )
     assert direct.status_code == 200, direct.text
@@ -60,6 +61,23 @@ def test_unbound_token_from_the_as_directly_has_no_cnf(client, stack):
     assert body["active"] is True
     assert "cnf" not in body
     assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_token_of_an_always_bound_client_with_no_binding_is_inactive(client, stack):
+    """good-client authenticates by certificate, so all its tokens are bound: one issued around certbound
+    (or whose binding was lost) is answered inactive, never active without cnf."""
+    direct = requests.post(
+        stack.auth_server.url + "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=("good-client", UPSTREAM_SECRETS["good-client"]),
+        timeout=10,
+    )
+    assert direct.status_code == 200, direct.text
+    before = stack.envoy.counter("introspection_deactivated")
+    r = client.introspect(direct.json()["access_token"])
+    assert r.status_code == 200 and r.json() == {"active": False}, r.text
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert stack.envoy.counter("introspection_deactivated") == before + 1
 
 
 def test_token_nobody_issued_is_inactive_and_has_no_cnf(client, stack):

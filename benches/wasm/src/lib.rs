@@ -75,7 +75,7 @@ impl HttpContext for Fill {
         };
         let (mut filled, mut full) = (0u64, 0u64);
         for i in start..start + count {
-            let key = key_for_token(&format!("bench-fill-{i}"));
+            let key = key_for_token(&format!("bench-fill-{i}")).unwrap_or_default();
             match store::plan_put_counted(self.table, &key, &binding, now, |index| {
                 Ok::<_, Status>(get(&store::slot_key(SLOT_PREFIX, index)))
             }) {

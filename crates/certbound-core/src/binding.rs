@@ -6,20 +6,11 @@ use crate::error::{OAuthError, Reason};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Prefix of every binding key in the store.
 pub use crate::keys::BINDING_PREFIX as KEY_PREFIX;
-
-/// Store key of a token: the prefix and base64url(SHA-256(token)), the
-/// token taken without trailing `=`: a resource server that decodes tokens
-/// reads `<token>=` as `<token>`, so certbound must find the same binding.
-pub fn key_for_token(token: &str) -> String {
-    let mut key = String::with_capacity(KEY_PREFIX.len() + 43);
-    key.push_str(KEY_PREFIX);
-    key.push_str(&URL_SAFE_NO_PAD.encode(Sha256::digest(token.trim_end_matches('=').as_bytes())));
-    key
-}
+/// Store keys of tokens: one key for every spelling of a token (see [`crate::token_key`]).
+pub use crate::token_key::{key_for_token, keys_for_token, TokenKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -115,6 +106,8 @@ pub fn check_refresh(
 pub enum UnbindableResponse {
     NotJson,
     NoAccessToken,
+    /// A token spelled so that verifiers could read it as different tokens (padding inside a JOSE segment).
+    AmbiguousToken,
     /// A member named twice: certbound and the client could each read a different token.
     DuplicateMembers,
     /// A lifetime member that is not a number of seconds: how long to bind is unknown.
@@ -131,6 +124,9 @@ impl std::fmt::Display for UnbindableResponse {
         match self {
             UnbindableResponse::NotJson => f.write_str("token response is not a JSON object"),
             UnbindableResponse::NoAccessToken => f.write_str("token response has no access_token"),
+            UnbindableResponse::AmbiguousToken => {
+                f.write_str("a token in the response cannot be keyed: padding inside a segment")
+            }
             UnbindableResponse::DuplicateMembers => f.write_str("token response names a member twice"),
             UnbindableResponse::BadLifetime(member) => write!(f, "token response member {member} is not a lifetime"),
             UnbindableResponse::LifetimeTooLong { lifetime, max } => {
@@ -165,6 +161,16 @@ fn jwt_lifetime(token: &str, now: i64) -> Option<u64> {
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_i64()?;
     Some(exp.saturating_sub(now).max(0) as u64)
+}
+
+/// The client a JWT was issued to (RFC 9068 `client_id`, else OpenID's
+/// `azp`), from its payload segment, read without checking the signature:
+/// it only ever makes certbound refuse, never accept.
+pub fn jwt_client_id(payload_segment: &str) -> Option<String> {
+    let bytes = crate::token_key::decode_lenient(payload_segment);
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let id = claims.get("client_id").or_else(|| claims.get("azp"))?.as_str()?;
+    Some(id.to_string())
 }
 
 /// The longest of the lifetimes known for a token, or `fallback` when none is.
@@ -206,8 +212,9 @@ pub fn bindings_for_response(
         policy.default_ttl_seconds,
         policy.max_ttl_seconds,
     )?;
+    let key = |t: &str| key_for_token(t).ok_or(UnbindableResponse::AmbiguousToken);
     let mut out = vec![ToBind {
-        key: key_for_token(access),
+        key: key(access)?,
         binding: Binding { thumbprint, kind: TokenKind::Access, expires_at: now.saturating_add(access_ttl as i64) },
     }];
     if let Some(refresh) = obj.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
@@ -223,7 +230,7 @@ pub fn bindings_for_response(
             policy.max_ttl_seconds,
         )?;
         out.push(ToBind {
-            key: key_for_token(refresh),
+            key: key(refresh)?,
             binding: Binding { thumbprint, kind: TokenKind::Refresh, expires_at: now.saturating_add(ttl as i64) },
         });
     }
@@ -262,20 +269,22 @@ mod tests {
     }
 
     #[test]
-    fn key_is_a_hash_of_the_token_never_the_token() {
-        let k = key_for_token("secret-token-value");
-        assert!(k.starts_with(KEY_PREFIX));
-        assert!(!k.contains("secret-token-value"));
-        assert_eq!(k.len(), KEY_PREFIX.len() + 43);
-        assert_eq!(k, key_for_token("secret-token-value"));
-        assert_ne!(k, key_for_token("secret-token-valuf"));
+    fn a_token_response_whose_token_cannot_be_keyed_is_unbindable() {
+        let body = br#"{"access_token":"eyJhbGciOiJub25lIn0.e30.QU=JD","expires_in":60}"#;
+        let e = bindings_for_response(body, t(b"c"), &BindingPolicy::default(), NOW).unwrap_err();
+        assert_eq!(e, UnbindableResponse::AmbiguousToken);
+        assert!(e.to_string().contains("padding inside a segment"));
     }
 
     #[test]
-    fn a_token_with_trailing_padding_has_the_same_key() {
-        assert_eq!(key_for_token("abc=="), key_for_token("abc"));
-        assert_eq!(key_for_token("abc="), key_for_token("abc"));
-        assert_ne!(key_for_token("ab=c"), key_for_token("abc"));
+    fn a_jwts_client_is_read_from_its_payload() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        assert_eq!(jwt_client_id(&b64(r#"{"client_id":"c1","azp":"x"}"#)), Some("c1".into()));
+        assert_eq!(jwt_client_id(&b64(r#"{"azp":"c2"}"#)), Some("c2".into()));
+        assert_eq!(jwt_client_id(&b64(r#"{"sub":"u"}"#)), None);
+        assert_eq!(jwt_client_id(&b64(r#"{"client_id":7}"#)), None);
+        assert_eq!(jwt_client_id("!!"), None);
     }
 
     #[test]
@@ -312,7 +321,7 @@ mod tests {
             bindings_for_response(br#"{"access_token":"at","token_type":"Bearer","expires_in":600}"#, t(b"c"), &p, NOW)
                 .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].key, key_for_token("at"));
+        assert_eq!(out[0].key, key_for_token("at").unwrap());
         assert_eq!(out[0].binding, Binding { thumbprint: t(b"c"), kind: TokenKind::Access, expires_at: NOW + 600 });
     }
 
@@ -322,7 +331,7 @@ mod tests {
         let out =
             bindings_for_response(br#"{"access_token":"at","refresh_token":"rt","expires_in":60}"#, t(b"c"), &p, NOW)
                 .unwrap();
-        assert_eq!(out[1].key, key_for_token("rt"));
+        assert_eq!(out[1].key, key_for_token("rt").unwrap());
         assert_eq!(out[1].binding.kind, TokenKind::Refresh);
         assert_eq!(out[1].binding.expires_at, NOW + 7200);
     }

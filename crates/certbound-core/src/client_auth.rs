@@ -1,14 +1,15 @@
 //! Client authenticated: the token request's client, found from the form body
 //! or HTTP Basic, is authenticated by the certificate it presented (RFC 8705 §2).
 
-use crate::binding::key_for_token;
+use crate::binding::{keys_for_token, TokenKeys};
 use crate::cert::ClientCert;
 use crate::cert::Thumbprint;
 use crate::cert::Validity;
 use crate::cert_source::Presented;
 use crate::dn::Dn;
 use crate::error::{OAuthError, Reason};
-use crate::form::{self, AuthorizationError, Form};
+use crate::form::{self, AuthorizationError};
+use crate::params::{self, ParamError};
 use std::collections::HashMap;
 
 /// What the filter saw of a token request.
@@ -34,8 +35,8 @@ pub struct Authenticated {
     /// The `Authorization` value to present upstream, or none.
     pub upstream_authorization: Option<String>,
     /// When the request carries a `refresh_token` (any grant type): its store
-    /// key, whose binding must be checked before the request goes upstream.
-    pub refresh_key: Option<String>,
+    /// keys, whose binding must be checked before the request goes upstream.
+    pub refresh_key: Option<TokenKeys>,
     /// Every refresh token of this client is bound (a public client registered
     /// with `tls_client_certificate_bound_access_tokens`): one without a binding is refused.
     pub refresh_must_be_bound: bool,
@@ -45,6 +46,11 @@ pub struct Authenticated {
 /// RFC 7523). A request may use one method only.
 const OTHER_CLIENT_AUTH_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "client_assertion_type"];
 
+/// The token request's parameters certbound reads: each must be spelled so
+/// that every server reads it as certbound does (see [`crate::params`]).
+pub const TOKEN_PARAMETERS: &[&str] =
+    &["client_id", "grant_type", "refresh_token", "client_secret", "client_assertion", "client_assertion_type"];
+
 /// Client ids are echoed in error descriptions; keep them short and printable.
 pub fn printable(id: &str) -> String {
     id.chars().filter(|c| !c.is_control()).take(64).collect()
@@ -52,6 +58,13 @@ pub fn printable(id: &str) -> String {
 
 /// Registered clients by `client_id`.
 pub type Clients = HashMap<String, Client>;
+
+/// The parameters of a token request body certbound reads, read as every
+/// server behind it would ([`crate::params`]): its charset, then each of [`TOKEN_PARAMETERS`].
+pub fn token_parameters(content_type: Option<&str>, body: &[u8]) -> Result<params::Judged, ParamError> {
+    params::check_form_encoding(content_type, body)?;
+    params::judge(body, TOKEN_PARAMETERS)
+}
 
 pub fn authenticate(clients: &Clients, req: &TokenRequest<'_>) -> Result<Authenticated, OAuthError> {
     if !req.content_type.map(form::is_form_content_type).unwrap_or(false) {
@@ -64,9 +77,9 @@ pub fn authenticate(clients: &Clients, req: &TokenRequest<'_>) -> Result<Authent
     if req.authorization.is_some_and(|a| a.contains(',')) {
         return Err(OAuthError::invalid_request(Reason::BadRequest, "more than one Authorization header"));
     }
-    let body = Form::parse(req.body).map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
-    let body_client_id =
-        body.single("client_id").map_err(|e| OAuthError::invalid_request(Reason::BadRequest, e.to_string()))?;
+    let body = token_parameters(req.content_type, req.body)
+        .map_err(|e| OAuthError::invalid_request(e.reason(), e.to_string()))?;
+    let body_client_id = body.get("client_id");
 
     if let Some(p) = OTHER_CLIENT_AUTH_PARAMS.iter().find(|p| body.contains(p)) {
         return Err(OAuthError::invalid_request(
@@ -138,11 +151,14 @@ pub fn authenticate(clients: &Clients, req: &TokenRequest<'_>) -> Result<Authent
         },
     };
 
-    let bad = |e: form::FormError| OAuthError::invalid_request(Reason::BadRequest, e.to_string());
-    body.single("grant_type").map_err(bad)?;
     // Checked whatever grant_type says: an AS that reads the grant type
     // leniently (case, a URN alias) must not refresh a token certbound skipped.
-    let refresh_key = body.single("refresh_token").map_err(bad)?.filter(|t| !t.is_empty()).map(key_for_token);
+    let refresh_key = match body.get("refresh_token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            Some(keys_for_token(t).map_err(|e| OAuthError::invalid_request(Reason::AmbiguousToken, e.to_string()))?)
+        }
+    };
 
     Ok(Authenticated {
         client_id: client.client_id.clone(),
@@ -289,6 +305,15 @@ pub enum TlsClientAuthRule {
     /// 4 or 16 bytes.
     SanIp(Vec<u8>),
     SanEmail(String),
+}
+
+impl Client {
+    /// Every token this client gets is certificate-bound (it authenticates by
+    /// certificate, or is a public client registered for bound tokens), so a
+    /// token of it with no binding found is refused, never taken as unbound.
+    pub fn tokens_always_bound(&self) -> bool {
+        !matches!(self.method, ClientAuthMethod::None { require_certificate: false })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -553,7 +578,7 @@ mod tests {
         let f = fixture();
         let body = b"grant_type=refresh_token&refresh_token=rt-1&client_id=c1";
         let a = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap();
-        assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
+        assert_eq!(a.refresh_key, keys_for_token("rt-1").ok());
     }
 
     #[test]
@@ -563,8 +588,54 @@ mod tests {
             [&b"grant_type=Refresh_Token&refresh_token=rt-1&client_id=c1"[..], b"refresh_token=rt-1&client_id=c1"]
         {
             let a = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap();
-            assert_eq!(a.refresh_key, Some(key_for_token("rt-1")));
+            assert_eq!(a.refresh_key, keys_for_token("rt-1").ok());
         }
+    }
+
+    #[test]
+    fn a_refresh_token_spelled_so_some_server_reads_it_otherwise_is_refused() {
+        let f = fixture();
+        for (body, reason) in [
+            (&b"grant_type=refresh_token&refresh_token[]=rt&client_id=c1"[..], Reason::AmbiguousParameter),
+            (b"grant_type=refresh_token&Refresh_Token=rt&client_id=c1", Reason::AmbiguousParameter),
+            (b"grant_type=refresh_token&+refresh_token=rt&client_id=c1", Reason::AmbiguousParameter),
+            (b"grant_type=refresh_token;refresh_token=rt&client_id=c1", Reason::AmbiguousParameter),
+            (b"refresh_token=r%C3%A9&client_id=c1", Reason::MalformedParameter),
+            (b"client_id=c1&client.secret=x", Reason::AmbiguousParameter),
+            (b"\xef\xbb\xbfclient_id=c1", Reason::UnsupportedCharset),
+        ] {
+            let e = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap_err();
+            assert_eq!(
+                (e.status, e.error, e.reason),
+                (400, "invalid_request", reason),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_in_a_charset_that_is_not_ascii_transparent_is_refused() {
+        let f = fixture();
+        let r = TokenRequest {
+            content_type: Some("application/x-www-form-urlencoded; charset=UTF-16"),
+            ..req(b"client_id=c1", Some(f.registered))
+        };
+        let e = authenticate(&f.config.clients, &r).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, Reason::UnsupportedCharset));
+        let r = TokenRequest {
+            content_type: Some("application/x-www-form-urlencoded; charset=ISO-8859-1"),
+            ..req(b"client_id=c1&scope=caf%E9", Some(f.registered))
+        };
+        assert_eq!(authenticate(&f.config.clients, &r).unwrap().client_id, "c1");
+    }
+
+    #[test]
+    fn a_refresh_token_padded_inside_a_segment_is_refused() {
+        let f = fixture();
+        let body = b"refresh_token=eyJhbGciOiJub25lIn0.e30.QU%3DJD&client_id=c1";
+        let e = authenticate(&f.config.clients, &req(body, Some(f.registered))).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, Reason::AmbiguousToken));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub enum Counter {
     UnboundTokenResponses,
     IntrospectionPatched,
     IntrospectionUnpatched,
+    IntrospectionDeactivated,
     MetadataPatched,
     MetadataUnpatched,
     ResourceAllowed,
@@ -20,12 +21,13 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 14] = [
         Counter::ClientAuthenticated,
         Counter::TokensBound,
         Counter::UnboundTokenResponses,
         Counter::IntrospectionPatched,
         Counter::IntrospectionUnpatched,
+        Counter::IntrospectionDeactivated,
         Counter::MetadataPatched,
         Counter::MetadataUnpatched,
         Counter::ResourceAllowed,
@@ -43,6 +45,7 @@ impl Counter {
             Counter::UnboundTokenResponses => "unbound_token_responses",
             Counter::IntrospectionPatched => "introspection_patched",
             Counter::IntrospectionUnpatched => "introspection_unpatched",
+            Counter::IntrospectionDeactivated => "introspection_deactivated",
             Counter::MetadataPatched => "metadata_patched",
             Counter::MetadataUnpatched => "metadata_unpatched",
             Counter::ResourceAllowed => "resource_allowed",

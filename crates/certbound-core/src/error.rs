@@ -40,6 +40,11 @@ pub enum Reason {
     OtherScheme,
     AmbiguousPath,
     RefreshTokenNotBound,
+    AmbiguousParameter,
+    MalformedParameter,
+    UnsupportedCharset,
+    BindingNotFound,
+    AmbiguousToken,
 }
 
 impl Reason {
@@ -80,10 +85,15 @@ impl Reason {
             Reason::OtherScheme => "other_scheme",
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::RefreshTokenNotBound => "refresh_token_not_bound",
+            Reason::AmbiguousParameter => "ambiguous_parameter",
+            Reason::MalformedParameter => "malformed_parameter",
+            Reason::UnsupportedCharset => "unsupported_charset",
+            Reason::BindingNotFound => "binding_not_found",
+            Reason::AmbiguousToken => "ambiguous_token",
         }
     }
 
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 39] = [
         Reason::NoCertificate,
         Reason::CertificateNotRegistered,
         Reason::CertificateExpired,
@@ -118,6 +128,11 @@ impl Reason {
         Reason::OtherScheme,
         Reason::AmbiguousPath,
         Reason::RefreshTokenNotBound,
+        Reason::AmbiguousParameter,
+        Reason::MalformedParameter,
+        Reason::UnsupportedCharset,
+        Reason::BindingNotFound,
+        Reason::AmbiguousToken,
     ];
 }
 

@@ -138,7 +138,7 @@ mod tests {
 
     fn entry(token: &str, cert: &[u8], ttl: i64) -> ToBind {
         ToBind {
-            key: key_for_token(token),
+            key: key_for_token(token).unwrap(),
             binding: Binding { thumbprint: Thumbprint::of_der(cert), kind: TokenKind::Access, expires_at: NOW + ttl },
         }
     }
@@ -170,7 +170,10 @@ mod tests {
             .iter()
             .map(|op| String::from_utf8(STANDARD.decode(op["request_put"]["key"].as_str().unwrap()).unwrap()).unwrap())
             .collect();
-        assert_eq!(keys, vec![format!("p/{}", key_for_token("at")), format!("p/{}", key_for_token("rt"))]);
+        assert_eq!(
+            keys,
+            vec![format!("p/{}", key_for_token("at").unwrap()), format!("p/{}", key_for_token("rt").unwrap())]
+        );
         assert_eq!(t["compare"].as_array().unwrap().len(), 2);
     }
 
@@ -195,7 +198,7 @@ mod tests {
     #[test]
     fn an_existing_binding_is_fine_only_to_the_same_certificate() {
         let mut w = EtcdWrite::new(vec![entry("at", b"c", 600)], 60, "p/", |_| Some(1));
-        let key = STANDARD.encode(format!("p/{}", key_for_token("at")));
+        let key = STANDARD.encode(format!("p/{}", key_for_token("at").unwrap()));
         let existing = |cert: &[u8]| {
             let record =
                 Binding { thumbprint: Thumbprint::of_der(cert), kind: TokenKind::Access, expires_at: NOW + 600 };

@@ -8,57 +8,14 @@ use base64::Engine;
 pub enum FormError {
     BadPercentEncoding,
     NotUtf8,
-    Repeated(String),
 }
 
 impl std::fmt::Display for FormError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FormError::BadPercentEncoding => f.write_str("body is not valid form encoding"),
-            FormError::NotUtf8 => f.write_str("body is not UTF-8"),
-            FormError::Repeated(name) => write!(f, "parameter {name} is included more than once"),
+            FormError::BadPercentEncoding => f.write_str("not valid percent-encoding"),
+            FormError::NotUtf8 => f.write_str("not UTF-8"),
         }
-    }
-}
-
-/// A decoded form body. Parameters keep their order; repeats are kept so the
-/// caller can refuse them (RFC 6749 §3.2: parameters MUST NOT repeat).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Form {
-    pairs: Vec<(String, String)>,
-}
-
-impl Form {
-    pub fn parse(body: &[u8]) -> Result<Form, FormError> {
-        let mut pairs = Vec::new();
-        for part in body.split(|b| *b == b'&') {
-            if part.is_empty() {
-                continue;
-            }
-            let mut kv = part.splitn(2, |b| *b == b'=');
-            let k = decode_component(kv.next().unwrap_or_default())?;
-            let v = decode_component(kv.next().unwrap_or_default())?;
-            pairs.push((k, v));
-        }
-        Ok(Form { pairs })
-    }
-
-    /// The single value of `name`: `Ok(None)` when absent, an error when repeated.
-    pub fn single(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = None;
-        for (k, v) in &self.pairs {
-            if k == name {
-                if found.is_some() {
-                    return Err(FormError::Repeated(name.to_string()));
-                }
-                found = Some(v.as_str());
-            }
-        }
-        Ok(found)
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == name)
     }
 }
 
@@ -124,20 +81,11 @@ pub const BODY_ONLY_PARAMETERS: &[&str] = &[
 ];
 
 /// The first body-only OAuth parameter the query of `path` carries, under
-/// any case or escaping; a name that does not decode counts as one.
-pub fn body_only_parameter_in_query(path: &str) -> Option<String> {
+/// any reading a server could make of its names ([`crate::params`]).
+pub fn body_only_parameter_in_query(path: &str) -> Option<&'static str> {
     let (_, query) = path.split_once('?')?;
     let query = query.split('#').next().unwrap_or_default();
-    query.split(['&', ';']).filter(|p| !p.is_empty()).find_map(|p| {
-        let raw = p.split('=').next().unwrap_or_default();
-        match decode_component(raw.as_bytes()) {
-            Err(_) => Some(raw.to_string()),
-            Ok(name) => {
-                let name = name.to_ascii_lowercase();
-                BODY_ONLY_PARAMETERS.contains(&name.as_str()).then_some(name)
-            }
-        }
-    })
+    crate::params::first_reading(query.as_bytes(), BODY_ONLY_PARAMETERS)
 }
 
 /// A request body in an encoding certbound does not read (`Content-Encoding`
@@ -197,32 +145,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn form_values_are_percent_decoded_with_plus_as_space() {
-        let f = Form::parse(b"grant_type=client_credentials&scope=a+b%20c&x=%C3%A9").unwrap();
-        assert_eq!(f.single("grant_type").unwrap(), Some("client_credentials"));
-        assert_eq!(f.single("scope").unwrap(), Some("a b c"));
-        assert_eq!(f.single("x").unwrap(), Some("é"));
-        assert_eq!(f.single("missing").unwrap(), None);
-    }
-
-    #[test]
-    fn repeated_parameter_is_an_error_when_read() {
-        let f = Form::parse(b"client_id=a&client_id=b").unwrap();
-        assert_eq!(f.single("client_id"), Err(FormError::Repeated("client_id".into())));
-    }
-
-    #[test]
-    fn broken_percent_encoding_and_non_utf8_are_refused() {
-        assert_eq!(Form::parse(b"a=%4"), Err(FormError::BadPercentEncoding));
-        assert_eq!(Form::parse(b"a=%zz"), Err(FormError::BadPercentEncoding));
-        assert_eq!(Form::parse(b"a=%ff"), Err(FormError::NotUtf8));
-    }
-
-    #[test]
-    fn empty_pairs_and_valueless_keys_are_tolerated() {
-        let f = Form::parse(b"&&a&b=").unwrap();
-        assert_eq!(f.single("a").unwrap(), Some(""));
-        assert_eq!(f.single("b").unwrap(), Some(""));
+    fn components_are_percent_decoded_with_plus_as_space() {
+        assert_eq!(decode_component(b"a+b%20c%C3%A9"), Ok("a b c\u{e9}".into()));
+        assert_eq!(percent_decode(b"a+b", false), Ok("a+b".into()));
+        assert_eq!(decode_component(b"%4"), Err(FormError::BadPercentEncoding));
+        assert_eq!(decode_component(b"%zz"), Err(FormError::BadPercentEncoding));
+        assert_eq!(decode_component(b"%ff"), Err(FormError::NotUtf8));
     }
 
     // RFC 6749 §2.3.1: Basic carries base64(form-encoded id ":" form-encoded secret). The expected
@@ -280,10 +208,12 @@ mod tests {
 
     #[test]
     fn oauth_parameters_in_the_query_of_a_body_endpoint_are_found_under_any_spelling() {
-        assert_eq!(body_only_parameter_in_query("/oauth2/token?refresh_token=x"), Some("refresh_token".into()));
-        assert_eq!(body_only_parameter_in_query("/oauth2/token?a=1;Client_ID=x"), Some("client_id".into()));
-        assert_eq!(body_only_parameter_in_query("/oauth2/introspect?%74oken=x"), Some("token".into()));
-        assert_eq!(body_only_parameter_in_query("/oauth2/token?%zz=1"), Some("%zz".into()));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?refresh_token=x"), Some("refresh_token"));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?a=1;Client_ID=x"), Some("client_id"));
+        assert_eq!(body_only_parameter_in_query("/oauth2/introspect?%74oken=x"), Some("token"));
+        assert_eq!(body_only_parameter_in_query("/oauth2/introspect?token[]=x"), Some("token"));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?+refresh_token=x"), Some("refresh_token"));
+        assert_eq!(body_only_parameter_in_query("/oauth2/token?%zz=1"), None);
         assert_eq!(body_only_parameter_in_query("/oauth2/token?tenant=a"), None);
         assert_eq!(body_only_parameter_in_query("/oauth2/token"), None);
     }

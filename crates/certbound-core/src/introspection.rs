@@ -2,16 +2,39 @@
 //! token gains `"cnf": {"x5t#S256": ...}` (RFC 8705 §3.2).
 
 use crate::cert::Thumbprint;
-use crate::form::{Form, FormError};
+use crate::params::{self, ParamError};
 use serde_json::{Map, Value};
 
-/// The `token` parameter of an introspection request, if it has exactly one.
-/// The `token` of an introspection request (RFC 7662 §2.1). A body that does
-/// not parse, or names the token twice, is an error: the AS could still read
-/// a token from it and answer without the `cnf` certbound would add.
-pub fn token_param(body: &[u8]) -> Result<Option<String>, FormError> {
-    Ok(Form::parse(body)?.single("token")?.filter(|t| !t.is_empty()).map(str::to_string))
+/// The `token` of an introspection request (RFC 7662 §2.1), read as
+/// [`crate::params`] says: a body in a charset servers decode differently, a
+/// `token` spelled otherwise or named twice is an error, since the AS could
+/// still read a token from it and answer without the `cnf` certbound would add.
+pub fn token_param(content_type: Option<&str>, body: &[u8]) -> Result<Option<String>, ParamError> {
+    params::check_form_encoding(content_type, body)?;
+    let judged = params::judge(body, &["token"])?;
+    Ok(judged.get("token").filter(|t| !t.is_empty()).map(str::to_string))
 }
+
+/// What an introspection answer says about a token certbound has no binding for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnboundAnswer {
+    /// Active, issued to this client (`client_id`), or to no client the answer names.
+    Active(Option<String>),
+    /// Inactive, not JSON, or ambiguous (a member repeated): left as it is.
+    Other,
+}
+
+/// Reads an introspection answer for a token with no binding.
+pub fn unbound_answer(body: &[u8]) -> UnboundAnswer {
+    match serde_json::from_slice::<Outline>(body) {
+        Ok(o) if o.active && !o.duplicate => UnboundAnswer::Active(o.client_id),
+        _ => UnboundAnswer::Other,
+    }
+}
+
+/// The answer for a token the AS says is active but whose binding is lost:
+/// inactive (RFC 7662 §2.2), so no resource server takes it as a bearer token.
+pub const INACTIVE: &[u8] = br#"{"active":false}"#;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Patch {
@@ -42,6 +65,7 @@ struct Outline {
     duplicate: bool,
     active: bool,
     cnf: Option<Value>,
+    client_id: Option<String>,
 }
 
 impl<'de> serde::Deserialize<'de> for Outline {
@@ -54,11 +78,12 @@ impl<'de> serde::Deserialize<'de> for Outline {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Outline, A::Error> {
                 let mut seen = std::collections::HashSet::new();
-                let mut out = Outline { duplicate: false, active: false, cnf: None };
+                let mut out = Outline { duplicate: false, active: false, cnf: None, client_id: None };
                 while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match k.as_ref() {
                         "active" => out.active = map.next_value::<Value>()? == Value::Bool(true),
                         "cnf" => out.cnf = Some(map.next_value::<Value>()?),
+                        "client_id" => out.client_id = map.next_value::<Value>()?.as_str().map(str::to_string),
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -241,11 +266,35 @@ mod tests {
 
     #[test]
     fn token_parameter_is_read_once() {
-        assert_eq!(token_param(b"token=abc&token_type_hint=access_token"), Ok(Some("abc".into())));
-        assert_eq!(token_param(b"token=a&token=b"), Err(FormError::Repeated("token".into())));
-        assert_eq!(token_param(b"token="), Ok(None));
-        assert_eq!(token_param(b"x=1"), Ok(None));
-        assert_eq!(token_param(b"token=abc&x=%ff"), Err(FormError::NotUtf8));
-        assert_eq!(token_param(b"token=abc&x=%z"), Err(FormError::BadPercentEncoding));
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(token_param(form, b"token=abc&token_type_hint=access_token"), Ok(Some("abc".into())));
+        assert_eq!(token_param(form, b"token=a&token=b"), Err(ParamError::Repeated { name: "token" }));
+        assert_eq!(token_param(form, b"token="), Ok(None));
+        assert_eq!(token_param(form, b"x=1"), Ok(None));
+        // Parameters certbound does not read are the AS's business.
+        assert_eq!(token_param(form, b"token=abc&x=%ff&y=%z"), Ok(Some("abc".into())));
+    }
+
+    #[test]
+    fn a_token_hidden_from_a_byte_reader_is_refused() {
+        let form = Some("application/x-www-form-urlencoded");
+        for body in
+            [&b"token[]=abc"[..], b"Token=abc", b"+token=abc", b"token%00=abc", b"x=1;token=abc", b"to%1B(Bken=abc"]
+        {
+            assert_eq!(token_param(form, body), Err(ParamError::Spelling { name: "token" }), "{body:?}");
+        }
+        let utf16 = Some("application/x-www-form-urlencoded; charset=UTF-16LE");
+        assert_eq!(token_param(utf16, b"t\0o\0k\0e\0n\0=\0"), Err(ParamError::Charset("utf-16le".into())));
+        assert_eq!(token_param(form, b"\xef\xbb\xbftoken=abc"), Err(ParamError::ByteOrderMark));
+    }
+
+    #[test]
+    fn an_answer_about_an_unbound_token_names_its_client_when_active() {
+        assert_eq!(unbound_answer(br#"{"active":true,"client_id":"c1"}"#), UnboundAnswer::Active(Some("c1".into())));
+        assert_eq!(unbound_answer(br#"{"active":true}"#), UnboundAnswer::Active(None));
+        assert_eq!(unbound_answer(br#"{"active":false,"client_id":"c1"}"#), UnboundAnswer::Other);
+        assert_eq!(unbound_answer(br#"{"active":true,"active":false}"#), UnboundAnswer::Other);
+        assert_eq!(unbound_answer(b"not json"), UnboundAnswer::Other);
+        assert_eq!(serde_json::from_slice::<Value>(INACTIVE).unwrap(), serde_json::json!({"active": false}));
     }
 }

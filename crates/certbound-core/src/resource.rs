@@ -177,34 +177,27 @@ pub fn credentials(authorization: Option<&str>) -> Result<Credentials<'_>, Resou
     Ok(Credentials::Bearer(rest))
 }
 
-/// A parameter name that some server could read as `access_token`: after
-/// percent-decoding, in any case (ASP.NET), with `.` or a space for `_` and
-/// a `[` suffix (PHP). A name that does not decode counts as one.
-fn is_access_token_name(raw: &[u8]) -> bool {
-    crate::form::decode_component(raw).map_or(true, |name| names_access_token(&name))
-}
+/// The names a protected request may not carry in its query or form body
+/// (RFC 6750 §2.2, §2.3), under any reading of [`crate::params`].
+const TOKEN_PARAMETER: &[&str] = &["access_token"];
 
-fn names_access_token(name: &str) -> bool {
-    let name: String = name.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c.to_ascii_lowercase() }).collect();
-    name == "access_token" || name.starts_with("access_token[")
-}
-
-/// Parameters of a query or form body, split as servers split them (`&`, and `;` as older ones do).
-fn parameters(s: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    s.split(|b| *b == b'&' || *b == b';').filter(|p| !p.is_empty()).map(|p| {
-        let mut kv = p.splitn(2, |b| *b == b'=');
-        (kv.next().unwrap_or_default(), kv.next().unwrap_or_default())
-    })
+fn charset_refused(e: crate::params::ParamError) -> ResourceError {
+    ResourceError::invalid_request(e.reason(), &e.to_string())
 }
 
 /// Refuses a request URI that carries `access_token` in its query (RFC 6750
 /// §2.3), under any spelling a server could decode to it: a URI token would
-/// slip past the binding check.
-pub fn check_query(path: &str) -> Result<(), ResourceError> {
+/// slip past the binding check. A query beside a `Content-Type` whose charset
+/// is not ASCII-transparent is refused too (Tomcat's `useBodyEncodingForURI`
+/// decodes the query with it).
+pub fn check_query(path: &str, content_type: Option<&str>) -> Result<(), ResourceError> {
     let Some((_, query)) = path.split_once('?') else { return Ok(()) };
     let query = query.split('#').next().unwrap_or_default();
-    if parameters(query.as_bytes()).any(|(name, _)| is_access_token_name(name)) {
+    if crate::params::first_reading(query.as_bytes(), TOKEN_PARAMETER).is_some() {
         return Err(token_in_uri());
+    }
+    if !query.is_empty() {
+        crate::params::check_charset(content_type).map_err(charset_refused)?;
     }
     Ok(())
 }
@@ -244,15 +237,13 @@ pub fn encoded_form_refused() -> ResourceError {
     ResourceError::invalid_request(Reason::BadRequest, "an encoded form body cannot be checked for tokens")
 }
 
-/// RFC 6750 §2.2: a form body on a protected route must parse, and must not carry `access_token`.
-pub fn check_form_body(body: &[u8]) -> Result<(), ResourceError> {
-    let unparsable = || ResourceError::invalid_request(Reason::BadRequest, "the form body cannot be parsed");
-    for (name, value) in parameters(body) {
-        let name = crate::form::decode_component(name).map_err(|_| unparsable())?;
-        if names_access_token(&name) {
-            return Err(token_in_uri());
-        }
-        crate::form::decode_component(value).map_err(|_| unparsable())?;
+/// RFC 6750 §2.2: a form body on a protected route must not carry
+/// `access_token` under any reading, nor be in a charset (or start with a
+/// byte-order mark) that a server would decode into names certbound does not read.
+pub fn check_form_body(content_type: Option<&str>, body: &[u8]) -> Result<(), ResourceError> {
+    crate::params::check_form_encoding(content_type, body).map_err(charset_refused)?;
+    if crate::params::first_reading(body, TOKEN_PARAMETER).is_some() {
+        return Err(token_in_uri());
     }
     Ok(())
 }
@@ -514,25 +505,45 @@ mod tests {
             "/api/x?Access_Token=abc",
             "/api/x?access_token[]=abc",
             "/api/x?access_token",
-            "/api/x?%zz=1",
+            "/api/x?+access_token=abc",
+            "/api/x?access[token=abc",
+            "/api/x?access_token%00=abc",
+            "/api/x?access_%1B%28Btoken=abc",
         ] {
-            assert_eq!(check_query(q).unwrap_err().reason, Reason::TokenInUri, "{q}");
+            assert_eq!(check_query(q, None).unwrap_err().reason, Reason::TokenInUri, "{q}");
         }
-        assert!(check_query("/api/x?my_access_token=abc&q=100%").is_ok());
-        assert!(check_query("/api/x").is_ok());
+        assert!(check_query("/api/x?my_access_token=abc&q=100%", None).is_ok());
+        assert!(check_query("/api/x?%zz=1", None).is_ok());
+        assert!(check_query("/api/x", None).is_ok());
         let e = token_in_uri();
         assert_eq!((e.status, e.error), (400, Some("invalid_request")));
     }
 
     #[test]
-    fn form_bodies_on_protected_routes_must_parse_and_carry_no_token() {
-        assert!(check_form_body(b"a=1&b=two+words%21").is_ok());
-        for body in [&b"access%5ftoken=x"[..], b"a=1;access_token=x", b"ACCESS_TOKEN=x"] {
-            assert_eq!(check_form_body(body).unwrap_err().reason, Reason::TokenInUri);
+    fn a_query_beside_a_charset_that_is_not_ascii_transparent_is_refused() {
+        let utf16 = Some("application/x-www-form-urlencoded; charset=utf-16");
+        let e = check_query("/api/x?a=1", utf16).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, Reason::UnsupportedCharset));
+        assert!(check_query("/api/x", utf16).is_ok());
+        assert!(check_query("/api/x?a=1", Some("text/plain; charset=windows-1252")).is_ok());
+    }
+
+    #[test]
+    fn form_bodies_on_protected_routes_carry_no_token_under_any_reading() {
+        let form = Some("application/x-www-form-urlencoded");
+        for body in [&b"a=1&b=two+words%21"[..], b"a=%zz", b"a=%ff", b"%zz", b"%ff=1"] {
+            assert!(check_form_body(form, body).is_ok(), "{}", String::from_utf8_lossy(body));
         }
-        for body in [&b"a=%zz"[..], b"a=%ff", b"a=%", b"%zz", b"%ff=1"] {
-            let e = check_form_body(body).unwrap_err();
-            assert_eq!((e.status, e.reason), (400, Reason::BadRequest));
+        for body in [&b"access%5ftoken=x"[..], b"a=1;access_token=x", b"ACCESS_TOKEN=x", b"access[token=x"] {
+            assert_eq!(check_form_body(form, body).unwrap_err().reason, Reason::TokenInUri);
+        }
+        for (ct, body) in [
+            (Some("application/x-www-form-urlencoded; charset=utf-16le"), &b"a\x00=\x001\x00"[..]),
+            (Some("application/x-www-form-urlencoded; charset=IBM037"), b"\x81\x7e\xf1"),
+            (form, b"\xef\xbb\xbfa=1"),
+        ] {
+            let e = check_form_body(ct, body).unwrap_err();
+            assert_eq!((e.status, e.reason), (400, Reason::UnsupportedCharset));
         }
     }
 

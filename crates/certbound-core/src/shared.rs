@@ -257,7 +257,7 @@ pub fn slot_table(data: &mut impl SharedData, capacity: u64) -> (SlotTable, Opti
 
 /// A [`SharedData`] in memory, for tests.
 #[cfg(test)]
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryData {
     pub map: std::collections::HashMap<String, (Vec<u8>, u32)>,
     pub fail: bool,

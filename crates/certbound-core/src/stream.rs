@@ -5,7 +5,7 @@
 //! shell and the dynamic-module shell turn Envoy's callbacks into calls of
 //! [`Stream`] and its [`Action`] back into the host's.
 
-use crate::binding::{Binding, ToBind};
+use crate::binding::{Binding, ToBind, TokenKeys};
 use crate::cert::Thumbprint;
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
@@ -156,8 +156,8 @@ enum StreamFlow {
 
 /// What a pending etcd call will continue with.
 enum Waiting {
-    /// A binding lookup asked for by the stream's flow.
-    Lookup { key: String },
+    /// A binding lookup asked for by the stream's flow (`legacy`: of its legacy key).
+    Lookup { keys: TokenKeys, legacy: bool },
     /// A step of storing bindings in etcd (a lease grant, or the transaction).
     EtcdWrite(Box<EtcdWrite>),
 }
@@ -490,7 +490,7 @@ impl Stream {
             Step::Pause => Action::Pause,
             Step::Reply(e) => self.refuse(h, e),
             Step::RefuseResource(e) => self.refuse_resource(h, e),
-            Step::Lookup(key) => self.lookup(h, key),
+            Step::Lookup(keys) => self.lookup(h, keys, false),
             Step::Bind(entries) => self.store_bindings(h, entries),
         }
     }
@@ -498,31 +498,52 @@ impl Stream {
     // ------------------------------------------------------------ the store
 
     /// The flow asked for a binding: answered from the shared map or the etcd
-    /// read cache at once, or by etcd later (the stream stays held).
-    fn lookup(&mut self, h: &mut impl StreamHost, key: String) -> Action {
+    /// read cache at once, or by etcd later (the stream stays held). When the
+    /// token's key finds nothing, its legacy key is asked the same way.
+    fn lookup(&mut self, h: &mut impl StreamHost, keys: TokenKeys, legacy: bool) -> Action {
         let now = match self.now(h) {
             Ok(n) => n,
             Err(e) => return self.refuse(h, e),
         };
-        let result = match self.read_local(h, &key, now) {
+        let key = if legacy { keys.legacy.as_deref().unwrap_or(&keys.key) } else { &keys.key };
+        let result = match self.read_local(h, key, now) {
             Some(r) => r,
             None => {
                 let Some(cfg) = self.etcd() else { return self.deliver_lookup(h, Err("no store".into())) };
-                let body = store::etcd_range(&shared::etcd_key(&cfg, &key));
-                match self.send(h, RANGE, body, Waiting::Lookup { key }) {
+                let body = store::etcd_range(&shared::etcd_key(&cfg, key));
+                match self.send(h, RANGE, body, Waiting::Lookup { keys: keys.clone(), legacy }) {
                     Ok(()) => return Action::Pause,
                     Err(e) => Err(e),
                 }
             }
         };
+        self.looked_up(h, keys, legacy, result, now)
+    }
+
+    /// One key's answer: a hit is kept in this VM under the token's key; a
+    /// miss of the key goes on to the legacy key, if the token has one.
+    fn looked_up(
+        &mut self,
+        h: &mut impl StreamHost,
+        keys: TokenKeys,
+        legacy: bool,
+        result: Result<Option<Binding>, StoreError>,
+        now: i64,
+    ) -> Action {
+        match &result {
+            Ok(Some(b)) if legacy => self.remember_hit(&keys.key, b, now),
+            Ok(None) if !legacy && keys.legacy.is_some() => return self.lookup(h, keys, true),
+            _ => {}
+        }
         self.deliver_lookup(h, result.map_err(|e| e.to_string()))
     }
 
     /// Gives the store's answer to the flow that asked.
     fn deliver_lookup(&mut self, h: &mut impl StreamHost, result: Result<Option<Binding>, String>) -> Action {
+        let Some(config) = self.config.clone() else { return Action::Continue };
         match self.flow {
             StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.looked_up(h, result)),
-            StreamFlow::Resource(_) => self.resource(h, |f, h| f.looked_up(h, result)),
+            StreamFlow::Resource(_) => self.resource(h, |f, h| f.looked_up(h, &config.clients, result)),
             StreamFlow::Token(_) => self.token(h, |f, h| f.looked_up(h, result)),
             _ => Action::Continue,
         }
@@ -622,13 +643,14 @@ impl Stream {
             }
         }
         match pending.waiting {
-            Waiting::Lookup { key } => {
+            Waiting::Lookup { keys, legacy } => {
                 let cache = self.cache();
+                let key = if legacy { keys.legacy.clone().unwrap_or_default() } else { keys.key.clone() };
                 let result = answer.and_then(|b| shared::etcd_read(h, &b, &key, cache, now));
                 if let Ok(Some(b)) = &result {
                     self.remember_hit(&key, b, now);
                 }
-                self.deliver_lookup(h, result.map_err(|e| e.to_string()))
+                self.looked_up(h, keys, legacy, result, now)
             }
             Waiting::EtcdWrite(mut write) => match write.next(now).lease_for {
                 Some(bucket_end) => {
@@ -748,6 +770,7 @@ impl Stream {
                 },
                 jwt_claims: config.jwt_claims.as_ref(),
                 certificate: self.presented.as_ref().map(|p| p.thumbprint),
+                clients: &config.clients,
             };
             let (step, flow) = ResourceFlow::start(
                 &mut Tagged { host: h, ids: &mut self.ids },
@@ -820,7 +843,9 @@ impl Stream {
         match &self.flow {
             StreamFlow::Token(_) => self.token(h, |f, h| f.request_body(h, &config.clients, body_size, end_of_stream)),
             StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.request_body(h, body_size, end_of_stream)),
-            StreamFlow::Resource(_) => self.resource(h, |f, h| f.request_body(h, body_size, end_of_stream)),
+            StreamFlow::Resource(_) => {
+                self.resource(h, |f, h| f.request_body(h, &config.clients, body_size, end_of_stream))
+            }
             // Not held by a flow (a flow waiting for a lookup answers Pause itself).
             _ => Action::Continue,
         }
@@ -851,9 +876,12 @@ impl Stream {
     /// A response body chunk arrived; `body_size` is what is buffered so far.
     pub fn response_body(&mut self, h: &mut impl StreamHost, body_size: usize, end_of_stream: bool) -> Action {
         self.response_body_size = body_size;
+        let Some(config) = self.config.clone() else { return Action::Continue };
         match self.flow {
             StreamFlow::Token(_) => self.token(h, |f, h| f.response_body(h, body_size, end_of_stream)),
-            StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.response_body(h, body_size, end_of_stream)),
+            StreamFlow::Introspect(_) => {
+                self.introspection(h, |f, h| f.response_body(h, &config.clients, body_size, end_of_stream))
+            }
             StreamFlow::Discovery(_) => self.discovery(h, |f, h| f.response_body(h, body_size, end_of_stream)),
             _ => Action::Continue,
         }
@@ -1187,13 +1215,13 @@ pub(crate) mod tests {
         let mut h = api_request(b"client-a");
         let call = paused_on_lookup(&mut s, &mut h);
         assert_eq!((call.id, call.cluster.as_str(), call.path.as_str()), (100, "etcd", RANGE));
-        assert_eq!(call.body, store::etcd_range(&format!("pfx/{}", key_for_token("tok"))));
+        assert_eq!(call.body, store::etcd_range(&format!("pfx/{}", key_for_token("tok").unwrap())));
         assert!(
             !h.host.request_headers.contains_key("x-api-x5t"),
             "the forged thumbprint is removed before the lookup"
         );
 
-        let good = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        let good = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, 999, Ok(good)), AfterCallout::Nothing);
         assert!(s.waiting_for_callout(), "still waiting for call 100");
         assert_eq!(h.etcd_calls.len(), 1);
@@ -1258,7 +1286,7 @@ pub(crate) mod tests {
         let first = paused_on_lookup(&mut s, &mut h);
         // One transient failure, then the answer: the retry's answer decides.
         assert_eq!(s.callout_done(&mut h, first.id, Err("timeout".into())), AfterCallout::Nothing);
-        let key = key_for_token("tok");
+        let key = key_for_token("tok").unwrap();
         let answer = etcd_answer(&format!("pfx/{key}"), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, 101, Ok(answer)), AfterCallout::Resume { response_phase: false });
         assert!(!s.waiting_for_callout());
@@ -1286,7 +1314,7 @@ pub(crate) mod tests {
         let mut s = stream(&c, &vm_cache());
         let mut h = api_request(b"stranger");
         let call = paused_on_lookup(&mut s, &mut h);
-        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, call.id, Ok(answer)), AfterCallout::Nothing);
         assert_eq!(h.replies.len(), 1);
         assert_eq!(h.last_reply().status, 401);
@@ -1313,7 +1341,7 @@ pub(crate) mod tests {
     fn a_shared_map_lookup_decides_at_once_and_a_hit_is_then_served_from_the_vm_cache() {
         let c = shared_config();
         let cache = vm_cache();
-        let key = key_for_token("tok");
+        let key = key_for_token("tok").unwrap();
         let mut h = api_request(b"client-a");
         let entries = [crate::binding::ToBind { key: key.clone(), binding: bound_to(b"client-a") }];
         assert_eq!(shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW), (1, Ok(())));
@@ -1360,7 +1388,77 @@ pub(crate) mod tests {
         assert_eq!(s.request_headers(&mut h, true), Action::Pause);
         assert_eq!(h.last_reply().status, 401);
         assert_eq!(h.refusals, vec![Reason::UnboundToken]);
-        assert_eq!(cache.borrow_mut().get(&key_for_token("tok"), NOW), None);
+        assert_eq!(cache.borrow_mut().get(&key_for_token("tok").unwrap(), NOW), None);
+    }
+
+    /// A JWS as an AS writes it (base64url, no padding), and the same token respelled
+    /// (the signature's unused bits changed, padding added) as lenient verifiers accept it.
+    fn jws_and_respelled() -> (String, String) {
+        let jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjMSJ9.-_A";
+        (jws.to_string(), "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjMSJ9.-_D==".to_string())
+    }
+
+    fn jwt_request(token: &str, der: &[u8]) -> TestHost {
+        TestHost::request("GET", "/api/orders").header("authorization", &format!("Bearer {token}")).connection_cert(der)
+    }
+
+    #[test]
+    fn every_spelling_of_a_bound_jwt_finds_its_binding() {
+        let c = shared_config();
+        let (jws, respelled) = jws_and_respelled();
+        let mut h = jwt_request(&respelled, b"stranger");
+        let entries = [crate::binding::ToBind { key: key_for_token(&jws).unwrap(), binding: bound_to(b"client-a") }];
+        assert_eq!(shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW), (1, Ok(())));
+        // Respelled and presented with another certificate: still bound, so refused.
+        let allow =
+            config(serde_json::json!({"protected_routes": [{"path_prefix": "/api/", "unbound_tokens": "allow"}]}));
+        let mut s = stream(&allow, &vm_cache());
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        assert_eq!(h.refusals, vec![Reason::TokenCertificateMismatch]);
+        let mut s = stream(&c, &vm_cache());
+        let mut h2 = jwt_request(&respelled, b"client-a");
+        h2.data = h.data.clone();
+        assert_eq!(s.request_headers(&mut h2, true), Action::Continue);
+    }
+
+    #[test]
+    fn a_binding_stored_under_a_jwts_legacy_key_is_found_until_it_expires() {
+        let (jws, _) = jws_and_respelled();
+        let keys = crate::binding::keys_for_token(&jws).unwrap();
+        let legacy = keys.legacy.clone().unwrap();
+        // Shared map: the key misses, the legacy key hits, and the hit is kept under the key.
+        let c = shared_config();
+        let cache = vm_cache();
+        let mut h = jwt_request(&jws, b"client-a");
+        let entries = [crate::binding::ToBind { key: legacy.clone(), binding: bound_to(b"client-a") }];
+        assert_eq!(shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW), (1, Ok(())));
+        let mut s = stream(&c, &cache);
+        assert_eq!(s.request_headers(&mut h, true), Action::Continue);
+        assert_eq!(h.counted(Counter::ResourceAllowed), 1);
+        assert_eq!(cache.borrow_mut().get(&keys.key, NOW).map(|b| b.thumbprint), Some(thumb(b"client-a")));
+        // etcd: one range call for the key, a second for the legacy key after an empty answer.
+        let c = etcd_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = jwt_request(&jws, b"stranger");
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        let first = h.etcd_calls.last().cloned().unwrap();
+        assert_eq!(first.body, store::etcd_range(&format!("pfx/{}", keys.key)));
+        let empty = br#"{"header":{"revision":"7"}}"#.to_vec();
+        assert_eq!(s.callout_done(&mut h, first.id, Ok(empty)), AfterCallout::Nothing);
+        let second = h.etcd_calls.last().cloned().unwrap();
+        assert_eq!(second.body, store::etcd_range(&format!("pfx/{legacy}")));
+        let answer = etcd_answer(&format!("pfx/{legacy}"), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, second.id, Ok(answer)), AfterCallout::Nothing);
+        assert_eq!(h.refusals, vec![Reason::TokenCertificateMismatch]);
+        // An opaque token has one key: a miss is a miss, with one call.
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"client-a");
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        let call = h.etcd_calls.last().cloned().unwrap();
+        let empty = br#"{"header":{"revision":"7"}}"#.to_vec();
+        s.callout_done(&mut h, call.id, Ok(empty));
+        assert_eq!(h.etcd_calls.len(), 1);
+        assert_eq!(h.refusals, vec![Reason::UnboundToken]);
     }
 
     #[test]
@@ -1387,7 +1485,7 @@ pub(crate) mod tests {
         let mut h = api_request(b"stranger");
         let call = paused_on_lookup(&mut s, &mut h);
         h.reply_fails = true;
-        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, call.id, Ok(answer)), AfterCallout::Nothing, "never resumed");
         assert_eq!(h.resets, 1);
         assert!(h.replies.is_empty());
@@ -1447,7 +1545,7 @@ pub(crate) mod tests {
         assert_eq!(s.request_trailers(&mut h), Action::Pause);
         assert_eq!(h.etcd_calls.len(), 1, "the trailers send nothing more");
         assert!(h.replies.is_empty());
-        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, 100, Ok(answer)), AfterCallout::Resume { response_phase: false });
     }
 
@@ -1464,7 +1562,7 @@ pub(crate) mod tests {
         assert_eq!(h.etcd_calls.len(), 1, "the trailers end the body: the lookup goes out");
         assert_eq!(s.request_trailers(&mut h), Action::Pause);
         assert_eq!(h.etcd_calls.len(), 1);
-        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok")), &bound_to(b"client-a"));
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
         assert_eq!(s.callout_done(&mut h, 100, Ok(answer)), AfterCallout::Resume { response_phase: false });
     }
 
@@ -1493,7 +1591,7 @@ pub(crate) mod tests {
         assert_eq!(h.slots_used, vec![2], "the gauge follows the slots filled");
         let table = SlotTable::new(TABLE);
         for token in ["at", "rt"] {
-            let b = shared::get(&mut h.data, table, &key_for_token(token), NOW).unwrap().unwrap();
+            let b = shared::get(&mut h.data, table, &key_for_token(token).unwrap(), NOW).unwrap().unwrap();
             assert_eq!(b.thumbprint, thumb(b"c1"));
         }
         assert!(h.replies.is_empty() && h.etcd_calls.is_empty());
@@ -1551,7 +1649,8 @@ pub(crate) mod tests {
         // The leases are remembered for the next writes, the bindings in the read cache.
         assert!(h.data.map.keys().any(|k| k.starts_with(crate::keys::LEASE_PREFIX)));
         assert_eq!(
-            shared::cache_get(&mut h.data, SlotTable::new(TABLE), &key_for_token("at"), NOW).map(|b| b.thumbprint),
+            shared::cache_get(&mut h.data, SlotTable::new(TABLE), &key_for_token("at").unwrap(), NOW)
+                .map(|b| b.thumbprint),
             Some(thumb(b"c1"))
         );
     }

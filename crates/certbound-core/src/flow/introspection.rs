@@ -4,11 +4,12 @@
 //! JSON answer about a bound token gains `cnf`.
 
 use super::{body_endpoint_check, replace_response_body, Body, Host, Step};
-use crate::binding::{key_for_token, Binding};
+use crate::binding::{keys_for_token, Binding};
 use crate::cert::Thumbprint;
+use crate::client_auth::{printable, Clients};
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
-use crate::introspection::{add_cnf_members, token_param, Patch};
+use crate::introspection::{add_cnf_members, token_param, unbound_answer, Patch, UnboundAnswer, INACTIVE};
 use log::Level;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,9 @@ enum State {
     Forwarded(Option<Binding>),
     /// The AS's answer about a bound token is held until its end.
     Held(Thumbprint),
+    /// The AS's answer about a token with no binding is held until its end:
+    /// active for a client whose tokens are all bound, it is a lost binding.
+    HeldUnbound,
     /// Decided: whatever follows passes.
     Done,
 }
@@ -40,6 +44,7 @@ pub struct Settings {
 pub struct IntrospectionFlow {
     state: State,
     settings: Settings,
+    content_type: Option<String>,
 }
 
 impl IntrospectionFlow {
@@ -62,7 +67,11 @@ impl IntrospectionFlow {
         }
         // The response must be readable to patch it.
         let _ = host.set_request_header("accept-encoding", None);
-        Ok(Some(IntrospectionFlow { state: State::Reading, settings }))
+        Ok(Some(IntrospectionFlow {
+            state: State::Reading,
+            settings,
+            content_type: host.request_header("content-type"),
+        }))
     }
 
     pub fn awaiting_request_end(&self) -> bool {
@@ -70,7 +79,7 @@ impl IntrospectionFlow {
     }
 
     pub fn awaiting_response_end(&self) -> bool {
-        matches!(self.state, State::Held(_))
+        matches!(self.state, State::Held(_) | State::HeldUnbound)
     }
 
     pub fn request_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Step {
@@ -99,18 +108,32 @@ impl IntrospectionFlow {
                 )));
             }
         };
-        match token_param(&body) {
+        if !self.content_type.as_deref().is_some_and(crate::form::is_form_content_type) {
+            self.state = State::Done;
+            return Step::Reply(OAuthError::invalid_request(
+                Reason::BadRequest,
+                "introspection request must be application/x-www-form-urlencoded",
+            ));
+        }
+        let token = match token_param(self.content_type.as_deref(), &body) {
             Err(e) => {
                 self.state = State::Done;
-                Step::Reply(OAuthError::invalid_request(Reason::BadRequest, e.to_string()))
+                return Step::Reply(OAuthError::invalid_request(e.reason(), e.to_string()));
             }
-            Ok(None) => {
+            Ok(t) => t,
+        };
+        match token.as_deref().map(keys_for_token) {
+            None => {
                 self.state = State::Forwarded(None);
                 Step::Continue
             }
-            Ok(Some(token)) => {
+            Some(Err(e)) => {
+                self.state = State::Done;
+                Step::Reply(OAuthError::invalid_request(Reason::AmbiguousToken, e.to_string()))
+            }
+            Some(Ok(keys)) => {
                 self.state = State::LookingUp;
-                Step::Lookup(key_for_token(&token))
+                Step::Lookup(keys)
             }
         }
     }
@@ -155,14 +178,21 @@ impl IntrospectionFlow {
 
     pub fn response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Step {
         let State::Forwarded(found) = &self.state else { return Step::Continue };
-        let Some(binding) = found else {
-            return self.unpatched(host, Level::Debug, "the token is not bound");
-        };
-        let thumbprint = binding.thumbprint;
+        let found = found.map(|b| b.thumbprint);
         if host.response_header(":status").as_deref() != Some("200") {
             self.state = State::Done;
             return Step::Continue;
         }
+        let Some(thumbprint) = found else {
+            if end_of_stream
+                || host.response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
+            {
+                return self.unpatched(host, Level::Debug, "the token is not bound");
+            }
+            // Read before it goes on: a lost binding must not pass as "unbound".
+            self.state = State::HeldUnbound;
+            return Step::Pause;
+        };
         if end_of_stream {
             return self.unpatched(host, Level::Warn, "no body");
         }
@@ -173,8 +203,18 @@ impl IntrospectionFlow {
         Step::Pause
     }
 
-    pub fn response_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Step {
-        let State::Held(thumbprint) = self.state else { return Step::Continue };
+    pub fn response_body(
+        &mut self,
+        host: &mut impl Host,
+        clients: &Clients,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        let thumbprint = match self.state {
+            State::Held(t) => Some(t),
+            State::HeldUnbound => None,
+            _ => return Step::Continue,
+        };
         if body_size > self.settings.max_body_bytes {
             return self.unpatched(host, Level::Warn, "over max_body_bytes");
         }
@@ -185,6 +225,7 @@ impl IntrospectionFlow {
             Ok(b) => b,
             Err(s) => return self.unpatched(host, Level::Warn, &format!("cannot read it (host status {})", s.0)),
         };
+        let Some(thumbprint) = thumbprint else { return self.answer_without_binding(host, clients, body_size, &body) };
         self.state = State::Done;
         match add_cnf_members(&body, &thumbprint, self.settings.wso2_member) {
             Patch::Patched(patched) => {
@@ -199,9 +240,33 @@ impl IntrospectionFlow {
         }
     }
 
+    /// The AS says a token with no binding is active: if its client only ever
+    /// gets bound tokens, the binding was lost (a restart of the embedded
+    /// store), and the answer becomes `{"active":false}`, never active without `cnf`.
+    fn answer_without_binding(&mut self, host: &mut impl Host, clients: &Clients, size: usize, body: &[u8]) -> Step {
+        let client = match unbound_answer(body) {
+            UnboundAnswer::Active(Some(id)) if clients.get(&id).is_some_and(|c| c.tokens_always_bound()) => id,
+            _ => return self.unpatched(host, Level::Debug, "the token is not bound"),
+        };
+        self.state = State::Done;
+        if let Err(e) = replace_response_body(host, size, INACTIVE) {
+            return Step::Reply(e);
+        }
+        host.log(
+            Level::Warn,
+            &format!(
+                "certbound: {}: no binding is found for an active token of client {:?}, whose tokens are all bound; answered inactive",
+                Reason::BindingNotFound.as_str(),
+                printable(&client)
+            ),
+        );
+        host.count(Counter::IntrospectionDeactivated);
+        Step::Continue
+    }
+
     /// Trailers end the response: a held answer is patched here.
-    pub fn response_trailers(&mut self, host: &mut impl Host, body_size: usize) -> Step {
-        self.response_body(host, body_size, true)
+    pub fn response_trailers(&mut self, host: &mut impl Host, clients: &Clients, body_size: usize) -> Step {
+        self.response_body(host, clients, body_size, true)
     }
 }
 
@@ -236,6 +301,7 @@ mod tests {
         h.request_headers.insert(":method".into(), method.into());
         h.request_headers.insert(":path".into(), path.into());
         h.request_headers.insert("accept-encoding".into(), "gzip".into());
+        h.request_headers.insert("content-type".into(), "application/x-www-form-urlencoded".into());
         h.request_body = body.to_vec();
         h.response_headers.insert(":status".into(), "200".into());
         h.response_body = ACTIVE.to_vec();
@@ -251,7 +317,7 @@ mod tests {
         let mut f = started(h);
         let size = h.request_body.len();
         let step = f.request_body(h, size, true);
-        assert_eq!(step, Step::Lookup(key_for_token("tok")));
+        assert_eq!(step, Step::Lookup(keys_for_token("tok").unwrap()));
         let step = f.looked_up(h, found);
         (f, step)
     }
@@ -267,7 +333,7 @@ mod tests {
         assert_eq!(step, Step::Continue);
         assert!(!h.request_headers.contains_key("accept-encoding"));
         assert_eq!(f.response_headers(&mut h, false), Step::Pause);
-        assert_eq!(f.response_body(&mut h, ACTIVE.len(), true), Step::Continue);
+        assert_eq!(f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true), Step::Continue);
         assert_eq!(cnf(&h), serde_json::json!({ "x5t#S256": thumb().x5t_s256() }));
         assert_eq!(h.response_headers["content-length"], h.response_body.len().to_string());
         assert_eq!(h.counted(Counter::IntrospectionPatched), 1);
@@ -279,14 +345,14 @@ mod tests {
         let mut f = started(&mut h);
         assert_eq!(f.request_body(&mut h, 3, false), Step::Pause);
         assert!(f.awaiting_request_end());
-        assert_eq!(f.request_trailers(&mut h, 9), Step::Lookup(key_for_token("tok")));
+        assert_eq!(f.request_trailers(&mut h, 9), Step::Lookup(keys_for_token("tok").unwrap()));
         // More callbacks while the lookup is out keep the stream held.
         assert_eq!(f.request_body(&mut h, 9, true), Step::Pause);
         assert_eq!(f.looked_up(&mut h, Ok(Some(bound()))), Step::Continue);
         f.response_headers(&mut h, false);
-        assert_eq!(f.response_body(&mut h, 4, false), Step::Pause);
+        assert_eq!(f.response_body(&mut h, &Clients::new(), 4, false), Step::Pause);
         assert!(f.awaiting_response_end());
-        assert_eq!(f.response_trailers(&mut h, ACTIVE.len()), Step::Continue);
+        assert_eq!(f.response_trailers(&mut h, &Clients::new(), ACTIVE.len()), Step::Continue);
         assert_eq!(h.counted(Counter::IntrospectionPatched), 1);
     }
 
@@ -294,7 +360,9 @@ mod tests {
     fn an_unbound_token_passes_unpatched_and_is_counted() {
         let mut h = host("POST", "/oauth2/introspect", b"token=tok");
         let (mut f, _) = through_lookup(&mut h, Ok(None));
-        assert_eq!(f.response_headers(&mut h, false), Step::Continue);
+        // Held to its end: a lost binding of an always-bound client would be read there.
+        assert_eq!(f.response_headers(&mut h, false), Step::Pause);
+        assert_eq!(f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true), Step::Continue);
         assert_eq!(h.response_body, ACTIVE);
         assert_eq!(h.counted(Counter::IntrospectionUnpatched), 1);
     }
@@ -310,9 +378,10 @@ mod tests {
         let mut h = host("POST", "/oauth2/introspect", b"token=tok");
         let mut f =
             IntrospectionFlow::start(&mut h, false, Settings { fail_closed: false, ..SETTINGS }).unwrap().unwrap();
-        assert_eq!(f.request_body(&mut h, 9, true), Step::Lookup(key_for_token("tok")));
+        assert_eq!(f.request_body(&mut h, 9, true), Step::Lookup(keys_for_token("tok").unwrap()));
         assert_eq!(f.looked_up(&mut h, Err("shared data".into())), Step::Continue);
-        assert_eq!(f.response_headers(&mut h, false), Step::Continue);
+        assert_eq!(f.response_headers(&mut h, false), Step::Pause);
+        assert_eq!(f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true), Step::Continue);
         assert_eq!(h.counted(Counter::IntrospectionUnpatched), 1);
     }
 
@@ -322,7 +391,9 @@ mod tests {
             ("GET", "/oauth2/introspect?token=tok", &b""[..], 405),
             ("POST", "/oauth2/introspect?%74oken=tok", b"x=1", 400),
             ("POST", "/oauth2/introspect", b"token=a&token=b", 400),
-            ("POST", "/oauth2/introspect", b"token=tok&x=%ff", 400),
+            ("POST", "/oauth2/introspect", b"token[]=tok", 400),
+            ("POST", "/oauth2/introspect", b"x=1&Token=tok", 400),
+            ("POST", "/oauth2/introspect", b"token=eyJhbGciOiJub25lIn0.e30.QU%3DJD", 400),
         ] {
             let mut h = host(method, path, body);
             let step = match IntrospectionFlow::start(&mut h, false, SETTINGS) {
@@ -363,7 +434,7 @@ mod tests {
             }
             let (mut f, _) = through_lookup(&mut h, Ok(Some(bound())));
             assert_eq!(f.response_headers(&mut h, eos), Step::Continue, "{status} {encoding:?} {eos}");
-            assert_eq!(f.response_body(&mut h, ACTIVE.len(), true), Step::Continue);
+            assert_eq!(f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true), Step::Continue);
             assert_eq!(h.response_body, ACTIVE);
         }
     }
@@ -374,8 +445,64 @@ mod tests {
         h.failing.insert("set_response_header");
         let (mut f, _) = through_lookup(&mut h, Ok(Some(bound())));
         f.response_headers(&mut h, false);
-        let Step::Reply(e) = f.response_body(&mut h, ACTIVE.len(), true) else { panic!("no reply") };
+        let Step::Reply(e) = f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true) else { panic!("no reply") };
         assert_eq!(e.status, 500);
+    }
+
+    fn registered() -> Clients {
+        let c = serde_json::json!({"clients":[
+            {"client_id":"c","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[thumb().x5t_s256()]},
+            {"client_id":"spa","token_endpoint_auth_method":"none"},
+            {"client_id":"spa-bound","token_endpoint_auth_method":"none","tls_client_certificate_bound_access_tokens":true}]});
+        crate::config::parse(c.to_string().as_bytes()).unwrap().clients
+    }
+
+    #[test]
+    fn an_active_token_of_an_always_bound_client_without_a_binding_is_answered_inactive() {
+        for client in ["c", "spa-bound"] {
+            let active = format!(r#"{{"active":true,"client_id":"{client}","scope":"api"}}"#);
+            let mut h = host("POST", "/oauth2/introspect", b"token=tok");
+            h.response_body = active.clone().into_bytes();
+            let (mut f, _) = through_lookup(&mut h, Ok(None));
+            assert_eq!(f.response_headers(&mut h, false), Step::Pause);
+            assert_eq!(f.response_body(&mut h, &registered(), active.len(), true), Step::Continue);
+            assert_eq!(h.response_body, INACTIVE, "{client}");
+            assert_eq!(h.response_headers["content-length"], INACTIVE.len().to_string());
+            assert_eq!(h.counted(Counter::IntrospectionDeactivated), 1);
+            assert!(h.logged.iter().any(|(_, l)| l.contains("binding_not_found")));
+        }
+    }
+
+    #[test]
+    fn an_unbound_token_of_a_client_that_may_have_them_passes_as_the_as_said() {
+        for active in [
+            &br#"{"active":true,"client_id":"spa"}"#[..],
+            br#"{"active":true,"client_id":"unregistered"}"#,
+            br#"{"active":true}"#,
+            br#"{"active":false,"client_id":"c"}"#,
+        ] {
+            let mut h = host("POST", "/oauth2/introspect", b"token=tok");
+            h.response_body = active.to_vec();
+            let (mut f, _) = through_lookup(&mut h, Ok(None));
+            assert_eq!(f.response_headers(&mut h, false), Step::Pause);
+            assert_eq!(f.response_body(&mut h, &registered(), active.len(), true), Step::Continue);
+            assert_eq!(h.response_body, active);
+            assert_eq!(h.counted(Counter::IntrospectionDeactivated), 0);
+        }
+        // An error, an encoded or an empty answer is not held.
+        let mut h = host("POST", "/oauth2/introspect", b"token=tok");
+        h.response_headers.insert(":status".into(), "400".into());
+        let (mut f, _) = through_lookup(&mut h, Ok(None));
+        assert_eq!(f.response_headers(&mut h, false), Step::Continue);
+    }
+
+    #[test]
+    fn a_request_body_that_is_not_a_form_is_refused() {
+        let mut h = host("POST", "/oauth2/introspect", br#"{"token":"tok"}"#);
+        h.request_headers.insert("content-type".into(), "application/json".into());
+        let mut f = started(&mut h);
+        let Step::Reply(e) = f.request_body(&mut h, 15, true) else { panic!("not refused") };
+        assert_eq!((e.status, e.error), (400, "invalid_request"));
     }
 
     #[test]
@@ -386,7 +513,7 @@ mod tests {
         f.request_body(&mut h, 9, true);
         f.looked_up(&mut h, Ok(Some(bound())));
         f.response_headers(&mut h, false);
-        f.response_body(&mut h, ACTIVE.len(), true);
+        f.response_body(&mut h, &Clients::new(), ACTIVE.len(), true);
         let x5t = thumb().x5t_s256();
         assert_eq!(cnf(&h), serde_json::json!({ "x5t#S256": x5t, "x5t#SHA256": x5t }));
     }

@@ -26,9 +26,10 @@ pub enum Step {
     Reply(OAuthError),
     /// Answer a protected-resource request with this RFC 6750 error.
     RefuseResource(crate::resource::ResourceError),
-    /// Hold the stream and look this binding key up in the store; the answer
-    /// goes back to the flow that asked (`looked_up`).
-    Lookup(String),
+    /// Hold the stream and look this token's binding up in the store (its
+    /// key, then its legacy key when that finds nothing); the answer goes
+    /// back to the flow that asked (`looked_up`).
+    Lookup(crate::token_key::TokenKeys),
     /// Hold the stream and store these bindings (put-if-absent); the outcome
     /// goes back to the flow that asked (`stored`).
     Bind(Vec<crate::binding::ToBind>),

@@ -3,12 +3,15 @@
 //! known binding names: certbound's store and a verified JWT `cnf` claim.
 
 use super::{Body, Host, Step};
-use crate::binding::{key_for_token, Binding};
+use crate::binding::{keys_for_token, Binding, TokenKeys};
 use crate::cert::Thumbprint;
+use crate::client_auth::Clients;
 use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
 use crate::resource::JwtClaims;
-use crate::resource::{self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError};
+use crate::resource::{
+    self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError, UnboundPolicy,
+};
 use log::Level;
 use std::rc::Rc;
 
@@ -32,6 +35,8 @@ pub struct Settings<'a> {
     pub jwt_claims: Option<&'a JwtClaims>,
     /// The certificate this request presented, from its trusted source.
     pub certificate: Option<Thumbprint>,
+    /// The registered clients (whose tokens may all be bound).
+    pub clients: &'a Clients,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +44,23 @@ pub struct ResourceFlow {
     state: State,
     route: Rc<ProtectedRoute>,
     credentials: CredentialsKind,
-    token_key: Option<String>,
+    token_key: Option<TokenKeys>,
     claim: Option<String>,
+    /// On a route that allows unbound tokens, the payload segment of a JWT
+    /// (never the whole token): its client, if that client only ever gets
+    /// bound tokens, makes "no binding found" a refusal, not "unbound".
+    jwt_payload: Option<String>,
+    content_type: Option<String>,
     certificate: Option<Thumbprint>,
     max_body_bytes: usize,
     fail_closed: bool,
+}
+
+/// The payload segment of a token in JWS compact form (three segments).
+fn jwt_payload_segment(token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then(|| payload.to_string())
 }
 
 /// `cnf.x5t#S256` of the JWT payload `jwt_authn` verified and left in
@@ -68,7 +85,9 @@ impl ResourceFlow {
             // Only certbound says which certificate a request proved.
             let _ = host.set_request_header(h, None);
         }
-        if let Err(e) = resource::check_query(full_path) {
+        let has_query = full_path.contains('?');
+        let content_type = if has_query || !end_of_stream { host.request_header("content-type") } else { None };
+        if let Err(e) = resource::check_query(full_path, content_type.as_deref()) {
             return (Step::RefuseResource(e), None);
         }
         let authorization = host.request_header("authorization");
@@ -80,13 +99,31 @@ impl ResourceFlow {
             Credentials::Bearer(t) => Some(t),
             _ => None,
         };
+        let token_key = match token.map(keys_for_token).transpose() {
+            Ok(k) => k,
+            Err(e) => {
+                return (
+                    Step::RefuseResource(ResourceError {
+                        status: 401,
+                        error: Some("invalid_token"),
+                        description: e.to_string(),
+                        reason: Reason::AmbiguousToken,
+                    }),
+                    None,
+                )
+            }
+        };
         let claim = match (settings.jwt_claims, token) {
             (Some(jwt), Some(_)) => verified_claim(host, jwt),
             _ => None,
         };
+        let jwt_payload = match (route.unbound_tokens, token) {
+            (UnboundPolicy::Allow, Some(t)) => jwt_payload_segment(t),
+            _ => None,
+        };
         // A form body may carry its own access_token (RFC 6750 §2.2): look before it goes on.
         let read_body = !end_of_stream
-            && match resource::body_check(host.request_header("content-type").as_deref()) {
+            && match resource::body_check(content_type.as_deref()) {
                 BodyCheck::None => false,
                 BodyCheck::Multipart => return (Step::RefuseResource(resource::multipart_refused()), None),
                 BodyCheck::Form if crate::form::is_encoded(host.request_header("content-encoding").as_deref()) => {
@@ -98,8 +135,10 @@ impl ResourceFlow {
             state: State::ReadingBody,
             route,
             credentials: credentials.kind(),
-            token_key: token.map(key_for_token),
+            token_key,
             claim,
+            jwt_payload,
+            content_type,
             certificate: settings.certificate,
             max_body_bytes: settings.max_body_bytes,
             fail_closed: settings.fail_closed,
@@ -107,7 +146,7 @@ impl ResourceFlow {
         if read_body {
             return (Step::Pause, Some(flow));
         }
-        let step = flow.look_up(host);
+        let step = flow.look_up(host, settings.clients);
         (step, Some(flow))
     }
 
@@ -115,7 +154,13 @@ impl ResourceFlow {
         self.state == State::ReadingBody
     }
 
-    pub fn request_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Step {
+    pub fn request_body(
+        &mut self,
+        host: &mut impl Host,
+        clients: &Clients,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
         match self.state {
             State::ReadingBody => {}
             State::LookingUp => return Step::Pause,
@@ -138,35 +183,40 @@ impl ResourceFlow {
                 )));
             }
         };
-        if let Err(e) = resource::check_form_body(&body) {
+        if let Err(e) = resource::check_form_body(self.content_type.as_deref(), &body) {
             self.state = State::Done;
             return Step::RefuseResource(e);
         }
-        self.look_up(host)
+        self.look_up(host, clients)
     }
 
     /// Trailers end the request: the body is judged here.
-    pub fn request_trailers(&mut self, host: &mut impl Host, body_size: usize) -> Step {
-        self.request_body(host, body_size, true)
+    pub fn request_trailers(&mut self, host: &mut impl Host, clients: &Clients, body_size: usize) -> Step {
+        self.request_body(host, clients, body_size, true)
     }
 
-    fn look_up(&mut self, host: &mut impl Host) -> Step {
+    fn look_up(&mut self, host: &mut impl Host, clients: &Clients) -> Step {
         match self.token_key.clone() {
             Some(key) => {
                 self.state = State::LookingUp;
                 Step::Lookup(key)
             }
-            None => self.decide(host, None),
+            None => self.decide(host, clients, None),
         }
     }
 
     /// The store's answer (`Err`: it could not answer, and why).
-    pub fn looked_up(&mut self, host: &mut impl Host, result: Result<Option<Binding>, String>) -> Step {
+    pub fn looked_up(
+        &mut self,
+        host: &mut impl Host,
+        clients: &Clients,
+        result: Result<Option<Binding>, String>,
+    ) -> Step {
         if self.state != State::LookingUp {
             return Step::Continue;
         }
         match result {
-            Ok(stored) => self.decide(host, stored),
+            Ok(stored) => self.decide(host, clients, stored),
             Err(why) => {
                 host.log(Level::Warn, &format!("certbound: binding store: {why}"));
                 host.count(Counter::StoreErrors);
@@ -179,13 +229,28 @@ impl ResourceFlow {
                         reason: Reason::StoreUnavailable,
                     });
                 }
-                self.decide(host, None)
+                self.decide(host, clients, None)
             }
         }
     }
 
-    fn decide(&mut self, host: &mut impl Host, stored: Option<Binding>) -> Step {
+    fn decide(&mut self, host: &mut impl Host, clients: &Clients, stored: Option<Binding>) -> Step {
         self.state = State::Done;
+        if stored.is_none() && self.claim.is_none() {
+            // "No binding found" is not "unbound" for a client whose tokens are all bound.
+            let client = self.jwt_payload.as_deref().and_then(crate::binding::jwt_client_id);
+            if let Some(id) = client.filter(|id| clients.get(id).is_some_and(|c| c.tokens_always_bound())) {
+                return Step::RefuseResource(ResourceError {
+                    status: 401,
+                    error: Some("invalid_token"),
+                    description: format!(
+                        "no binding is found for this token of client {:?}, whose tokens are all certificate-bound",
+                        crate::client_auth::printable(&id)
+                    ),
+                    reason: Reason::BindingNotFound,
+                });
+            }
+        }
         let request = resource::ProtectedRequest {
             credentials: self.credentials,
             stored: stored.map(|b| b.thumbprint),
@@ -244,8 +309,12 @@ mod tests {
         route(UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject)
     }
 
+    fn no_clients() -> &'static Clients {
+        Box::leak(Box::new(Clients::new()))
+    }
+
     fn settings(certificate: Option<Thumbprint>) -> Settings<'static> {
-        Settings { max_body_bytes: 1024, fail_closed: true, jwt_claims: None, certificate }
+        Settings { max_body_bytes: 1024, fail_closed: true, jwt_claims: None, certificate, clients: no_clients() }
     }
 
     fn host(authorization: Option<&str>) -> MockHost {
@@ -272,10 +341,10 @@ mod tests {
     fn a_bound_token_with_its_certificate_goes_on_with_the_verified_thumbprint() {
         let mut h = host(Some("Bearer tok"));
         let (step, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, settings(Some(t(b"a"))));
-        assert_eq!(step, Step::Lookup(key_for_token("tok")));
+        assert_eq!(step, Step::Lookup(keys_for_token("tok").unwrap()));
         assert!(!h.request_headers.contains_key("x-certbound-x5t"), "the forged header is removed first");
         let mut f = flow.unwrap();
-        assert_eq!(f.looked_up(&mut h, Ok(Some(bound_to(b"a")))), Step::Continue);
+        assert_eq!(f.looked_up(&mut h, &Clients::new(), Ok(Some(bound_to(b"a")))), Step::Continue);
         assert_eq!(h.request_headers["x-certbound-x5t"], t(b"a").x5t_s256());
         assert_eq!(h.counted(Counter::ResourceAllowed), 1);
     }
@@ -285,7 +354,7 @@ mod tests {
         for cert in [Some(t(b"b")), None] {
             let mut h = host(Some("Bearer tok"));
             let (_, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, settings(cert));
-            let step = flow.unwrap().looked_up(&mut h, Ok(Some(bound_to(b"a"))));
+            let step = flow.unwrap().looked_up(&mut h, &Clients::new(), Ok(Some(bound_to(b"a"))));
             assert!(matches!(reason(step), Reason::TokenCertificateMismatch | Reason::TokenWithoutCertificate));
             assert!(!h.request_headers.contains_key("x-certbound-x5t"));
         }
@@ -300,26 +369,27 @@ mod tests {
         assert_eq!(step, Step::Pause);
         let mut f = flow.unwrap();
         assert!(f.awaiting_request_end());
-        assert_eq!(f.request_body(&mut h, 5, false), Step::Pause);
-        assert_eq!(reason(f.request_trailers(&mut h, 23)), Reason::TokenInUri);
+        assert_eq!(f.request_body(&mut h, &Clients::new(), 5, false), Step::Pause);
+        assert_eq!(reason(f.request_trailers(&mut h, &Clients::new(), 23)), Reason::TokenInUri);
 
         let mut h = host(Some("Bearer tok"));
         h.request_headers.insert("content-type".into(), "application/x-www-form-urlencoded".into());
         h.request_body = b"item=1".to_vec();
         let (_, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", false, settings(Some(t(b"a"))));
         let mut f = flow.unwrap();
-        assert_eq!(f.request_body(&mut h, 6, true), Step::Lookup(key_for_token("tok")));
+        assert_eq!(f.request_body(&mut h, &Clients::new(), 6, true), Step::Lookup(keys_for_token("tok").unwrap()));
         // A body callback while the lookup is out keeps the stream held.
-        assert_eq!(f.request_body(&mut h, 6, true), Step::Pause);
-        assert_eq!(f.looked_up(&mut h, Ok(Some(bound_to(b"a")))), Step::Continue);
+        assert_eq!(f.request_body(&mut h, &Clients::new(), 6, true), Step::Pause);
+        assert_eq!(f.looked_up(&mut h, &Clients::new(), Ok(Some(bound_to(b"a")))), Step::Continue);
     }
 
     #[test]
-    fn multipart_encoded_and_unparsable_bodies_fail_closed() {
+    fn multipart_encoded_and_hiding_bodies_fail_closed() {
         for (ct, encoding, body) in [
             ("multipart/form-data; boundary=x", None, &b""[..]),
             ("application/x-www-form-urlencoded", Some("gzip"), b""),
-            ("application/x-www-form-urlencoded", None, b"a=%zz"),
+            ("application/x-www-form-urlencoded; charset=utf-16", None, b"a\0=\0"),
+            ("application/x-www-form-urlencoded", None, b"access%255ftoken=tok"),
         ] {
             let mut h = host(Some("Bearer tok"));
             h.request_headers.insert("content-type".into(), ct.into());
@@ -329,7 +399,7 @@ mod tests {
             h.request_body = body.to_vec();
             let (step, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", false, settings(Some(t(b"a"))));
             let step = match flow {
-                Some(mut f) if step == Step::Pause => f.request_body(&mut h, body.len(), true),
+                Some(mut f) if step == Step::Pause => f.request_body(&mut h, &Clients::new(), body.len(), true),
                 _ => step,
             };
             assert!(matches!(step, Step::RefuseResource(ResourceError { status: 400, .. })), "{ct} {encoding:?}");
@@ -340,14 +410,17 @@ mod tests {
     fn a_store_that_cannot_answer_refuses_when_fail_closed() {
         let mut h = host(Some("Bearer tok"));
         let (_, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, settings(Some(t(b"a"))));
-        assert_eq!(reason(flow.unwrap().looked_up(&mut h, Err("etcd: timeout".into()))), Reason::StoreUnavailable);
+        assert_eq!(
+            reason(flow.unwrap().looked_up(&mut h, &Clients::new(), Err("etcd: timeout".into()))),
+            Reason::StoreUnavailable
+        );
         assert_eq!(h.counted(Counter::StoreErrors), 1);
         // Fail open: the token counts as unbound, and the route's policy decides.
         let allow = route(UnboundPolicy::Allow, MissingTokenPolicy::Reject);
         let mut h = host(Some("Bearer tok"));
         let open = Settings { fail_closed: false, ..settings(Some(t(b"a"))) };
         let (_, flow) = ResourceFlow::start(&mut h, allow, "/api/x", true, open);
-        assert_eq!(flow.unwrap().looked_up(&mut h, Err("etcd: timeout".into())), Step::Continue);
+        assert_eq!(flow.unwrap().looked_up(&mut h, &Clients::new(), Err("etcd: timeout".into())), Step::Continue);
         assert_eq!(h.counted(Counter::ResourceAllowedUnbound), 1);
     }
 
@@ -376,7 +449,48 @@ mod tests {
         let s = Settings { jwt_claims: Some(&jwt), ..settings(Some(t(b"b"))) };
         let (_, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, s);
         // No binding in the store, but the verified claim names another certificate.
-        assert_eq!(reason(flow.unwrap().looked_up(&mut h, Ok(None))), Reason::TokenCertificateMismatch);
+        assert_eq!(
+            reason(flow.unwrap().looked_up(&mut h, &Clients::new(), Ok(None))),
+            Reason::TokenCertificateMismatch
+        );
+    }
+
+    fn registered() -> &'static Clients {
+        let c = serde_json::json!({"clients":[
+            {"client_id":"c","token_endpoint_auth_method":"self_signed_tls_client_auth","thumbprints":[t(b"a").x5t_s256()]},
+            {"client_id":"spa","token_endpoint_auth_method":"none"}]});
+        Box::leak(Box::new(crate::config::parse(c.to_string().as_bytes()).unwrap().clients))
+    }
+
+    fn jwt_of(client: &str) -> String {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2ln", b64(r#"{"alg":"ES256"}"#), b64(&format!(r#"{{"client_id":"{client}"}}"#)))
+    }
+
+    #[test]
+    fn a_jwt_of_an_always_bound_client_with_no_binding_is_refused_even_where_unbound_tokens_pass() {
+        let allow = route(UnboundPolicy::Allow, MissingTokenPolicy::Reject);
+        let mut h = host(Some(&format!("Bearer {}", jwt_of("c"))));
+        let s = Settings { clients: registered(), ..settings(Some(t(b"b"))) };
+        let (_, flow) = ResourceFlow::start(&mut h, allow.clone(), "/api/x", true, s);
+        let step = flow.unwrap().looked_up(&mut h, registered(), Ok(None));
+        let Step::RefuseResource(e) = step else { panic!("not refused: {step:?}") };
+        assert_eq!((e.status, e.error, e.reason), (401, Some("invalid_token"), Reason::BindingNotFound));
+        // A public client's JWT may be unbound.
+        let mut h = host(Some(&format!("Bearer {}", jwt_of("spa"))));
+        let s = Settings { clients: registered(), ..settings(Some(t(b"b"))) };
+        let (_, flow) = ResourceFlow::start(&mut h, allow, "/api/x", true, s);
+        assert_eq!(flow.unwrap().looked_up(&mut h, registered(), Ok(None)), Step::Continue);
+        assert_eq!(h.counted(Counter::ResourceAllowedUnbound), 1);
+    }
+
+    #[test]
+    fn a_token_padded_inside_a_segment_is_refused_never_looked_up() {
+        // b64token allows '=' only at the end: the header is malformed before any key is made.
+        let mut h = host(Some("Bearer eyJhbGciOiJub25lIn0.e30.QU=JD"));
+        let (step, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, settings(Some(t(b"a"))));
+        assert_eq!((reason(step), flow), (Reason::BadRequest, None));
     }
 
     #[test]
@@ -384,7 +498,7 @@ mod tests {
         let mut h = host(Some("Bearer tok"));
         let (_, flow) = ResourceFlow::start(&mut h, strict(), "/api/x", true, settings(Some(t(b"a"))));
         h.failing.insert("set_request_header");
-        let step = flow.unwrap().looked_up(&mut h, Ok(Some(bound_to(b"a"))));
+        let step = flow.unwrap().looked_up(&mut h, &Clients::new(), Ok(Some(bound_to(b"a"))));
         assert!(matches!(step, Step::Reply(OAuthError { status: 500, .. })), "{step:?}");
     }
 }

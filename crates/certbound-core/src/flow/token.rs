@@ -290,7 +290,7 @@ impl super::Held for TokenFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding::{key_for_token, TokenKind};
+    use crate::binding::{key_for_token, keys_for_token, TokenKind};
     use crate::cert::Thumbprint;
     use crate::cert_source::Origin;
     use crate::config;
@@ -353,7 +353,7 @@ mod tests {
         let Step::Bind(entries) = f.response_body(&mut h, ISSUED.len(), true) else { panic!("no bind") };
         assert_eq!(
             entries.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
-            vec![key_for_token("at"), key_for_token("rt")]
+            vec![key_for_token("at").unwrap(), key_for_token("rt").unwrap()]
         );
         assert!(entries.iter().all(|e| e.binding.thumbprint == thumb(b"c1")));
         // Held until the store says they are stored.
@@ -402,7 +402,10 @@ mod tests {
         {
             let mut h = host(body);
             let mut f = started(&mut h, cert);
-            assert_eq!(f.request_body(&mut h, &clients(), body.len(), true), Step::Lookup(key_for_token("rt")));
+            assert_eq!(
+                f.request_body(&mut h, &clients(), body.len(), true),
+                Step::Lookup(keys_for_token("rt").unwrap())
+            );
             assert_eq!(f.request_body(&mut h, &clients(), body.len(), true), Step::Pause);
             let e = refused(f.looked_up(&mut h, Ok(Some(bound))));
             assert_eq!((e.error, e.reason), ("invalid_grant", reason));
