@@ -87,7 +87,7 @@ test: lint unit e2e
 # Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, seeded
 # with real inputs. A crash stops the run; its input is in fuzz/artifacts/.
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS := path authorization cert_source cert_header dn etcd_answer json_patch form config
+FUZZ_TARGETS := path authorization cert_source cert_header dn etcd_answer json_patch form config token_key params
 CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
 
 $(CARGO_FUZZ):

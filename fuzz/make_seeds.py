@@ -131,6 +131,24 @@ def main():
     ]):
         write("etcd_answer", f"seed{i}", json.dumps(a))
 
+    # token_key: JWS and JWE compact tokens (as issued, and respelled), opaque tokens.
+    b64u = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
+    jws_head, jws_claims = b64u(b'{"alg":"RS256","typ":"at+jwt"}'), b64u(b'{"client_id":"c1","exp":1800000000}')
+    jws = ".".join([jws_head, jws_claims, b64u(bytes(range(64)))])
+    jwe_head = b64u(b'{"alg":"dir","enc":"A256GCM"}')
+    jwe = ".".join([jwe_head, "", b64u(b"iv-12-bytes!"), b64u(b"ciphertext"), b64u(b"tag-16-bytes-ok!")])
+    for i, t in enumerate([jws, jws + "==", jws.replace("-", "+").replace("_", "/"), jws[:-1] + "B", jwe, jwe + "=",
+                           "opaque-token", "abc.def.ghi", jws[:30] + "=" + jws[30:]]):
+        write("token_key", f"seed{i}", t)
+    # params: query strings and form bodies with names servers read their own ways.
+    for i, p in enumerate([
+        "grant_type=refresh_token&refresh_token=rt&client_id=c", "refresh_token[]=rt", "+refresh_token=rt",
+        "refresh.token=rt", "refresh[token=rt", "client_id=a&client_id=b", "a=1;refresh_token=rt", "refresh_token%00x=rt",
+        "refresh_%1B%28Btoken=rt", "Refresh_Token=rt", "refresh_token=rt;x", "client%255Fid=c", "cl%C4%B1ent_id=c",
+        "token=abc&token_type_hint=access_token", "[client_id]=c", "client_id.x=c", "a=%zz&b=%ff",
+    ]):
+        write("params", f"seed{i}", p)
+
 
 if __name__ == "__main__":
     main()
