@@ -40,16 +40,32 @@ impl Http {
         Http { id, metrics, stream: Stream::new(id, config, table, vm_cache) }
     }
 
-    fn with<R>(&mut self, f: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> R) -> R {
+    /// Runs `f` in one callback (`hook`, named as the dynamic module names its hooks).
+    fn with<R>(&mut self, hook: &'static str, f: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> R) -> R {
+        #[cfg(feature = "fault-injection")]
+        fault_injection(hook);
+        let _ = hook;
         let mut host = WasmHost { metrics: &self.metrics };
         f(&mut self.stream, &mut host)
+    }
+}
+
+/// The test-only build (`--features fault-injection`, never shipped; `make wasm-faults`): a
+/// request carrying `x-certbound-test-panic: <hook>` panics in that callback, which (built
+/// with panic = "abort") traps the VM, for tests/e2e/test_faults.py.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+fn fault_injection(hook: &str) {
+    const HEADER: &str = "x-certbound-test-panic";
+    if super::host::request_header(HEADER).as_deref() == Some(hook) {
+        panic!("fault injected by {HEADER}: {hook}");
     }
 }
 
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let answer = store_calls::callout_answer(num_headers, body_size);
-        let after = self.with(|s, h| s.callout_done(h, u64::from(token_id), answer));
+        let after = self.with("http_callout_done", |s, h| s.callout_done(h, u64::from(token_id), answer));
         if let AfterCallout::Resume { response_phase } = after {
             if let Err(s) = abi::resume(response_phase) {
                 warn!("[{}] certbound: cannot resume the stream: {s:?}", self.id);
@@ -60,30 +76,30 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.with(|s, h| s.request_headers(h, end_of_stream)))
+        action(self.with("request_headers", |s, h| s.request_headers(h, end_of_stream)))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.with(|s, h| s.request_body(h, body_size, end_of_stream)))
+        action(self.with("request_body", |s, h| s.request_body(h, body_size, end_of_stream)))
     }
 
     /// Trailers end the request without an end-of-stream body callback (the
     /// SDK's default would let a held request go on undecided).
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.with(|s, h| s.request_trailers(h)))
+        action(self.with("request_trailers", |s, h| s.request_trailers(h)))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.with(|s, h| s.response_headers(h, end_of_stream)))
+        action(self.with("response_headers", |s, h| s.response_headers(h, end_of_stream)))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.with(|s, h| s.response_body(h, body_size, end_of_stream)))
+        action(self.with("response_body", |s, h| s.response_body(h, body_size, end_of_stream)))
     }
 
     /// Trailers end the response: a held token response is bound (or an
     /// introspection or metadata response patched) before any of it goes on.
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.with(|s, h| s.response_trailers(h)))
+        action(self.with("response_trailers", |s, h| s.response_trailers(h)))
     }
 }

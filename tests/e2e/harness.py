@@ -37,6 +37,18 @@ ARTIFACT = os.environ.get("CERTBOUND_ARTIFACT", "wasm")
 MODULE = Path(os.environ.get("CERTBOUND_MODULE", ROOT / "target/module/libcertbound_module.so"))
 # Where Envoy puts certbound's stats: custom Wasm metrics, or the dynamic module's namespace.
 STATS_PREFIX = "dynamicmodulescustom" if ARTIFACT == "module" else "wasmcustom"
+# The test-only builds whose hooks panic on demand (make wasm-faults, make module-faults;
+# tests/e2e/test_faults.py), never the artifacts above.
+FAULTS_WASM = Path(os.environ.get("CERTBOUND_FAULTS_WASM", ROOT / "target/faults/certbound-faults.wasm"))
+FAULTS_MODULE = Path(os.environ.get("CERTBOUND_FAULTS_MODULE", ROOT / "target/faults/module/libcertbound_module.so"))
+# A file of this name in an Envoy's workdir says its panics and trapped VMs are deliberate
+# (test_faults.py): conftest's no_wasm_panics check skips the logs of that directory only.
+EXPECTED_FAULTS_MARKER = "EXPECTED-FAULTS"
+# What Envoy does when the .wasm's VM fails (a panic traps it), as every shipped config says
+# (README "Hardening"): FAIL_RELOAD fails the crashed stream and every new stream of that
+# worker closed (503) until, at most one backoff interval after the VM was last loaded, a
+# new stream gets a fresh VM. Never FAIL_OPEN (a failed VM would let requests pass unchecked).
+WASM_FAILURE_POLICY = "failure_policy: FAIL_RELOAD\nreload_config: { backoff: { base_interval: 1s } }"
 
 
 def wasm_only(why: str = "a .wasm deployment"):
@@ -46,16 +58,19 @@ def wasm_only(why: str = "a .wasm deployment"):
     return pytest.mark.skipif(ARTIFACT != "wasm", reason=f"{why}: the .wasm artifact only")
 
 
-def certbound_filter_yaml(plugin_config_json: str, indent: int = 10) -> str:
-    """The certbound HTTP filter entry for the artifact under test (plugin_config_json: a JSON string literal)."""
+def certbound_filter_yaml(plugin_config_json: str, indent: int = 10, *, artifact: Path | None = None,
+                          failure_policy: str = WASM_FAILURE_POLICY, filter_name: str = "certbound") -> str:
+    """The certbound HTTP filter entry for the artifact under test (plugin_config_json: a JSON string literal).
+    artifact: another file of that artifact (test_faults.py's builds); failure_policy: the .wasm's
+    PluginConfig lines for a failed VM; filter_name: the dynamic module's."""
     if ARTIFACT == "module":
         block = f"""- name: certbound
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
     dynamic_module_config:
-      module: {{ local: {{ filename: "{MODULE}" }} }}
+      module: {{ local: {{ filename: "{artifact or MODULE}" }} }}
       do_not_close: true
-    filter_name: certbound
+    filter_name: {filter_name}
     # The plugin configuration, JSON (see the README's field table).
     filter_config:
       "@type": type.googleapis.com/google.protobuf.StringValue
@@ -70,13 +85,14 @@ def certbound_filter_yaml(plugin_config_json: str, indent: int = 10) -> str:
       vm_config:
         vm_id: certbound
         runtime: envoy.wasm.runtime.v8
-        code: {{ local: {{ filename: "{WASM}" }} }}
+        code: {{ local: {{ filename: "{artifact or WASM}" }} }}
       # The plugin configuration, JSON (see the README's field table).
       configuration:
         "@type": type.googleapis.com/google.protobuf.StringValue
         value: {plugin_config_json}
-      # If the filter cannot run, requests fail rather than pass unchecked.
-      failure_policy: FAIL_CLOSED
+      # If the VM fails (a panic traps it), requests fail (503) rather than pass
+      # unchecked, until a new VM is loaded (at most one backoff interval later).
+      {failure_policy.replace(chr(10), chr(10) + "      ")}
       # Required: certbound holds the request headers while it reads
       # the form body (client_id, token), so that nothing reaches the
       # AS before the client is authenticated (Envoy >= 1.35).
@@ -367,7 +383,9 @@ class Envoy:
         etcd_ports: list[int] | None = None,
         trust_chain: str = "ACCEPT_UNTRUSTED",
         extra_clusters: str = "",
+        filter_options: dict | None = None,
     ):
+        """filter_options: keyword arguments of certbound_filter_yaml (another artifact file, failure policy)."""
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         config = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
@@ -377,7 +395,7 @@ class Envoy:
             LISTEN_PORT=self.port,
             CERT_DIR=str(cert_dir),
             # A JSON string literal is a valid YAML double-quoted scalar.
-            CERTBOUND_FILTER=certbound_filter_yaml(json.dumps(config)),
+            CERTBOUND_FILTER=certbound_filter_yaml(json.dumps(config), **(filter_options or {})),
             AS_PORT=as_port,
             AS_ISSUER=f"http://127.0.0.1:{as_port}",
             XFCC_MODE=xfcc_mode,

@@ -287,7 +287,8 @@ def test_envoyfilter_is_the_wasmplugins_filter_plus_allow_on_headers_stop_iterat
     config = ext["typed_config"]["config"]
     assert ext["typed_config"]["@type"] == WASM_TYPE
     assert config["allow_on_headers_stop_iteration"] is True
-    assert config["failure_policy"] == "FAIL_CLOSED" and wp["spec"]["failStrategy"] == "FAIL_CLOSE"
+    # A trapped VM is replaced, failing closed meanwhile (test_faults.py); never FAIL_OPEN.
+    assert config["failure_policy"] == "FAIL_RELOAD" and wp["spec"]["failStrategy"] == "FAIL_RELOAD"
     assert config["vm_config"]["code"]["remote"]["http_uri"]["uri"] == wp["spec"]["url"]
     assert config["vm_config"]["environment_variables"]["key_values"] == {
         "ISTIO_META_WASM_IMAGE_PULL_POLICY": wp["spec"]["imagePullPolicy"]}

@@ -355,6 +355,28 @@ pub fn refuse_unconfigured(envoy: envoy_dynamic_module_type_http_filter_envoy_pt
     send_response(envoy, e.status, &pairs, &e.body());
 }
 
+/// A request whose hook faulted (a panic caught at the hook) is answered 500 `server_error`,
+/// never passed on.
+pub fn refuse_fault(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) {
+    let e = OAuthError::internal("certbound had an internal fault on this request; it was not passed on");
+    let headers = e.headers();
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    send_response(envoy, e.status, &pairs, &e.body());
+}
+
+/// A stream whose response hook faulted is reset: part of the response may be downstream
+/// already, so no local reply can replace it.
+pub fn reset_stream(envoy: envoy_dynamic_module_type_http_filter_envoy_ptr) {
+    // SAFETY: the live filter of the current hook; the details are copied by Envoy.
+    unsafe {
+        envoy_dynamic_module_callback_http_filter_reset_stream(
+            envoy,
+            envoy_dynamic_module_type_http_filter_stream_reset_reason_LocalReset,
+            module_buffer(b"certbound_internal_fault"),
+        )
+    };
+}
+
 /// A local reply (Envoy copies everything; this ABI reports no failure).
 fn send_response(
     envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,

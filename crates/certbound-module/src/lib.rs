@@ -25,7 +25,7 @@ use certbound_core::store::SlotTable;
 use certbound_core::stream::{Action, AfterCallout, Stream};
 use certbound_core::vm_cache::VmCache;
 use host::{ModuleHost, SharedMemory};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::rc::Rc;
@@ -44,6 +44,8 @@ pub struct FilterConfig {
     /// Metric ids, by `Counter` discriminant and by `Reason` position.
     counters: Vec<Option<usize>>,
     refused: Vec<Option<usize>>,
+    /// `certbound.faults`: panics caught in a hook (see `guard`).
+    faults: Option<usize>,
     /// `certbound.store_slots_used` (slots of the process-memory table holding a binding).
     slots_used: Option<usize>,
     /// `certbound.store_slots_capacity`.
@@ -302,13 +304,134 @@ fn set_config_gauge(
     }
 }
 
+// ------------------------------------------------------------------ faults
+
+/// Where a hook runs, for counting a fault in `certbound.faults`.
+#[derive(Clone, Copy)]
+enum Site {
+    /// A stream's hook: counted on its Envoy filter (the configuration's counter id).
+    Stream(envoy_dynamic_module_type_http_filter_envoy_ptr, Option<usize>),
+    /// A configuration's hook (main thread): counted on the configuration.
+    Config(envoy_dynamic_module_type_http_filter_config_envoy_ptr, Option<usize>),
+    /// Nothing to count on: program init, a configuration being made or destroyed, a filter being freed.
+    Process,
+}
+
+thread_local! {
+    /// Hooks running behind `guard` on this thread: the panic hook leaves their panics to them.
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+    /// Where and why the last panic inside a guarded hook happened (recorded by the panic hook).
+    static LAST_PANIC: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// A panic's message, as `panic!` made it.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// Replaces the default panic hook (a print to Envoy's stderr) with one log line through
+/// Envoy's logger. Inside a guarded hook the line is left to `guard`, which names the hook.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let place =
+            info.location().map_or_else(String::new, |l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+        let what = format!("panicked{place}: {}", panic_text(info.payload()));
+        if GUARDED.try_with(Cell::get).unwrap_or(0) > 0 {
+            // Cell::set cannot panic (a panic in a panic hook would abort).
+            if LAST_PANIC.try_with(|p| p.set(Some(what.clone()))).is_ok() {
+                return;
+            }
+        }
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        log_line(log::Level::Error, &format!("certbound: {what} (thread {thread}, outside any hook)"));
+    }));
+}
+
+/// Runs one hook's body behind `catch_unwind`, so that no panic unwinds into Envoy (the module
+/// is built with panic = "unwind"). A caught panic is logged once, naming the hook and what
+/// follows (`then`), counted in `certbound.faults` where the hook has a configuration, and
+/// returned as `None`: the caller fails closed its own way (a 500, a reset, a refused
+/// configuration, or nothing done).
+fn guard<R>(hook: &'static str, site: Site, then: &str, body: impl FnOnce() -> R) -> Option<R> {
+    let _ = GUARDED.try_with(|g| g.set(g.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let _ = GUARDED.try_with(|g| g.set(g.get().saturating_sub(1)));
+    let payload = match result {
+        Ok(r) => return Some(r),
+        Err(payload) => payload,
+    };
+    let what = LAST_PANIC
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| format!("panicked: {}", panic_text(&*payload)));
+    // Dropping a payload may panic in turn: that must not unwind into Envoy either.
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+    log_line(log::Level::Error, &format!("certbound: internal fault in hook {hook} ({what}): {then}"));
+    match site {
+        // SAFETY: the live filter (or configuration) of the current hook; no labels.
+        Site::Stream(envoy, Some(id)) => unsafe {
+            let _ = envoy_dynamic_module_callback_http_filter_increment_counter(envoy, id, std::ptr::null_mut(), 0, 1);
+        },
+        Site::Config(envoy, Some(id)) => unsafe {
+            let _ = envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                envoy,
+                id,
+                std::ptr::null_mut(),
+                0,
+                1,
+            );
+        },
+        _ => {}
+    }
+    None
+}
+
+/// The test-only build (`--features fault-injection`, never shipped; `make module-faults`):
+/// hooks that panic on demand, for tests/e2e/test_faults.py.
+#[cfg(feature = "fault-injection")]
+mod fault_injection {
+    use certbound_core::flow::Host;
+
+    /// A request carrying this header, with a hook's name as its value, makes that hook panic.
+    pub const HEADER: &str = "x-certbound-test-panic";
+    /// A filter_name that makes http_filter_config_new panic.
+    pub const CONFIG_NEW: &[u8] = b"certbound-test-panic-config-new";
+
+    #[allow(clippy::panic)]
+    pub fn stream(hook: &str, host: &mut impl Host) {
+        if host.request_header(HEADER).as_deref() == Some(hook) {
+            panic!("fault injected by {HEADER}: {hook}");
+        }
+    }
+
+    #[allow(clippy::panic)]
+    pub fn config_new(name: &[u8]) {
+        if name == CONFIG_NEW {
+            panic!("fault injected by filter_name: http_filter_config_new");
+        }
+    }
+}
+
 // ------------------------------------------------------------------ program and config hooks
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> envoy_dynamic_module_type_abi_version_module_ptr {
-    let _ = log::set_logger(&EnvoyLogger);
-    log::set_max_level(host_level());
-    ABI_VERSION.as_ptr().cast()
+    guard("program_init", Site::Process, "the module is not loaded", || {
+        install_panic_hook();
+        let _ = log::set_logger(&EnvoyLogger);
+        log::set_max_level(host_level());
+        ABI_VERSION.as_ptr().cast()
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// Configuration options the module does not carry out yet: refused at load
@@ -322,9 +445,23 @@ fn unsupported(c: &Config) -> Option<&'static str> {
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    name: envoy_dynamic_module_type_envoy_buffer,
+    config: envoy_dynamic_module_type_envoy_buffer,
+) -> envoy_dynamic_module_type_http_filter_config_module_ptr {
+    // Counters are not defined yet: a fault here is logged, and the configuration refused.
+    guard("http_filter_config_new", Site::Process, "the configuration is refused", || unsafe {
+        config_new(filter_config_envoy_ptr, name, config)
+    })
+    .unwrap_or(std::ptr::null())
+}
+
+unsafe fn config_new(
+    filter_config_envoy_ptr: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     _name: envoy_dynamic_module_type_envoy_buffer,
     config: envoy_dynamic_module_type_envoy_buffer,
 ) -> envoy_dynamic_module_type_http_filter_config_module_ptr {
+    #[cfg(feature = "fault-injection")]
+    fault_injection::config_new(&copy(_name));
     log::set_max_level(host_level());
     let raw = copy(config);
     let parsed = match config::parse(&raw) {
@@ -363,6 +500,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         .iter()
         .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.refused.{}", r.as_str())));
     let refused: Vec<Option<usize>> = refused.collect();
+    let faults = define_counter(filter_config_envoy_ptr, "certbound.faults");
     let shared_memory = matches!(parsed.store, StoreConfig::SharedData { .. });
     let slots_used = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_used");
     let slots_capacity = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_capacity");
@@ -372,27 +510,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         parsed.token_path,
         parsed.introspection_path
     );
+    let vm_cache_entries = parsed.vm_cache_entries;
     let id = NEXT_CONFIG.fetch_add(1, Ordering::Relaxed);
+    MAIN.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.insert(id, MainState { registry: Registry::new(Rc::new(parsed)), calls: HashMap::new() });
+        }
+    });
+    // The scheduler and its ticker come last: nothing after them can fail, so a refused
+    // configuration never leaves a ticker committing to a scheduler Envoy dropped.
     // SAFETY: the config Envoy is creating; the scheduler is deleted in config_destroy.
     let scheduler = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(filter_config_envoy_ptr) };
     let scheduler = Arc::new(Mutex::new((!scheduler.is_null()).then_some(SchedulerPtr(scheduler))));
-    let filter_config = FilterConfig {
+    let filter_config = Box::new(FilterConfig {
         id,
         raw,
         table,
         counters,
         refused,
+        faults,
         slots_used,
         slots_capacity,
         sweeps: shared_memory,
-        vm_cache_entries: parsed.vm_cache_entries,
+        vm_cache_entries,
         published: Mutex::new((0, None)),
         scheduler: scheduler.clone(),
-    };
-    MAIN.with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            m.insert(id, MainState { registry: Registry::new(Rc::new(parsed)), calls: HashMap::new() });
-        }
     });
     // The first tick at once (gauges, first fetches), then one a second.
     if let Ok(guard) = scheduler.lock() {
@@ -402,7 +544,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         }
     }
     start_ticker(scheduler);
-    Box::into_raw(Box::new(filter_config)) as *const c_void
+    Box::into_raw(filter_config) as *const c_void
 }
 
 #[no_mangle]
@@ -412,19 +554,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     if filter_config_ptr.is_null() {
         return;
     }
-    // SAFETY: made by Box::into_raw in config_new; Envoy destroys it once, after its filters.
-    let config = unsafe { Box::from_raw(filter_config_ptr as *mut FilterConfig) };
-    if let Ok(mut guard) = config.scheduler.lock() {
-        if let Some(p) = guard.take() {
-            // SAFETY: made in config_new; taken out under the lock, so the ticker never commits to it again.
-            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(p.0) };
+    guard("http_filter_config_destroy", Site::Process, "nothing more is done", || {
+        // SAFETY: made by Box::into_raw in config_new; Envoy destroys it once, after its filters.
+        let config = unsafe { Box::from_raw(filter_config_ptr as *mut FilterConfig) };
+        if let Ok(mut guard) = config.scheduler.lock() {
+            if let Some(p) = guard.take() {
+                // SAFETY: made in config_new; taken out under the lock, so the ticker never commits to it again.
+                unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(p.0) };
+            }
         }
-    }
-    MAIN.with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            m.remove(&config.id);
-        }
+        MAIN.with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                m.remove(&config.id);
+            }
+        });
     });
+}
+
+/// The configuration of a config hook (main thread), and where a fault in it is counted.
+unsafe fn config_of<'a>(
+    envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
+) -> (Option<&'a FilterConfig>, Site) {
+    // SAFETY: alive until config_destroy, which runs on this (main) thread.
+    let config = unsafe { (ptr as *const FilterConfig).as_ref() };
+    (config, Site::Config(envoy, config.and_then(|c| c.faults)))
 }
 
 #[no_mangle]
@@ -433,10 +587,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
     _event_id: u64,
 ) {
-    // SAFETY: alive until config_destroy, which runs on this (main) thread.
-    if let Some(config) = unsafe { (filter_config_ptr as *const FilterConfig).as_ref() } {
-        on_tick(filter_config_envoy_ptr, config);
-    }
+    let (config, site) = unsafe { config_of(filter_config_envoy_ptr, filter_config_ptr) };
+    guard("http_filter_config_scheduled", site, "this tick is skipped", || {
+        if let Some(config) = config {
+            on_tick(filter_config_envoy_ptr, config);
+        }
+    });
 }
 
 #[no_mangle]
@@ -451,44 +607,153 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
     body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
     body_chunks_size: usize,
 ) {
-    // SAFETY: alive until config_destroy, which runs on this (main) thread.
-    let Some(config) = (unsafe { (filter_config_ptr as *const FilterConfig).as_ref() }) else { return };
-    let answer = unsafe { host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
-    let outcome = MAIN.with(|m| {
-        let mut m = m.try_borrow_mut().ok()?;
-        let st = m.get_mut(&config.id)?;
-        let fetch = st.calls.remove(&callout_id)?;
-        let answered = st.registry.answered(&fetch, answer);
-        let clients = answered.changed.then(|| st.registry.current().clients.clone());
-        Some((answered, clients))
+    let (config, site) = unsafe { config_of(filter_config_envoy_ptr, filter_config_ptr) };
+    guard("http_filter_config_http_callout_done", site, "this answer is dropped", || {
+        let Some(config) = config else { return };
+        let answer = unsafe { host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+        let outcome = MAIN.with(|m| {
+            let mut m = m.try_borrow_mut().ok()?;
+            let st = m.get_mut(&config.id)?;
+            let fetch = st.calls.remove(&callout_id)?;
+            let answered = st.registry.answered(&fetch, answer);
+            let clients = answered.changed.then(|| st.registry.current().clients.clone());
+            Some((answered, clients))
+        });
+        let Some((answered, clients)) = outcome else { return };
+        for (level, line) in &answered.log {
+            log::log!(*level, "{line}");
+        }
+        if let Some(clients) = clients {
+            config.publish(clients);
+        }
+        send_fetches(filter_config_envoy_ptr, config.id, answered.send);
     });
-    let Some((answered, clients)) = outcome else { return };
-    for (level, line) in &answered.log {
-        log::log!(*level, "{line}");
-    }
-    if let Some(clients) = clients {
-        config.publish(clients);
-    }
-    send_fetches(filter_config_envoy_ptr, config.id, answered.send);
 }
 
 // ------------------------------------------------------------------ streams
 
-/// One stream: its config, its core state, and what the body hooks count.
+/// One stream: its config and its core state.
 struct Filter {
     config: *const FilterConfig,
-    stream: Stream,
+    /// `None`: making it faulted (filter_new); the request is refused.
+    stream: Option<Stream>,
+    /// A fault was answered on this stream (500 or reset): nothing of certbound runs on it again.
+    faulted: bool,
+    /// The response hooks have started: a fault now resets the stream rather than answer 500.
+    response_phase: bool,
+}
+
+impl Filter {
+    fn faults(&self) -> Option<usize> {
+        // SAFETY: the config outlives its filters (Envoy keeps it while streams use it).
+        unsafe { self.config.as_ref() }.and_then(|c| c.faults)
+    }
 }
 
 /// The stream state behind the pointer Envoy hands back to every hook.
 unsafe fn filter<'a>(ptr: envoy_dynamic_module_type_http_filter_module_ptr) -> Option<&'a mut Filter> {
-    // SAFETY: made by Box::into_raw in filter_new and freed only in filter_destroy;
-    // Envoy calls a stream's hooks one at a time on its worker.
+    // SAFETY: made by Box::into_raw in filter_new and freed only in filter_destroy (or after
+    // the hook it was destroyed in); Envoy calls a stream's hooks one at a time on its worker.
     unsafe { (ptr as *mut Filter).as_mut() }
 }
 
-/// Runs `f` with the stream and a host over its Envoy filter.
+thread_local! {
+    /// The filter whose hook is running on this worker (null: none).
+    static RUNNING: Cell<envoy_dynamic_module_type_http_filter_module_ptr> = const { Cell::new(std::ptr::null()) };
+    /// Envoy destroyed the running filter from inside its own hook.
+    static DESTROYED_WHILE_RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks a filter as running for the length of one hook. A local reply (or a reset) sent
+/// inside the hook can make Envoy destroy the filter before the hook returns: the destroy
+/// hook then leaves the freeing to this guard's Drop, which runs when the hook returns, after
+/// a fault too, and restores RUNNING in every case.
+struct Running {
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    outer: envoy_dynamic_module_type_http_filter_module_ptr,
+}
+
+impl Running {
+    fn enter(module: envoy_dynamic_module_type_http_filter_module_ptr) -> Running {
+        let outer = RUNNING.try_with(|r| r.replace(module)).unwrap_or(std::ptr::null());
+        Running { module, outer }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = RUNNING.try_with(|r| r.set(self.outer));
+        if DESTROYED_WHILE_RUNNING.try_with(|d| d.replace(false)).unwrap_or(false) {
+            let module = self.module;
+            guard("http_filter_destroy", Site::Process, "its memory is not freed", || {
+                // SAFETY: made by Box::into_raw in filter_new; Envoy destroyed it during the hook, nothing refers to it now.
+                drop(unsafe { Box::from_raw(module as *mut Filter) });
+            });
+        }
+    }
+}
+
+/// How a stream hook fails closed after a fault.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Request hooks: a 500 local reply (`server_error`).
+    Request,
+    /// Response hooks: a reset (the response may have started downstream).
+    Response,
+    /// Hooks of either phase (callouts, timers, watermarks): 500 until the response hooks
+    /// started, a reset after.
+    Either,
+    /// The stream is over (stream_complete): nothing to answer.
+    Ended,
+}
+
+/// Runs a stream hook's body behind `guard`, with its filter marked as running. After a
+/// fault the stream is failed closed, once: a local reply 500 on the request path, a reset
+/// on the response path; nothing of certbound runs on it again.
+unsafe fn stream_hook<R>(
+    hook: &'static str,
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
+    path: Path,
+    fallback: R,
+    body: impl FnOnce() -> R,
+) -> R {
+    // SAFETY: see `filter`.
+    let (faults, response_phase) = match unsafe { filter(module) } {
+        Some(f) => {
+            f.response_phase |= path == Path::Response;
+            (f.faults(), f.response_phase)
+        }
+        None => (None, false),
+    };
+    let refuse = path == Path::Request || (path == Path::Either && !response_phase);
+    let then = match path {
+        Path::Ended => "nothing more to do",
+        _ if refuse => "the request is refused with 500",
+        _ => "the stream is reset",
+    };
+    let _running = Running::enter(module);
+    if let Some(r) = guard(hook, Site::Stream(envoy, faults), then, body) {
+        return r;
+    }
+    // Answered at most once, and only while Envoy still has the stream.
+    let destroyed = DESTROYED_WHILE_RUNNING.try_with(Cell::get).unwrap_or(true);
+    // SAFETY: see `filter`; a filter destroyed during this hook is still allocated (freed by `_running`).
+    let answered = unsafe { filter(module) }.is_some_and(|f| std::mem::replace(&mut f.faulted, true));
+    if path != Path::Ended && !destroyed && !answered {
+        if refuse {
+            host::refuse_fault(envoy);
+        } else {
+            host::reset_stream(envoy);
+        }
+    }
+    fallback
+}
+
+/// Runs `f` with the stream and a host over its Envoy filter (`otherwise` for a stream that
+/// has no state, or whose fault was already answered).
 unsafe fn with<R>(
+    hook: &'static str,
     envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     otherwise: R,
@@ -496,47 +761,43 @@ unsafe fn with<R>(
 ) -> R {
     // SAFETY: see `filter`.
     let Some(filter) = (unsafe { filter(module) }) else { return otherwise };
+    if filter.faulted {
+        return otherwise;
+    }
     // SAFETY: the config outlives its filters (Envoy keeps it while streams use it).
     let Some(config) = (unsafe { filter.config.as_ref() }) else { return otherwise };
+    let Some(stream) = filter.stream.as_mut() else { return otherwise };
     let mut host = ModuleHost::new(envoy, config);
-    // A local reply sent inside `f` can make Envoy destroy the filter before
-    // `f` returns: the destroy hook then leaves the freeing to us, after `f`.
-    let outer = RUNNING.with(|r| r.replace(module));
-    let result = f(&mut filter.stream, &mut host);
-    RUNNING.with(|r| r.set(outer));
-    if DESTROYED_WHILE_RUNNING.with(|d| d.replace(false)) {
-        // SAFETY: made by Box::into_raw in filter_new; Envoy destroyed it during `f`, nothing refers to it now.
-        drop(unsafe { Box::from_raw(module as *mut Filter) });
-    }
-    result
-}
-
-thread_local! {
-    /// The filter whose hook is running on this worker (null: none).
-    static RUNNING: std::cell::Cell<envoy_dynamic_module_type_http_filter_module_ptr> =
-        const { std::cell::Cell::new(std::ptr::null()) };
-    /// Envoy destroyed the running filter from inside its own hook.
-    static DESTROYED_WHILE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    #[cfg(feature = "fault-injection")]
+    fault_injection::stream(hook, &mut host);
+    let _ = hook;
+    f(stream, &mut host)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     filter_config_ptr: envoy_dynamic_module_type_http_filter_config_module_ptr,
-    _filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
 ) -> envoy_dynamic_module_type_http_filter_module_ptr {
     let config = filter_config_ptr as *const FilterConfig;
     // SAFETY: made in config_new, alive while Envoy makes filters from it.
-    let (compiled, table) = match unsafe { config.as_ref() } {
-        Some(c) => (c.compiled(), c.table),
-        None => (None, SlotTable::new(1)),
-    };
-    let (compiled, cache) = match compiled {
-        Some((c, cache)) => (Some(c), cache),
-        None => (None, Rc::new(RefCell::new(VmCache::new(0)))),
-    };
-    let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-    let stream = Stream::new(id as u32, compiled, table, cache);
-    Box::into_raw(Box::new(Filter { config, stream })) as *const c_void
+    let faults = unsafe { config.as_ref() }.and_then(|c| c.faults);
+    let stream =
+        guard("http_filter_new", Site::Stream(filter_envoy_ptr, faults), "its request is refused with 500", || {
+            // SAFETY: as above.
+            let (compiled, table) = match unsafe { config.as_ref() } {
+                Some(c) => (c.compiled(), c.table),
+                None => (None, SlotTable::new(1)),
+            };
+            let (compiled, cache) = match compiled {
+                Some((c, cache)) => (Some(c), cache),
+                None => (None, Rc::new(RefCell::new(VmCache::new(0)))),
+            };
+            let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+            Stream::new(id as u32, compiled, table, cache)
+        });
+    // A filter is made whatever happened: without a stream state its request is refused.
+    Box::into_raw(Box::new(Filter { config, stream, faulted: false, response_phase: false })) as *const c_void
 }
 
 fn headers_status(action: Action) -> u32 {
@@ -561,20 +822,33 @@ fn trailers_status(action: Action) -> u32 {
     }
 }
 
+const HEADERS_STOP: u32 = envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration;
+const BODY_STOP: u32 = envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationNoBuffer;
+const TRAILERS_STOP: u32 = envoy_dynamic_module_type_on_http_filter_request_trailers_status_StopIteration;
+
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_headers_status {
-    // A stream without its state is refused (fail closed), never passed unchecked.
-    let action = unsafe { with(envoy, module, None, |s, h| Some(s.request_headers(h, end_of_stream))) };
-    match action {
-        Some(a) => headers_status(a),
-        None => {
-            host::refuse_unconfigured(envoy);
-            envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration
-        }
+    let hook = "request_headers";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Request, HEADERS_STOP, || {
+            let action = with(hook, envoy, module, None, |s, h| Some(s.request_headers(h, end_of_stream)));
+            match action {
+                Some(a) => headers_status(a),
+                // A stream without its state is refused (fail closed), never passed unchecked.
+                None => {
+                    match filter(module) {
+                        // Its state could not be made (a fault in filter_new).
+                        Some(f) if f.stream.is_none() && !f.config.is_null() => host::refuse_fault(envoy),
+                        _ => host::refuse_unconfigured(envoy),
+                    }
+                    HEADERS_STOP
+                }
+            }
+        })
     }
 }
 
@@ -584,12 +858,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_request_body_status {
-    body_status(unsafe {
-        with(envoy, module, Action::Pause, |s, h| {
-            let size = h.body_size(Body::Request);
-            s.request_body(h, size, end_of_stream)
+    let hook = "request_body";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Request, BODY_STOP, || {
+            body_status(with(hook, envoy, module, Action::Pause, |s, h| {
+                let size = h.body_size(Body::Request);
+                s.request_body(h, size, end_of_stream)
+            }))
         })
-    })
+    }
 }
 
 #[no_mangle]
@@ -597,7 +874,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
     module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_request_trailers_status {
-    trailers_status(unsafe { with(envoy, module, Action::Pause, |s, h| s.request_trailers(h)) })
+    let hook = "request_trailers";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Request, TRAILERS_STOP, || {
+            trailers_status(with(hook, envoy, module, Action::Pause, |s, h| s.request_trailers(h)))
+        })
+    }
 }
 
 #[no_mangle]
@@ -606,7 +888,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_response_headers_status {
-    headers_status(unsafe { with(envoy, module, Action::Continue, |s, h| s.response_headers(h, end_of_stream)) })
+    let hook = "response_headers";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Response, HEADERS_STOP, || {
+            headers_status(with(hook, envoy, module, Action::Continue, |s, h| s.response_headers(h, end_of_stream)))
+        })
+    }
 }
 
 #[no_mangle]
@@ -615,12 +902,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: envoy_dynamic_module_type_http_filter_module_ptr,
     end_of_stream: bool,
 ) -> envoy_dynamic_module_type_on_http_filter_response_body_status {
-    body_status(unsafe {
-        with(envoy, module, Action::Continue, |s, h| {
-            let size = h.body_size(Body::Response);
-            s.response_body(h, size, end_of_stream)
+    let hook = "response_body";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Response, BODY_STOP, || {
+            body_status(with(hook, envoy, module, Action::Continue, |s, h| {
+                let size = h.body_size(Body::Response);
+                s.response_body(h, size, end_of_stream)
+            }))
         })
-    })
+    }
 }
 
 #[no_mangle]
@@ -628,14 +918,20 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
     module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) -> envoy_dynamic_module_type_on_http_filter_response_trailers_status {
-    trailers_status(unsafe { with(envoy, module, Action::Continue, |s, h| s.response_trailers(h)) })
+    let hook = "response_trailers";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Response, TRAILERS_STOP, || {
+            trailers_status(with(hook, envoy, module, Action::Continue, |s, h| s.response_trailers(h)))
+        })
+    }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
+    unsafe { stream_hook("stream_complete", envoy, module, Path::Ended, (), || ()) }
 }
 
 #[no_mangle]
@@ -645,13 +941,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
     if module.is_null() {
         return;
     }
-    if RUNNING.with(|r| r.get() == module) {
-        // Inside this filter's own hook (a local reply ended the stream): freed when the hook returns.
-        DESTROYED_WHILE_RUNNING.with(|d| d.set(true));
-        return;
-    }
-    // SAFETY: made by Box::into_raw in filter_new; destroyed once.
-    drop(unsafe { Box::from_raw(module as *mut Filter) });
+    guard("http_filter_destroy", Site::Process, "its memory is not freed", || {
+        if RUNNING.with(|r| r.get() == module) {
+            // Inside this filter's own hook (a local reply ended the stream): freed when the hook returns.
+            DESTROYED_WHILE_RUNNING.with(|d| d.set(true));
+            return;
+        }
+        // SAFETY: made by Box::into_raw in filter_new; destroyed once.
+        drop(unsafe { Box::from_raw(module as *mut Filter) });
+    });
 }
 
 #[no_mangle]
@@ -666,91 +964,102 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *mut envoy_dynamic_module_type_envoy_buffer,
     body_chunks_size: usize,
 ) {
-    let answer = unsafe { host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
-    let after = unsafe { with(envoy, module, AfterCallout::Nothing, |s, h| s.callout_done(h, callout_id, answer)) };
-    if let AfterCallout::Resume { response_phase } = after {
-        // SAFETY: the live filter of this hook.
-        unsafe {
-            if response_phase {
-                envoy_dynamic_module_callback_http_filter_continue_encoding(envoy)
-            } else {
-                envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+    let hook = "http_callout_done";
+    unsafe {
+        stream_hook(hook, envoy, module, Path::Either, (), || {
+            let answer = host::callout_answer(result, headers, headers_size, body_chunks, body_chunks_size);
+            let after = with(hook, envoy, module, AfterCallout::Nothing, |s, h| s.callout_done(h, callout_id, answer));
+            if let AfterCallout::Resume { response_phase } = after {
+                // SAFETY: the live filter of this hook.
+                if response_phase {
+                    envoy_dynamic_module_callback_http_filter_continue_encoding(envoy)
+                } else {
+                    envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+                }
             }
-        }
+        })
     }
 }
 
-// Hooks Envoy 1.40 requires though certbound uses none of them.
+// Hooks Envoy 1.40 requires though certbound uses none of them: guarded all the same.
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _headers: *mut envoy_dynamic_module_type_envoy_http_header,
     _headers_size: usize,
     _end_stream: bool,
 ) {
+    unsafe { stream_hook("http_stream_headers", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _data: *const envoy_dynamic_module_type_envoy_buffer,
     _data_count: usize,
     _end_stream: bool,
 ) {
+    unsafe { stream_hook("http_stream_data", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _trailers: *mut envoy_dynamic_module_type_envoy_http_header,
     _trailers_size: usize,
 ) {
+    unsafe { stream_hook("http_stream_trailers", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
 ) {
+    unsafe { stream_hook("http_stream_complete", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _stream_id: u64,
     _reason: envoy_dynamic_module_type_http_stream_reset_reason,
 ) {
+    unsafe { stream_hook("http_stream_reset", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
     _event_id: u64,
 ) {
+    unsafe { stream_hook("scheduled", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
+    unsafe { stream_hook("downstream_above_write_buffer_high_watermark", envoy, module, Path::Either, (), || ()) }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
-    _module: envoy_dynamic_module_type_http_filter_module_ptr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+    module: envoy_dynamic_module_type_http_filter_module_ptr,
 ) {
+    unsafe { stream_hook("downstream_below_write_buffer_low_watermark", envoy, module, Path::Either, (), || ()) }
 }
 
 // Each export has the signature Envoy 1.40 calls it with.
@@ -779,3 +1088,226 @@ const _: OnHttpFilterConfigScheduled = envoy_dynamic_module_on_http_filter_confi
 const _: OnHttpFilterConfigHttpCalloutDone = envoy_dynamic_module_on_http_filter_config_http_callout_done;
 const _: OnHttpFilterDownstreamBelowWriteBufferLowWatermark =
     envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
+
+#[cfg(test)]
+mod tests {
+    //! The fault boundary, without Envoy: the Envoy callbacks it uses are stubbed here and
+    //! record what they were asked (per test thread).
+    use super::*;
+
+    thread_local! {
+        static LOGGED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        static COUNTED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        static REPLIES: RefCell<Vec<(u32, String)>> = const { RefCell::new(Vec::new()) };
+        static RESETS: Cell<u32> = const { Cell::new(0) };
+        /// A filter Envoy destroys from inside the local reply (as sendLocalReply may).
+        static DESTROY_ON_REPLY: Cell<envoy_dynamic_module_type_http_filter_module_ptr> =
+            const { Cell::new(std::ptr::null()) };
+    }
+
+    fn text(b: envoy_dynamic_module_type_module_buffer) -> String {
+        // SAFETY: the module's own buffer, alive for the call.
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(b.ptr.cast::<u8>(), b.length) }).into_owned()
+    }
+
+    #[no_mangle]
+    extern "C" fn envoy_dynamic_module_callback_log(
+        _level: envoy_dynamic_module_type_log_level,
+        message: envoy_dynamic_module_type_module_buffer,
+    ) {
+        LOGGED.with(|l| l.borrow_mut().push(text(message)));
+    }
+
+    #[no_mangle]
+    extern "C" fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        id: usize,
+        _labels: *mut envoy_dynamic_module_type_module_buffer,
+        _labels_length: usize,
+        _value: u64,
+    ) -> envoy_dynamic_module_type_metrics_result {
+        COUNTED.with(|c| c.borrow_mut().push(id));
+        envoy_dynamic_module_type_metrics_result_Success
+    }
+
+    #[no_mangle]
+    extern "C" fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        _envoy: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+        id: usize,
+        _labels: *mut envoy_dynamic_module_type_module_buffer,
+        _labels_length: usize,
+        _value: u64,
+    ) -> envoy_dynamic_module_type_metrics_result {
+        COUNTED.with(|c| c.borrow_mut().push(id));
+        envoy_dynamic_module_type_metrics_result_Success
+    }
+
+    #[no_mangle]
+    extern "C" fn envoy_dynamic_module_callback_http_send_response(
+        _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        status: u32,
+        _headers: *mut envoy_dynamic_module_type_module_http_header,
+        _headers_size: usize,
+        body: envoy_dynamic_module_type_module_buffer,
+        _details: envoy_dynamic_module_type_module_buffer,
+    ) {
+        REPLIES.with(|r| r.borrow_mut().push((status, text(body))));
+        let module = DESTROY_ON_REPLY.with(|d| d.replace(std::ptr::null()));
+        if !module.is_null() {
+            // SAFETY: a filter made by the test, destroyed once.
+            unsafe { envoy_dynamic_module_on_http_filter_destroy(module) };
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn envoy_dynamic_module_callback_http_filter_reset_stream(
+        _envoy: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        _reason: envoy_dynamic_module_type_http_filter_stream_reset_reason,
+        _details: envoy_dynamic_module_type_module_buffer,
+    ) {
+        RESETS.with(|r| r.set(r.get() + 1));
+    }
+
+    const ENVOY: envoy_dynamic_module_type_http_filter_envoy_ptr = 0x1000 as *mut c_void;
+
+    /// This thread's records, empty (libtest may run several tests on one thread).
+    fn fresh() {
+        LOGGED.with(|l| l.borrow_mut().clear());
+        COUNTED.with(|c| c.borrow_mut().clear());
+        REPLIES.with(|r| r.borrow_mut().clear());
+        RESETS.with(|r| r.set(0));
+    }
+
+    fn new_filter() -> envoy_dynamic_module_type_http_filter_module_ptr {
+        Box::into_raw(Box::new(Filter {
+            config: std::ptr::null(),
+            stream: None,
+            faulted: false,
+            response_phase: false,
+        })) as *const c_void
+    }
+
+    fn state(module: envoy_dynamic_module_type_http_filter_module_ptr) -> (bool, bool) {
+        // SAFETY: a live filter made by the test.
+        let f = unsafe { filter(module) }.unwrap();
+        (f.faulted, f.response_phase)
+    }
+
+    fn replies() -> Vec<(u32, String)> {
+        REPLIES.with(|r| r.borrow().clone())
+    }
+
+    fn resets() -> u32 {
+        RESETS.with(Cell::get)
+    }
+
+    fn running_is_clear() -> bool {
+        RUNNING.with(|r| r.get().is_null()) && !DESTROYED_WHILE_RUNNING.with(Cell::get)
+    }
+
+    #[test]
+    fn a_panic_is_caught_at_the_hook_logged_once_with_its_name_and_counted() {
+        fresh();
+        install_panic_hook();
+        let out: Option<u32> =
+            guard("request_body", Site::Stream(ENVOY, Some(7)), "the request is refused with 500", || {
+                panic!("boom {}", 42)
+            });
+        assert_eq!(out, None);
+        let logged = LOGGED.with(|l| l.borrow().clone());
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].contains("internal fault in hook request_body"), "{}", logged[0]);
+        assert!(logged[0].contains("panicked at") && logged[0].contains("boom 42"), "{}", logged[0]);
+        assert!(logged[0].contains("lib.rs"), "the place of the panic: {}", logged[0]);
+        assert_eq!(COUNTED.with(|c| c.borrow().clone()), vec![7]);
+        assert_eq!(GUARDED.with(Cell::get), 0);
+        assert_eq!(LAST_PANIC.with(Cell::take), None);
+        // A body that returns is passed through, silently.
+        assert_eq!(guard("request_body", Site::Stream(ENVOY, Some(7)), "", || 5), Some(5));
+        assert_eq!(LOGGED.with(|l| l.borrow().len()), 1);
+        assert_eq!(COUNTED.with(|c| c.borrow().len()), 1);
+    }
+
+    #[test]
+    fn a_fault_on_the_request_path_is_answered_500_once_and_nothing_runs_on_the_stream_again() {
+        fresh();
+        let module = new_filter();
+        let status = unsafe { stream_hook("request_headers", ENVOY, module, Path::Request, 99, || panic!("boom")) };
+        assert_eq!(status, 99);
+        let r = replies();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, 500);
+        assert!(r[0].1.starts_with(r#"{"error":"server_error","error_description":"#), "{}", r[0].1);
+        assert!(r[0].1.contains("internal fault"), "{}", r[0].1);
+        assert_eq!(resets(), 0);
+        assert_eq!(state(module), (true, false));
+        assert!(running_is_clear());
+        // The stream's later hooks run none of certbound and answer nothing more, even if they fault.
+        let ran = unsafe { with("request_body", ENVOY, module, false, |_, _| true) };
+        assert!(!ran);
+        let again = unsafe { stream_hook("request_body", ENVOY, module, Path::Request, 1, || panic!("again")) };
+        assert_eq!(again, 1);
+        assert_eq!(replies().len(), 1);
+        assert_eq!(resets(), 0);
+        unsafe { envoy_dynamic_module_on_http_filter_destroy(module) };
+        assert!(running_is_clear());
+    }
+
+    #[test]
+    fn a_fault_on_the_response_path_resets_the_stream() {
+        fresh();
+        let module = new_filter();
+        unsafe { stream_hook("response_body", ENVOY, module, Path::Response, 3, || panic!("boom")) };
+        assert_eq!(resets(), 1);
+        assert!(replies().is_empty());
+        assert_eq!(state(module), (true, true));
+        unsafe { envoy_dynamic_module_on_http_filter_destroy(module) };
+    }
+
+    #[test]
+    fn hooks_of_either_phase_answer_500_before_the_response_and_reset_after() {
+        fresh();
+        let before = new_filter();
+        unsafe { stream_hook("http_callout_done", ENVOY, before, Path::Either, (), || panic!("boom")) };
+        assert_eq!(replies().len(), 1);
+        assert_eq!(resets(), 0);
+        let after = new_filter();
+        unsafe { stream_hook("response_headers", ENVOY, after, Path::Response, 0, || 0) };
+        assert_eq!(state(after), (false, true));
+        unsafe { stream_hook("http_callout_done", ENVOY, after, Path::Either, (), || panic!("boom")) };
+        assert_eq!(replies().len(), 1);
+        assert_eq!(resets(), 1);
+        // stream_complete: the stream is over, nothing is answered.
+        let ended = new_filter();
+        unsafe { stream_hook("stream_complete", ENVOY, ended, Path::Ended, (), || panic!("boom")) };
+        assert_eq!((replies().len(), resets()), (1, 1));
+        for m in [before, after, ended] {
+            unsafe { envoy_dynamic_module_on_http_filter_destroy(m) };
+        }
+    }
+
+    #[test]
+    fn a_filter_envoy_destroys_inside_a_faulting_hook_is_freed_after_it_and_never_answered_twice() {
+        fresh();
+        // The hook sends a local reply, Envoy destroys the filter inside it, then the hook panics.
+        let module = new_filter();
+        DESTROY_ON_REPLY.with(|d| d.set(module));
+        unsafe {
+            stream_hook("request_headers", ENVOY, module, Path::Request, 0, || {
+                host::refuse_unconfigured(ENVOY);
+                panic!("after the reply")
+            })
+        };
+        // One reply (the hook's own), no fault answer on a destroyed stream, the filter freed
+        // by the hook's guard, and RUNNING restored.
+        assert_eq!(replies().len(), 1);
+        assert_eq!(resets(), 0);
+        assert!(running_is_clear());
+        // And the fault answer itself may make Envoy destroy the filter: freed after the hook.
+        let module = new_filter();
+        DESTROY_ON_REPLY.with(|d| d.set(module));
+        unsafe { stream_hook("request_body", ENVOY, module, Path::Request, 0, || panic!("boom")) };
+        assert_eq!(replies().len(), 2);
+        assert!(running_is_clear());
+    }
+}
