@@ -33,7 +33,8 @@ thread_local! {
 
 /// The endpoint of one reading, written from the configuration's meaning:
 /// exact paths in any ASCII case with at most one trailing '/', else the
-/// longest protected prefix in any ASCII case.
+/// longest protected prefix in any ASCII case (a prefix ending in '/' also
+/// covering its segment without it).
 fn reference(e: &Endpoints, reading: &str) -> Endpoint {
     let lower = reading.to_ascii_lowercase();
     let is = |p: &str| lower == p || lower.strip_suffix('/') == Some(p);
@@ -48,8 +49,10 @@ fn reference(e: &Endpoints, reading: &str) -> Endpoint {
     }
     let mut best: Option<&Rc<ProtectedRoute>> = None;
     for r in &e.protected {
-        if lower.as_bytes().starts_with(r.path_prefix.as_bytes())
-            && best.map_or(true, |b| b.path_prefix.len() < r.path_prefix.len())
+        // "/api/" covers "/api" itself too (a segment router routes it to the same API).
+        let covers = lower.as_bytes().starts_with(r.path_prefix.as_bytes())
+            || (r.path_prefix.len() > 1 && format!("{lower}/") == r.path_prefix);
+        if covers && best.map_or(true, |b| b.path_prefix.len() < r.path_prefix.len())
         {
             best = Some(r);
         }

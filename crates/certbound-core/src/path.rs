@@ -57,9 +57,13 @@ fn same_endpoint(path: &str, endpoint: &str) -> bool {
     p.eq_ignore_ascii_case(e) || (p.len() == e.len() + 1 && p.ends_with(b"/") && p[..e.len()].eq_ignore_ascii_case(e))
 }
 
-/// `path` starts with `prefix`, ASCII case aside.
+/// `path` starts with `prefix`, ASCII case aside; a prefix ending in `/`
+/// also covers the path without that slash (`/api/` covers `/api`), which a
+/// router matching whole segments (Gateway API's `PathPrefix`, Envoy's
+/// `path_separated_prefix`) sends to the same API.
 fn has_prefix(path: &str, prefix: &str) -> bool {
-    path.as_bytes().get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    let starts = path.as_bytes().get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()));
+    starts || prefix.strip_suffix('/').is_some_and(|segment| !segment.is_empty() && path.eq_ignore_ascii_case(segment))
 }
 
 impl Endpoints {
@@ -249,6 +253,20 @@ mod tests {
         assert_eq!(prefix_of(&e.classify("/api/orders").unwrap()), Some("/api/"));
         assert_eq!(prefix_of(&e.classify("/API/Open/x").unwrap()), Some("/api/open/"));
         assert_eq!(e.classify("/apix"), Ok(Endpoint::Other));
+    }
+
+    #[test]
+    fn a_prefix_ending_in_a_slash_covers_its_segment_without_the_slash() {
+        // Gateway API's PathPrefix "/api" and Envoy's path_separated_prefix route "/api" to the API too.
+        let e = endpoints();
+        for p in ["/api", "/API", "/api?x=1", "/api#f"] {
+            assert_eq!(prefix_of(&e.classify(p).unwrap()), Some("/api/"), "{p}");
+        }
+        assert_eq!(prefix_of(&e.classify("/api/open").unwrap()), Some("/api/open/"));
+        assert_eq!(prefix_of(&e.classify("/api/openx").unwrap()), Some("/api/"));
+        assert_eq!(e.classify("/ap"), Ok(Endpoint::Other));
+        let root = Endpoints { protected: vec![route("/", UnboundPolicy::RequireBinding)], ..endpoints() };
+        assert_eq!(prefix_of(&root.classify("/anything").unwrap()), Some("/"));
     }
 
     #[test]
