@@ -139,7 +139,7 @@ def test_trailers_code_exchange_of_certificate_required_public_client_without_ce
     body = (f"grant_type=authorization_code&code={code}&redirect_uri={harness.REDIRECT_URI}"
             f"&code_verifier={verifier}&client_id=spa-bound").encode()
     r = send(stack, proto, "POST", "/oauth2/token", [("content-type", FORM)], [body[:20], body[20:]], trailers=TRAILER)
-    assert_refused(r, 401, "invalid_client")
+    assert_refused(r, 400, "invalid_grant")
     assert_as_never_saw(client, r)
     assert_no_unbound_token(client, r)
 

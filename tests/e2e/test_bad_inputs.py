@@ -89,7 +89,7 @@ ROWS = [
         [("content-type", FORM)], cert="expired", status=401, error="invalid_client", counter="refused.certificate_expired"),
     Row("public_client_registered_for_bound_tokens_without_certificate", "POST", "/oauth2/token",
         b"grant_type=client_credentials&client_id=spa-bound", [("content-type", FORM)],
-        status=401, error="invalid_client", counter="refused.no_certificate"),
+        status=400, error="invalid_grant", counter="refused.no_certificate"),
     Row("forged_untrusted_header_alone", "POST", "/oauth2/token", CC.encode(),
         lambda ctx: [("content-type", FORM), ("x-wso2-mtls-cert", pem_line(ctx["stack"].clients["good"]))],
         status=401, error="invalid_client", counter="untrusted_header_removed"),

@@ -139,14 +139,16 @@ def test_public_client_without_a_certificate_gets_unbound_tokens_and_refreshes_w
     assert stack.envoy.counter("certbound.unbound_token_responses") == before + 2
 
 
-def test_public_client_registered_for_bound_tokens_without_certificate_is_invalid_client(client, stack):
+def test_public_client_registered_for_bound_tokens_without_certificate_is_invalid_grant(client, stack):
+    """RFC 6749 §5.2: a public client is not authenticated, so the failure is the grant's (as oidc-provider's own
+    RFC 8705 answers it)."""
     code, verifier = harness.authorization_code(stack.auth_server.url, "spa-bound")
     r = client.post(
         "/oauth2/token",
         data={"grant_type": "authorization_code", "code": code, "redirect_uri": harness.REDIRECT_URI,
               "code_verifier": verifier, "client_id": "spa-bound"},
     )
-    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     assert not client.as_saw(r)
 
 

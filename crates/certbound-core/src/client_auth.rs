@@ -141,8 +141,10 @@ pub fn authenticate(clients: &Clients, req: &TokenRequest<'_>) -> Result<Authent
         ClientAuthMethod::TlsClientAuth { rule } => Some(match_tls_client_auth(rule, req.certificate, req.now)?),
         ClientAuthMethod::None { require_certificate } => match req.certificate.map(|p| p.thumbprint) {
             Some(presented) => Some(presented),
+            // RFC 6749 §5.2: a public client is not authenticated, so the failure is the grant's
+            // (invalid_grant), as an AS with RFC 8705 of its own answers it.
             None if *require_certificate => {
-                return Err(OAuthError::invalid_client(
+                return Err(OAuthError::invalid_grant(
                     Reason::NoCertificate,
                     "this client is registered for certificate-bound tokens and presented no certificate",
                 ))
@@ -544,6 +546,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_client_is_named_printably_and_briefly() {
+        let f = fixture();
+        let e = authenticate(&f.config.clients, &req(b"client_id=nobody", Some(f.registered))).unwrap_err();
+        assert_eq!(e.description, "client \"nobody\" is not registered");
+        let long = format!("client_id={}", "a".repeat(100));
+        let e = authenticate(&f.config.clients, &req(long.as_bytes(), Some(f.registered))).unwrap_err();
+        assert!(e.description.contains(&format!("\"{}\"", "a".repeat(64))), "{}", e.description);
+        assert_eq!(printable("a\u{7}b\nc\td"), "abcd");
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "Secret(<redacted>)");
+    }
+
+    #[test]
     fn error_description_does_not_echo_long_or_control_input() {
         let f = fixture();
         let body = format!("client_id={}%0A", "a".repeat(500));
@@ -570,7 +588,7 @@ mod tests {
     fn public_client_registered_for_bound_tokens_needs_a_certificate() {
         let f = fixture();
         let e = authenticate(&f.config.clients, &req(b"client_id=public-bound", None)).unwrap_err();
-        assert_eq!((e.status, e.error, e.reason), (401, "invalid_client", Reason::NoCertificate));
+        assert_eq!((e.status, e.error, e.reason), (400, "invalid_grant", Reason::NoCertificate));
     }
 
     #[test]
