@@ -8,7 +8,7 @@
 //!      V is `{"refused": true, "reason": "..."}` or `{"refused": false, "value": "..." | null}`
 //!      (the `refresh_token` / `token` certbound judges, or none).
 use base64::Engine;
-use certbound_core::{client_auth, form, introspection, resource};
+use certbound_core::{client_auth, flow, form, introspection, resource};
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 
@@ -35,9 +35,13 @@ fn verdict(case: &Value) -> Value {
             Ok(()) => judged(None),
             Err(e) => refused(e.reason.as_str()),
         };
-        let endpoint = match form::body_only_parameter_in_query(&format!("/oauth2/token?{query}")) {
-            None => judged(None),
-            Some(name) => refused(&format!("body_only_parameter:{name}")),
+        let path = format!("/oauth2/token?{query}");
+        let endpoint = match flow::endpoint_query_check(&path, content_type) {
+            Ok(()) => judged(None),
+            Err(e) => match form::body_only_parameter_in_query(&path) {
+                Some(name) => refused(&format!("body_only_parameter:{name}")),
+                None => refused(e.reason.as_str()),
+            },
         };
         return json!({"id": id, "resource": resource, "endpoint_query": endpoint});
     }

@@ -11,7 +11,7 @@
 //!   a NUL byte, space and `.` read as `_`, `a[...]` read as `a`, and an
 //!   unclosed `[` read as `_`;
 //! - brackets (`qs`, Rack, PHP: `a[]`, `a[x]`, `[a]`) and `qs`'s `allowDots`
-//!   (`a.x`) naming `a`;
+//!   (`a.x`, `.a`) naming `a`;
 //! - a charset decoder that drops ISO-2022 escape sequences and shift codes,
 //!   or the NUL bytes of UTF-16 and UTF-32;
 //! - surrounding whitespace (and a byte-order mark) trimmed;
@@ -336,10 +336,12 @@ fn php(s: &[u8], rest_too: bool) -> Vec<u8> {
     out
 }
 
-/// Rack 2's nested names: leading brackets dropped, the name ends at the next bracket.
-fn rack(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| *b != b'[' && *b != b']').unwrap_or(s.len());
-    cut_at(s.get(start..).unwrap_or_default(), |b| *b == b'[' || *b == b']')
+/// Rack 2's nested names, and `qs`'s with `allowDots` (`.x` read as `[x]`):
+/// leading brackets (and dots) dropped, the name ends at the next bracket (or dot).
+fn nested(s: &[u8], dots: bool) -> &[u8] {
+    let sep = |b: &u8| *b == b'[' || *b == b']' || (dots && *b == b'.');
+    let start = s.iter().position(|b| !sep(b)).unwrap_or(s.len());
+    cut_at(s.get(start..).unwrap_or_default(), sep)
 }
 
 /// True when `candidate` is `name` once case is folded, as a framework that
@@ -381,9 +383,9 @@ pub fn reads_as<'n>(raw: &[u8], names: &[&'n str]) -> Option<&'n str> {
                 .or_else(|| hit(cut_at(p, |b| *b == 0)))
                 .or_else(|| hit(&php(p, false)))
                 .or_else(|| hit(&php(p, true)))
-                .or_else(|| hit(rack(p)))
-                .or_else(|| hit(cut_at(p, |b| *b == b'[')))
-                .or_else(|| hit(cut_at(p, |b| *b == b'.')));
+                .or_else(|| hit(nested(p, false)))
+                .or_else(|| hit(nested(p, true)))
+                .or_else(|| hit(cut_at(p, |b| *b == b'[')));
             if found.is_some() {
                 return found;
             }
@@ -503,7 +505,12 @@ mod tests {
         assert_eq!(read("[token]"), Some("token"));
         assert_eq!(read("]]token"), Some("token"));
         assert_eq!(read("token.0"), Some("token"));
+        // qs allowDots reads ".token" as "[token]", a top-level token (found by tests/decoders).
+        assert_eq!(read(".token"), Some("token"));
+        assert_eq!(read("%2Erefresh_token"), Some("refresh_token"));
+        assert_eq!(read(".client_id[0]"), Some("client_id"));
         assert_eq!(read("x[token]"), None);
+        assert_eq!(read("x.token"), None);
     }
 
     #[test]

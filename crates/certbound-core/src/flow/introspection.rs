@@ -414,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn a_query_beside_a_charset_that_is_not_ascii_transparent_is_refused_even_without_a_body() {
+        // Django decodes the query with the request's charset: "%a3%96%92%85%95" is "token" in EBCDIC.
+        let mut h = host("POST", "/oauth2/introspect?%a3%96%92%85%95=tok", b"");
+        h.request_headers.insert("content-type".into(), "application/x-www-form-urlencoded; charset=ibm037".into());
+        let e = IntrospectionFlow::start(&mut h, true, SETTINGS).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, Reason::UnsupportedCharset));
+        let mut h = host("POST", "/oauth2/introspect?tenant=a", b"");
+        h.request_headers.insert("content-type".into(), "application/x-www-form-urlencoded; charset=utf-8".into());
+        assert_eq!(IntrospectionFlow::start(&mut h, true, SETTINGS), Ok(None));
+    }
+
+    #[test]
     fn a_preflight_and_a_bodiless_post_go_on_unjudged() {
         let mut h = host("OPTIONS", "/oauth2/introspect", b"");
         assert_eq!(IntrospectionFlow::start(&mut h, true, SETTINGS), Ok(None));

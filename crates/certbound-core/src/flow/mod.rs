@@ -88,17 +88,31 @@ pub trait Host {
 /// read, could be read by the AS and never by certbound.
 pub fn body_endpoint_check(host: &mut impl Host) -> Result<(), OAuthError> {
     let path = host.request_header(":path").unwrap_or_default();
-    if let Some(name) = crate::form::body_only_parameter_in_query(&path) {
-        return Err(OAuthError::invalid_request(
-            crate::error::Reason::BadRequest,
-            format!("parameter {name} is accepted in the request body only"),
-        ));
-    }
+    let content_type = if path.contains('?') { host.request_header("content-type") } else { None };
+    endpoint_query_check(&path, content_type.as_deref())?;
     if crate::form::is_encoded(host.request_header("content-encoding").as_deref()) {
         return Err(OAuthError::invalid_request(
             crate::error::Reason::BadRequest,
             "an encoded request body cannot be judged",
         ));
+    }
+    Ok(())
+}
+
+/// The query of the token or introspection endpoint: no OAuth body
+/// parameter under any reading, and no query beside a `Content-Type` whose
+/// charset is not ASCII-transparent (Django and Tomcat's
+/// `useBodyEncodingForURI` decode the query with it).
+pub fn endpoint_query_check(path: &str, content_type: Option<&str>) -> Result<(), OAuthError> {
+    if let Some(name) = crate::form::body_only_parameter_in_query(path) {
+        return Err(OAuthError::invalid_request(
+            crate::error::Reason::BadRequest,
+            format!("parameter {name} is accepted in the request body only"),
+        ));
+    }
+    if path.split_once('?').is_some_and(|(_, q)| !q.is_empty()) {
+        crate::params::check_charset(content_type)
+            .map_err(|e| OAuthError::invalid_request(e.reason(), e.to_string()))?;
     }
     Ok(())
 }
