@@ -363,6 +363,7 @@ QUERY_VARIANTS = [
     ("kelvin_sign_folds_to_k", "access_to%E2%84%AAen={T}"),
     ("double_encoded_underscore", "access%255Ftoken={T}"),
     ("iis_percent_u", "access%u005Ftoken={T}"),
+    ("qs_allow_dots_leading_dot", ".access_token={T}"),
 ]
 
 
@@ -547,9 +548,9 @@ def test_token_in_the_query_of_the_introspection_endpoint(client, stack, proto, 
 
 
 @pytest.mark.parametrize("body", ["token={T}&token={T}", "token[]={T}", "Token={T}", "+token={T}", "x=1;token={T}",
-                                  "token%00={T}", "to%1B%28Bken={T}", "token={T};x"],
+                                  "token%00={T}", "to%1B%28Bken={T}", "token={T};x", ".token={T}"],
                          ids=["token_twice", "qs_array", "case_folded", "php_leading_space", "semicolon_separator",
-                              "php_nul", "iso_2022_escape", "semicolon_in_the_value"])
+                              "php_nul", "iso_2022_escape", "semicolon_in_the_value", "qs_allow_dots"])
 def test_introspection_body_certbound_cannot_read(client, stack, proto, token, body):
     """Body parsing: an introspection body certbound cannot read must not reach an AS that reads it more leniently."""
     r = send(stack, proto, "POST", "/oauth2/introspect",
@@ -654,6 +655,16 @@ def test_an_introspection_body_in_another_charset_never_reaches_the_as(client, s
     r = send(stack, proto, "POST", "/oauth2/introspect",
              [("content-type", f"{FORM}; charset=utf-16le"), ("authorization", basic("demo-rs", "demo-rs-secret"))],
              f"token={token}".encode("utf-16-le"))
+    assert_refused(r, 400, "invalid_request")
+    assert_as_never_saw(client, r)
+
+
+def test_an_introspection_query_in_ebcdic_never_reaches_the_as(client, stack, proto, token):
+    """Charsets: Django decodes the query with the request's charset; %a3%96%92%85%95 is "token" in IBM037. An
+    introspection POST with no body would otherwise go on unjudged (found by tests/decoders)."""
+    r = send(stack, proto, "POST", f"/oauth2/introspect?%a3%96%92%85%95={token}",
+             [("content-type", f"{FORM}; charset=IBM037"), ("authorization", basic("demo-rs", "demo-rs-secret")),
+              ("content-length", "0")])
     assert_refused(r, 400, "invalid_request")
     assert_as_never_saw(client, r)
 
