@@ -226,7 +226,7 @@ fn lenient_decode(raw: &[u8], percent_u: bool) -> Vec<u8> {
                 let code = raw.get(i + 2..i + 6).and_then(|h| {
                     let hi = hex_byte(h.get(..2)?)?;
                     let lo = hex_byte(h.get(2..)?)?;
-                    char::from_u32(u32::from(hi) << 8 | u32::from(lo))
+                    char::from_u32(u32::from_be_bytes([0, 0, hi, lo]))
                 });
                 match code {
                     Some(c) if percent_u && u => {
@@ -257,12 +257,12 @@ fn decodings(raw: &[u8]) -> Vec<Vec<u8>> {
         }
         again = next;
     }
+    let iis = lenient_decode(raw, true);
     let mut out = vec![once];
-    if again != out[0] {
-        out.push(again);
-    }
-    if raw.windows(2).any(|w| w[0] == b'%' && w[1].eq_ignore_ascii_case(&b'u')) {
-        out.push(lenient_decode(raw, true));
+    for other in [again, iis] {
+        if !out.contains(&other) {
+            out.push(other);
+        }
     }
     out
 }
@@ -296,9 +296,12 @@ fn drop_nuls(s: &[u8]) -> Vec<u8> {
     s.iter().copied().filter(|b| *b != 0).collect()
 }
 
-/// Whitespace and a byte-order mark around a name, trimmed.
+/// Whitespace and a byte-order mark around a name, trimmed; and a leading
+/// `?`, which `URLSearchParams` drops from the start of what it is given (a
+/// query taken with its `?`, or after a second one).
 fn trim(s: &[u8]) -> &[u8] {
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0);
+    let s = s.strip_prefix(b"?").unwrap_or(s);
     let s = s.strip_prefix(b"\xef\xbb\xbf").unwrap_or(s);
     let start = s.iter().position(|b| !ws(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
@@ -310,36 +313,30 @@ fn cut_at(s: &[u8], stop: impl Fn(&u8) -> bool) -> &[u8] {
 }
 
 /// PHP's `php_register_variable_ex`: leading spaces dropped, the name ends at
-/// NUL, space and `.` become `_` up to the first `[`; `a[...]` is the array
-/// `a`; an unclosed `[` becomes `_` (`rest_too`: and the spaces, dots and
-/// brackets after it, as later PHP versions do).
-fn php(s: &[u8], rest_too: bool) -> Vec<u8> {
+/// NUL, space and `.` become `_`; `a[...]` is the array `a`; an unclosed `[`
+/// becomes `_`, and so do the spaces, dots and brackets after it (PHP 7 keeps
+/// those; a name that matches either way matches this way).
+fn php(s: &[u8]) -> Vec<u8> {
     let s = cut_at(s, |b| *b == 0);
     let start = s.iter().position(|b| *b != b' ').unwrap_or(s.len());
     let s = s.get(start..).unwrap_or_default();
-    let mut out = Vec::with_capacity(s.len());
-    let mut after_bracket = false;
-    for (i, &b) in s.iter().enumerate() {
-        match b {
-            b' ' | b'.' if !after_bracket || rest_too => out.push(b'_'),
-            b'[' if !after_bracket => {
-                if s.get(i + 1..).is_some_and(|rest| rest.contains(&b']')) {
-                    return out;
-                }
-                out.push(b'_');
-                after_bracket = true;
-            }
-            b'[' if rest_too => out.push(b'_'),
-            _ => out.push(b),
+    let underscored = |part: &[u8]| -> Vec<u8> {
+        part.iter().map(|b| if matches!(b, b' ' | b'.' | b'[') { b'_' } else { *b }).collect()
+    };
+    match s.iter().position(|b| *b == b'[') {
+        Some(open) if s.get(open..).is_some_and(|rest| rest.contains(&b']')) => {
+            underscored(s.get(..open).unwrap_or_default())
         }
+        _ => underscored(s),
     }
-    out
 }
 
-/// Rack 2's nested names, and `qs`'s with `allowDots` (`.x` read as `[x]`):
-/// leading brackets (and dots) dropped, the name ends at the next bracket (or dot).
-fn nested(s: &[u8], dots: bool) -> &[u8] {
-    let sep = |b: &u8| *b == b'[' || *b == b']' || (dots && *b == b'.');
+/// Nested names as Rack 2 and `qs` read them (`qs` with `allowDots` reads
+/// `.x` as `[x]`): leading brackets and dots dropped, the name ends at the
+/// next bracket or dot. (Rack alone stops at brackets only: a name that
+/// matches its way matches this way.)
+fn nested(s: &[u8]) -> &[u8] {
+    let sep = |b: &u8| matches!(b, b'[' | b']' | b'.');
     let start = s.iter().position(|b| !sep(b)).unwrap_or(s.len());
     cut_at(s.get(start..).unwrap_or_default(), sep)
 }
@@ -376,16 +373,12 @@ pub fn reads_as<'n>(raw: &[u8], names: &[&'n str]) -> Option<&'n str> {
     if is_plain(raw) {
         return hit(raw);
     }
+    // Each reading is the weakest that covers the stacks it stands for: a
+    // name PHP 7, Rack or a plain bracket cut reads as a judged name, the
+    // readings below read as it too (so they are not listed apart).
     for decoded in decodings(raw) {
-        let pre: [Vec<u8>; 4] = [decoded.clone(), drop_shifts(&decoded), drop_nuls(&decoded), trim(&decoded).to_vec()];
-        for p in &pre {
-            let found = hit(p)
-                .or_else(|| hit(cut_at(p, |b| *b == 0)))
-                .or_else(|| hit(&php(p, false)))
-                .or_else(|| hit(&php(p, true)))
-                .or_else(|| hit(nested(p, false)))
-                .or_else(|| hit(nested(p, true)))
-                .or_else(|| hit(cut_at(p, |b| *b == b'[')));
+        for p in [trim(&decoded).to_vec(), trim(&drop_shifts(&decoded)).to_vec(), drop_nuls(&decoded)] {
+            let found = hit(&p).or_else(|| hit(&php(&p))).or_else(|| hit(nested(&p)));
             if found.is_some() {
                 return found;
             }
@@ -495,8 +488,10 @@ mod tests {
         // PHP: an unclosed '[' is '_', and the name goes on as it is.
         assert_eq!(read("refresh[token[x"), None);
         assert_eq!(read("refresh[token.x"), None);
-        assert_eq!(php(b"refresh[token.x", false), b"refresh_token.x".to_vec());
-        assert_eq!(php(b"refresh[token.x", true), b"refresh_token_x".to_vec());
+        assert_eq!(php(b"refresh[token.x"), b"refresh_token_x".to_vec());
+        assert_eq!(php(b" a.b c[x]"), b"a_b_c".to_vec());
+        assert_eq!(php(b"a[b[c"), b"a_b_c".to_vec());
+        assert_eq!(php(b"a\0b"), b"a".to_vec());
     }
 
     #[test]
@@ -521,6 +516,8 @@ mod tests {
         assert_eq!(read("t%00o%00k%00e%00n%00"), Some("token"));
         assert_eq!(read("%EF%BB%BFtoken"), Some("token"));
         assert_eq!(read("%09token%0D%0A"), Some("token"));
+        // URLSearchParams drops a leading '?' (found by tests/decoders: "/oauth2/token??token=").
+        assert_eq!(read("?token"), Some("token"));
     }
 
     #[test]
@@ -529,6 +526,25 @@ mod tests {
         assert_eq!(read("acce%C5%BF%C5%BF_token"), Some("access_token"));
         assert_eq!(read("cl%C4%B1ent_%C4%B0d"), Some("client_id"));
         assert_eq!(read("acc%C3%A9ss_token"), None);
+    }
+
+    #[test]
+    fn only_names_no_reading_changes_take_the_short_way() {
+        assert!(is_plain(b"access_token-2"));
+        for raw in [&b"a.b"[..], b"a b", b"a%5f", b"a+b", b"a[", b"\xc4\xb1"] {
+            assert!(!is_plain(raw), "{raw:?}");
+        }
+        // The short way folds case as the long way does.
+        assert_eq!(read("ACCESS_TOKEN"), read("ACCESS%5FTOKEN"));
+    }
+
+    #[test]
+    fn iis_percent_u_decodes_a_whole_code_point() {
+        // %u212A is the Kelvin sign, which folds to 'k': not '*' (0x2A) nor '!' (0x21).
+        assert_eq!(read("access_to%u212Aen"), Some("access_token"));
+        assert_eq!(lenient_decode(b"%u212A", true), "\u{212a}".as_bytes().to_vec());
+        assert_eq!(decodings(b"a%u0062").len(), 2);
+        assert_eq!(decodings(b"abc").len(), 1);
     }
 
     #[test]
