@@ -326,6 +326,24 @@ mod tests {
     }
 
     #[test]
+    fn a_null_lifetime_is_no_lifetime_and_the_default_applies() {
+        let p = BindingPolicy { default_ttl_seconds: 900, ..BindingPolicy::default() };
+        let out = bindings_for_response(br#"{"access_token":"at","expires_in":null}"#, t(b"c"), &p, NOW).unwrap();
+        assert_eq!(out[0].binding.expires_at, NOW + 900);
+        let e = bindings_for_response(br#"{"access_token":"at","expires_in":true}"#, t(b"c"), &p, NOW).unwrap_err();
+        assert_eq!(e, UnbindableResponse::BadLifetime("expires_in"));
+    }
+
+    #[test]
+    fn a_token_living_exactly_max_ttl_is_bound_and_one_second_more_is_not() {
+        let p = BindingPolicy { max_ttl_seconds: 600, default_ttl_seconds: 600, refresh_token_ttl_seconds: 600 };
+        let out = bindings_for_response(br#"{"access_token":"at","expires_in":600}"#, t(b"c"), &p, NOW).unwrap();
+        assert_eq!(out[0].binding.expires_at, NOW + 600);
+        let e = bindings_for_response(br#"{"access_token":"at","expires_in":601}"#, t(b"c"), &p, NOW).unwrap_err();
+        assert_eq!(e, UnbindableResponse::LifetimeTooLong { lifetime: 601, max: 600 });
+    }
+
+    #[test]
     fn refresh_token_is_bound_too_for_the_configured_lifetime() {
         let p = BindingPolicy { refresh_token_ttl_seconds: 7200, ..BindingPolicy::default() };
         let out =

@@ -466,6 +466,66 @@ mod tests {
         assert_eq!(e.reason, Reason::CertificateHeaderTooLarge);
     }
 
+    /// Unix seconds of 1 January `year`, 00:00 UTC (rcgen's `date_time_ymd`).
+    fn jan_first(year: i32) -> i64 {
+        let days: i64 =
+            (1970..year).map(|y| if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 }).sum();
+        days * 86_400
+    }
+
+    #[test]
+    fn a_certificate_is_valid_from_its_first_second_to_its_last() {
+        let (pem, t) = cert(2027, 2028);
+        let at = |now: i64| resolve(&sources(always()), &Facts { now, ..facts(None, vec![&pem]) });
+        assert_eq!(at(jan_first(2027)).unwrap().presented.unwrap().thumbprint, t);
+        assert_eq!(at(jan_first(2027) - 1).unwrap_err().reason, Reason::CertificateNotYetValid);
+        assert_eq!(at(jan_first(2028)).unwrap().presented.unwrap().thumbprint, t);
+        assert_eq!(at(jan_first(2028) + 1).unwrap_err().reason, Reason::CertificateExpired);
+    }
+
+    #[test]
+    fn a_header_of_exactly_max_header_bytes_is_read_and_one_byte_more_is_refused() {
+        let (pem, t) = cert(2020, 2030);
+        let s = Sources { max_header_bytes: pem.len(), ..sources(always()) };
+        assert_eq!(resolve(&s, &facts(None, vec![&pem])).unwrap().presented.unwrap().thumbprint, t);
+        let s = Sources { max_header_bytes: pem.len() - 1, ..sources(always()) };
+        assert_eq!(resolve(&s, &facts(None, vec![&pem])).unwrap_err().reason, Reason::CertificateHeaderTooLarge);
+    }
+
+    fn two_trusted_headers() -> Sources {
+        let second = HeaderSource { name: "x-other-cert".into(), ..header(always()) };
+        Sources { headers: vec![header(always()), second], ..Sources::default() }
+    }
+
+    #[test]
+    fn two_trusted_headers_naming_one_certificate_agree_and_naming_two_conflict() {
+        let (pem, t) = cert(2020, 2030);
+        let (other, _) = cert(2020, 2030);
+        let same = Facts { headers: vec![vec![&pem], vec![&pem]], ..facts(None, vec![]) };
+        let r = resolve(&two_trusted_headers(), &same).unwrap();
+        assert_eq!(r.presented.map(|p| (p.thumbprint, p.origin)), Some((t, Origin::Header(0))));
+        let different = Facts { headers: vec![vec![&pem], vec![&other]], ..facts(None, vec![]) };
+        let e = resolve(&two_trusted_headers(), &different).unwrap_err();
+        assert_eq!((e.reason, e.bad_request), (Reason::ConflictingCertificates, true));
+    }
+
+    #[test]
+    fn a_header_naming_the_connections_certificate_is_chain_verified_if_either_source_is() {
+        let (pem, t) = cert(2020, 2030);
+        let unverified = HeaderSource { chain_verified: false, ..header(always()) };
+        for (header_verified, connection_verified) in [(false, true), (true, false), (false, false), (true, true)] {
+            let h = HeaderSource { chain_verified: header_verified, ..unverified.clone() };
+            let s = Sources { headers: vec![h], connection_chain_verified: connection_verified, ..Sources::default() };
+            let p = resolve(&s, &facts(Some(t), vec![&pem])).unwrap().presented.unwrap();
+            assert_eq!(
+                p.chain_verified,
+                header_verified || connection_verified,
+                "{header_verified} {connection_verified}"
+            );
+            assert!(p.cert.is_some());
+        }
+    }
+
     #[test]
     fn garbage_in_an_untrusted_header_is_just_removed() {
         let r = resolve(&sources(Trust::default()), &facts(None, vec!["garbage!"])).unwrap();

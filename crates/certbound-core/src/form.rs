@@ -145,6 +145,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn form_errors_say_what_is_wrong() {
+        assert_eq!(FormError::BadPercentEncoding.to_string(), "not valid percent-encoding");
+        assert_eq!(FormError::NotUtf8.to_string(), "not UTF-8");
+    }
+
+    #[test]
     fn components_are_percent_decoded_with_plus_as_space() {
         assert_eq!(decode_component(b"a+b%20c%C3%A9"), Ok("a b c\u{e9}".into()));
         assert_eq!(percent_decode(b"a+b", false), Ok("a+b".into()));
@@ -190,6 +196,7 @@ mod tests {
     fn basic_debug_hides_the_secret() {
         let c = parse_basic(&basic_header("id", "hunter2")).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(format!("{c:?}"), r#"BasicCredentials { client_id: "id", secret: "<redacted>" }"#);
     }
 
     #[test]

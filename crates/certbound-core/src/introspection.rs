@@ -192,6 +192,14 @@ mod tests {
         assert_eq!(c, serde_json::json!({"x5t#S256": x5t, "x5t#SHA256": x5t}));
         let body = r#"{"active":true,"cnf":{"x5t#SHA256":"other"}}"#;
         assert_eq!(add_cnf_members(body.as_bytes(), &t(), true), Patch::Unchanged(Unchanged::Conflict));
+        // Without the WSO2 member asked for, another x5t#SHA256 is left beside the added x5t#S256.
+        let c = cnf_of(add_cnf_members(body.as_bytes(), &t(), false));
+        assert_eq!(c, serde_json::json!({"x5t#S256": x5t, "x5t#SHA256": "other"}));
+        // An AS that states both, as certbound would, is left as it is.
+        let both = format!(r#"{{"active":true,"cnf":{{"x5t#S256":"{x5t}","x5t#SHA256":"{x5t}"}}}}"#);
+        for wso2 in [true, false] {
+            assert_eq!(add_cnf_members(both.as_bytes(), &t(), wso2), Patch::Unchanged(Unchanged::AlreadyBound));
+        }
     }
 
     fn t() -> Thumbprint {

@@ -124,23 +124,21 @@ const MAX_DECODE_ROUNDS: usize = 4;
 /// and resolved; decoded until stable and resolved, with and without
 /// `;parameters` (a `..;` segment is `..` to Tomcat, a name to others).
 fn readings(path: &str) -> Result<Vec<String>, AmbiguousPath> {
-    let mut fully = Cow::Borrowed(path);
-    let mut once = None;
-    for round in 0.. {
-        let decoded = decode(&fully);
-        let changed = decoded != fully;
-        if round == 0 {
-            once = Some(decoded.to_string());
-        }
-        if !changed {
+    let once = decode(path).into_owned();
+    let mut fully = once.clone();
+    // Decodings that changed the path: at most MAX_DECODE_ROUNDS - 1 before it is stable.
+    let mut changed = usize::from(once != path);
+    loop {
+        let next = decode(&fully);
+        if next == fully {
             break;
         }
-        if round + 1 >= MAX_DECODE_ROUNDS {
+        changed += 1;
+        if changed >= MAX_DECODE_ROUNDS {
             return Err(AmbiguousPath { description: "the path is percent-encoded too many times over".into() });
         }
-        fully = Cow::Owned(decoded.into_owned());
+        fully = next.into_owned();
     }
-    let once = once.unwrap_or_else(|| path.to_string());
     Ok(vec![path.to_string(), resolve(path), resolve(&once), resolve(&fully), resolve(&strip_parameters(&fully))])
 }
 
@@ -253,6 +251,23 @@ mod tests {
         assert_eq!(prefix_of(&e.classify("/api/orders").unwrap()), Some("/api/"));
         assert_eq!(prefix_of(&e.classify("/API/Open/x").unwrap()), Some("/api/open/"));
         assert_eq!(e.classify("/apix"), Ok(Endpoint::Other));
+    }
+
+    #[test]
+    fn a_path_encoded_three_times_over_is_read_and_four_times_is_refused() {
+        let e = endpoints();
+        // "%25252561" is "a" after four decodings, "%252561" after three.
+        assert_eq!(prefix_of(&e.classify("/api/x%252561").unwrap()), Some("/api/"));
+        assert!(e.classify("/api/x%25252561").is_err());
+        assert_eq!(readings("/api/%2561").unwrap()[2], "/api/%61", "the once-decoded reading is its own");
+    }
+
+    #[test]
+    fn only_paths_no_reading_changes_take_the_short_way() {
+        assert!(is_plain("/api/orders/1"));
+        for p in ["/a%20b", "/a\\b", "/a;b", "/a//b", "/a/./b", "/a/../b"] {
+            assert!(!is_plain(p), "{p}");
+        }
     }
 
     #[test]

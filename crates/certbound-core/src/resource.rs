@@ -380,6 +380,17 @@ mod tests {
     }
 
     #[test]
+    fn refusals_have_an_oauth_body_and_a_bearer_challenge() {
+        let e = token_in_uri();
+        let body: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(body, json!({"error": "invalid_request", "error_description": e.description}));
+        let none = decide(&strict(), &ProtectedRequest::default()).unwrap_err();
+        let body: serde_json::Value = serde_json::from_slice(&none.body()).unwrap();
+        assert_eq!(body, json!({"error_description": "a Bearer token is required"}));
+        assert_eq!(none.headers()[0], ("www-authenticate", "Bearer".to_string()));
+    }
+
+    #[test]
     fn bound_token_with_another_certificate_is_invalid_token() {
         let p = ProtectedRequest {
             credentials: CredentialsKind::Bearer,

@@ -106,7 +106,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AmbiguousToken> {
         if padded {
             return Err(AmbiguousToken);
         }
-        acc = (acc << 6) | u32::from(v);
+        acc = acc * 64 + u32::from(v);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -233,6 +233,14 @@ mod tests {
         assert_eq!(keys_for_token(&t.replacen(head, &format!("{x}={y}"), 1)), Err(AmbiguousToken));
         // An opaque token may hold '=' anywhere: keyed on its text.
         assert!(keys_for_token("a=b").is_ok());
+    }
+
+    #[test]
+    fn an_ambiguous_token_says_why() {
+        assert_eq!(
+            AmbiguousToken.to_string(),
+            "the token has padding inside a segment, which decoders read differently"
+        );
     }
 
     #[test]
