@@ -8,25 +8,48 @@ TOOLS := .tools
 VENV := $(TOOLS)/venv
 PY := $(VENV)/bin/python
 # cargo's output, and the artifact every test, the demo and the image use:
-# the same module after wasm-opt -Oz (Debian binaryen).
+# the same module after wasm-opt -Oz (npm binaryen, pinned in tools/wasm-opt).
 WASM_BUILT := target/wasm32-wasip1/release/certbound.wasm
 WASM := target/certbound.wasm
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The test-only builds that panic on demand (cargo feature fault-injection;
+# tests/e2e/test_faults.py) go to a target dir of their own, never to the paths
+# above; the header their hooks look for marks them, and a shipped artifact
+# that carries it fails its make target.
+FAULTS_DIR := target/faults
+FAULT_MARKER := x-certbound-test-panic
 
-.PHONY: all build wasm module cli deps wasm-target unit lint e2e test run clean fuzz bench
+.PHONY: all build wasm module cli deps wasm-target unit lint e2e test run clean fuzz bench mutants wasm-faults module-faults
 
 all: build
 
 build: wasm module
 
-wasm: wasm-target
+# wasm-opt from the npm registry (Binaryen compiled to Wasm, run by Node), pinned by the lockfile.
+WASM_OPT := tools/wasm-opt/node_modules/.bin/wasm-opt
+
+$(WASM_OPT): tools/wasm-opt/package-lock.json
+	cd tools/wasm-opt && npm ci --no-audit --no-fund
+	touch $@
+
+wasm: wasm-target $(WASM_OPT)
 	CERTBOUND_GIT_REV=$(GIT_REV) cargo build --release --target wasm32-wasip1
-	@command -v wasm-opt >/dev/null || { echo "wasm-opt is required (apt-get install binaryen)"; exit 1; }
 	@if [ ! -f $(WASM) ] || [ $(WASM_BUILT) -nt $(WASM) ]; then \
-	  wasm-opt -Oz $(WASM_OPT_FEATURES) $(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); fi
+	  $(WASM_OPT) -Oz $(WASM_OPT_FEATURES) $(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); fi
+	@! grep -qa '$(FAULT_MARKER)' $(WASM) || { echo "$(WASM) carries the test-only fault injection"; exit 1; }
 	@ls -l $(WASM) | awk '{print "certbound.wasm: " $$5 " bytes"}'
+
+# The .wasm that panics on demand (tests/e2e/test_faults.py): the same build and
+# the same wasm-opt step as certbound.wasm, with the feature, in its own dir.
+WASM_FAULTS_BUILT := $(FAULTS_DIR)/wasm32-wasip1/release/certbound.wasm
+WASM_FAULTS := $(FAULTS_DIR)/certbound-faults.wasm
+wasm-faults: wasm-target $(WASM_OPT)
+	cargo build --release --target wasm32-wasip1 --features fault-injection --target-dir $(FAULTS_DIR)
+	@if [ ! -f $(WASM_FAULTS) ] || [ $(WASM_FAULTS_BUILT) -nt $(WASM_FAULTS) ]; then \
+	  $(WASM_OPT) -Oz $(WASM_OPT_FEATURES) $(WASM_FAULTS_BUILT) -o $(WASM_FAULTS).tmp && mv $(WASM_FAULTS).tmp $(WASM_FAULTS); fi
+	@grep -qa '$(FAULT_MARKER)' $(WASM_FAULTS) || { echo "$(WASM_FAULTS) lacks the fault injection"; exit 1; }
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -49,6 +72,9 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The test-only fault injection (make wasm-faults, make module-faults) is linted too.
+	cargo clippy --release --target wasm32-wasip1 --features fault-injection -- -D warnings
+	cargo clippy -p certbound-module --all-targets --features fault-injection -- -D warnings
 	# The fuzz targets must keep compiling (stable is enough to check them; make fuzz runs them on nightly).
 	cargo check --quiet --manifest-path fuzz/Cargo.toml
 
@@ -74,15 +100,50 @@ cli:
 MODULE := target/module/libcertbound_module.so
 module:
 	CERTBOUND_GIT_REV=$(GIT_REV) cargo build --profile module -p certbound-module
+	@! grep -qa '$(FAULT_MARKER)' $(MODULE) || { echo "$(MODULE) carries the test-only fault injection"; exit 1; }
 	@ls -l $(MODULE) | awk '{print "libcertbound_module.so: " $$5 " bytes"}'
+
+# The module that panics on demand (tests/e2e/test_faults.py): the same profile
+# (panic = "unwind") with the feature, in its own target dir.
+MODULE_FAULTS := $(FAULTS_DIR)/module/libcertbound_module.so
+module-faults:
+	cargo build --profile module -p certbound-module --features fault-injection --target-dir $(FAULTS_DIR)
+	@grep -qa '$(FAULT_MARKER)' $(MODULE_FAULTS) || { echo "$(MODULE_FAULTS) lacks the fault injection"; exit 1; }
 
 # The whole end-to-end suite, once per artifact (tests about the .wasm itself,
 # Istio and the container image, are skipped in the module's pass).
-e2e: deps wasm module cli
+e2e: deps wasm module cli wasm-faults module-faults
 	CERTBOUND_ARTIFACT=wasm $(VENV)/bin/pytest -q -rs tests/e2e
 	CERTBOUND_ARTIFACT=module $(VENV)/bin/pytest -q -rs tests/e2e
 
 test: lint unit e2e
+
+# --- The differential test (tests/decoders/, issue 19): certbound's parameter
+# rule against the real decoders (PHP parse_str, the JDK as Tomcat decodes, Node
+# qs / URLSearchParams / querystring, Python parse_qsl). A few thousand cases in
+# `make test`; DIFF_CASES cases in `make fuzz` (DIFF_SEED: default from the clock).
+DECODERS_OUT := target/decoders
+DIFF_CASES ?= 1000000
+DIFF_SEED ?=
+.PHONY: decoders decoders-build
+test: decoders
+fuzz: decoders-build
+
+tests/decoders/node_modules/.package-lock.json: tests/decoders/package-lock.json
+	cd tests/decoders && npm ci --no-audit --no-fund
+
+$(DECODERS_OUT)/classes/DecodeTomcat.class: tests/decoders/DecodeTomcat.java
+	@command -v javac >/dev/null || { echo "javac is required (apt-get install default-jdk-headless)"; exit 1; }
+	@mkdir -p $(DECODERS_OUT)/classes
+	javac -d $(DECODERS_OUT)/classes $<
+
+decoders-build: $(VENV)/.installed tests/decoders/node_modules/.package-lock.json $(DECODERS_OUT)/classes/DecodeTomcat.class
+	@command -v php >/dev/null || { echo "php is required (apt-get install php-cli)"; exit 1; }
+	cargo build --release -p certbound-core --example judge_params
+
+decoders: decoders-build
+	$(VENV)/bin/pytest -q -rs tests/decoders
+# --- end of the differential test
 
 # Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, seeded
 # with real inputs. A crash stops the run; its input is in fuzz/artifacts/.
@@ -104,6 +165,25 @@ fuzz: deps $(CARGO_FUZZ)
 	    || { tail -40 target/fuzz-$$t.log; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" target/fuzz-$$t.log | tail -2; \
 	done
+	$(PY) tests/decoders/run.py --cases $(DIFF_CASES) $(if $(DIFF_SEED),--seed $(DIFF_SEED))
+
+# Mutation testing of the core's security files (not part of make test):
+# cargo-mutants (pinned) into .tools/cargo, the core's own unit tests only;
+# tests/mutants/score.py scores each file (>= 95 % of viable mutants caught,
+# equivalent mutants named in the README) and lists what survived.
+MUTANTS := $(TOOLS)/cargo/bin/cargo-mutants
+MUTANTS_FILES := resource.rs path.rs form.rs binding.rs introspection.rs client_auth.rs cert_source.rs \
+	flow/token.rs params.rs token_key.rs
+MUTANTS_JOBS ?= 2
+
+$(MUTANTS):
+	cargo install --locked --root $(TOOLS)/cargo cargo-mutants --version 27.1.0
+
+mutants: deps $(MUTANTS)
+	PATH=$(CURDIR)/$(TOOLS)/cargo/bin:$$PATH CARGO_PROFILE_DEV_DEBUG=0 cargo mutants -p certbound-core \
+	  -j $(MUTANTS_JOBS) -C --lib --output target/mutants $(foreach f,$(MUTANTS_FILES),--file crates/certbound-core/src/$(f)) \
+	  || true
+	$(PY) tests/mutants/score.py target/mutants/mutants.out
 
 run: deps wasm
 	$(PY) envoy/demo/run.py
