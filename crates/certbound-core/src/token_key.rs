@@ -180,6 +180,11 @@ mod tests {
         assert_eq!(keys_for_token("abc").unwrap().legacy, None);
         // Three segments whose first is not a JOSE header: an opaque token.
         assert_eq!(jose_segments("abc.def.ghi"), Ok(None));
+        // A JOSE header is a JSON object: opening and closing brace both.
+        for first in [&b"{abc"[..], b"abc}", b"{}"] {
+            let t = format!("{}.x.y", b64(first));
+            assert_eq!(keys_for_token(&t).unwrap().legacy.is_some(), first == b"{}", "{first:?}");
+        }
         assert_ne!(key("abc.def.ghi"), key("abc.def.ghj"));
     }
 

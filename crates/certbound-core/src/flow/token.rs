@@ -452,6 +452,67 @@ mod tests {
     }
 
     #[test]
+    fn a_body_of_exactly_max_body_bytes_is_read_and_one_byte_more_is_refused() {
+        // max_body_bytes is 1024 in these settings; the body is padded with a parameter certbound does not read.
+        let body = |len: usize| {
+            let head = "grant_type=client_credentials&client_id=c1&pad=";
+            format!("{head}{}", "x".repeat(len - head.len())).into_bytes()
+        };
+        // By Content-Length, at the start.
+        for (len, refused) in [(1024, false), (1025, true)] {
+            let mut h = host(&body(len));
+            h.request_headers.insert("content-length".into(), len.to_string());
+            assert_eq!(TokenFlow::start(&mut h, false, settings(Some(b"c1"))).is_err(), refused, "{len}");
+        }
+        // By what arrived, without a Content-Length (chunked, HTTP/2), in chunks or at the end.
+        for (len, eos) in [(1024, true), (1024, false)] {
+            let mut h = host(&body(len));
+            let mut f = started(&mut h, Some(b"c1"));
+            let step = f.request_body(&mut h, &clients(), len, eos);
+            assert!(!matches!(step, Step::Reply(_)), "{len} {eos}: {step:?}");
+        }
+        let mut h = host(&body(1025));
+        let mut f = started(&mut h, Some(b"c1"));
+        let e = refused(f.request_body(&mut h, &clients(), 1025, false));
+        assert_eq!((e.status, e.reason), (413, Reason::BodyTooLarge));
+    }
+
+    #[test]
+    fn a_token_response_of_exactly_max_body_bytes_is_bound_and_one_byte_more_is_not() {
+        for (len, bound) in [(1024, true), (1025, false)] {
+            let mut h = host(b"grant_type=client_credentials&client_id=c1");
+            let pad = len - br#"{"access_token":"at","expires_in":600,"pad":""}"#.len();
+            h.response_body =
+                format!(r#"{{"access_token":"at","expires_in":600,"pad":"{}"}}"#, "x".repeat(pad)).into_bytes();
+            assert_eq!(h.response_body.len(), len);
+            let mut f = started(&mut h, Some(b"c1"));
+            f.request_body(&mut h, &clients(), 43, true);
+            f.response_headers(&mut h, false);
+            match f.response_body(&mut h, len, true) {
+                Step::Bind(_) => assert!(bound, "{len}"),
+                Step::Reply(e) => assert!(!bound && e.status == 502, "{len}: {e:?}"),
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_flow_holds_the_stream_only_until_it_decides() {
+        use crate::flow::Held;
+        let mut h = host(b"grant_type=client_credentials&client_id=c1");
+        let mut f = started(&mut h, Some(b"c1"));
+        assert!(Held::awaiting_request_end(&f) && !Held::awaiting_response_end(&f));
+        f.request_body(&mut h, &clients(), 43, true);
+        assert!(!Held::awaiting_request_end(&f) && !Held::awaiting_response_end(&f), "forwarded");
+        f.response_headers(&mut h, false);
+        assert!(!Held::awaiting_request_end(&f) && Held::awaiting_response_end(&f), "held");
+        f.response_body(&mut h, ISSUED.len(), true);
+        assert!(!f.awaiting_request_end() && !f.awaiting_response_end(), "binding");
+        f.stored(&mut h, Ok(()));
+        assert!(!f.awaiting_request_end() && !f.awaiting_response_end(), "done");
+    }
+
+    #[test]
     fn a_public_client_without_a_certificate_gets_unbound_tokens_counted() {
         let mut h = host(b"grant_type=client_credentials&client_id=spa");
         let mut f = started(&mut h, None);
