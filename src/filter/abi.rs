@@ -42,6 +42,7 @@ extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
 }
 
 pub const OK: u32 = 0;
@@ -111,6 +112,13 @@ pub fn record(id: u32, value: u64) -> Result<(), HostStatus> {
 pub fn increment(id: u32, by: i64) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     result(unsafe { proxy_increment_metric(id, by) })
+}
+
+/// Sets a property of the stream: Envoy stores it as filter state under
+/// `wasm.<path>` (Envoy's proxy-wasm cannot write dynamic metadata).
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: pointers and lengths of live slices; the host copies them.
+    result(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 /// Nanoseconds since the Unix epoch, from the host clock.

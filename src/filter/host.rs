@@ -3,6 +3,7 @@
 use super::store_calls::WasmShared;
 use crate::config::EtcdConfig;
 use crate::counter::Counter;
+use crate::decision::{Decision, NAMESPACE};
 use crate::error::Reason;
 use crate::flow::{Body, Host, HostError};
 use crate::shared::{SetError, SharedData};
@@ -218,6 +219,16 @@ impl StreamHost for WasmHost<'_> {
     }
     fn refused(&mut self, reason: Reason) {
         self.metrics.refused(reason);
+    }
+    fn reported(&mut self, reason: Reason) {
+        self.metrics.reported(reason);
+    }
+    fn decided(&mut self, decision: &Decision) {
+        // One filter state value, `wasm.certbound` (a JSON object): Envoy's proxy-wasm
+        // writes filter state only, and one host call costs less than one per member.
+        if let Err(s) = super::abi::set_property(NAMESPACE, decision.json().as_bytes()) {
+            log::debug!("certbound: the decision was not written to filter state: host status {}", s.0);
+        }
     }
     fn slots_used(&mut self, used: u64) {
         self.metrics.slots_used(used);

@@ -11,6 +11,8 @@ use log::debug;
 pub struct Metrics {
     counters: Vec<Option<u32>>,
     refused: Vec<Option<u32>>,
+    /// `certbound.reported.<reason>`: refusals a report-only route did not carry out.
+    reported: Vec<Option<u32>>,
     /// `certbound.store_slots_used`: slots of the shared-data table holding a
     /// binding (live, or expired and not yet swept); a mirror of the count kept
     /// in shared data, so every worker (and a reloaded configuration) shows one number.
@@ -67,6 +69,7 @@ impl Metrics {
         Metrics {
             counters,
             refused: Reason::ALL.iter().map(|r| define(&format!("certbound.refused.{}", r.as_str()))).collect(),
+            reported: Reason::ALL.iter().map(|r| define(&format!("certbound.reported.{}", r.as_str()))).collect(),
             slots_used: define_gauge("certbound.store_slots_used"),
             slots_capacity: define_gauge("certbound.store_slots_capacity"),
         }
@@ -90,6 +93,11 @@ impl Metrics {
 
     pub fn refused(&self, reason: Reason) {
         let id = Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.refused.get(i).copied().flatten());
+        bump(id, 1);
+    }
+
+    pub fn reported(&self, reason: Reason) {
+        let id = Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.reported.get(i).copied().flatten());
         bump(id, 1);
     }
 }

@@ -402,7 +402,9 @@ class Envoy:
             TRUST_CHAIN=trust_chain,
             EXTRA_CLUSTERS=(etcd_cluster_yaml(etcd_ports) if etcd_ports else "") + extra_clusters,
             API_PORT=api_port,
+            ACCESS_LOG=str(workdir / f"{name}.access.log"),
         )
+        self.access_log_path = workdir / f"{name}.access.log"
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(rendered)
         self.proc = Process(
@@ -411,6 +413,8 @@ class Envoy:
                 str(ENVOY_BIN),
                 "-c", str(self.config_path),
                 "--use-dynamic-base-id",
+                # Access log lines reach the file within 50 ms (Envoy's default flushes every 10 s).
+                "--file-flush-interval-msec", "50",
                 "--concurrency", str(concurrency),
                 "-l", log_level,
                 "--component-log-level", "wasm:debug",
@@ -439,6 +443,26 @@ class Envoy:
                 if v.strip().isdigit():
                     out[k.strip()] = int(v)
             return out
+
+    def decision(self, test_id: str, timeout: float = 5.0) -> dict | None:
+        """What certbound wrote about the request tagged `test_id`, read from the access log
+        (dynamic metadata for the module, the wasm.certbound filter state for the .wasm):
+        {"decision": ..., "flow": ..., "reason": ..., "client_id": ..., "x5t#S256": ...}
+        without the members it did not write; None when the request has no line (yet)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in (self.access_log_path.read_text().splitlines() if self.access_log_path.exists() else []):
+                entry = json.loads(line)
+                if entry.get("test_id") != test_id:
+                    continue
+                if entry.get("certbound") not in (None, "-", ""):
+                    return json.loads(entry["certbound"])
+                keys = {"decision": "decision", "flow": "flow", "reason": "reason", "client_id": "client_id",
+                        "x5t": "x5t#S256"}
+                return {name: entry[k] for k, name in keys.items() if entry.get(k) not in (None, "-", "")}
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
 
     def counter(self, name: str) -> int:
         return next((v for k, v in self.stats().items() if k.endswith(name)), 0)

@@ -19,6 +19,7 @@ pub mod cert_source;
 pub mod client_auth;
 pub mod config;
 pub mod counter;
+pub mod decision;
 pub mod discovery;
 pub mod dn;
 pub mod error;

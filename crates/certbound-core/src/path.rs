@@ -214,6 +214,7 @@ mod tests {
             missing_token: MissingTokenPolicy::Reject,
             other_schemes: OtherSchemes::Reject,
             thumbprint_header: None,
+            enforcement: Default::default(),
         })
     }
 

@@ -32,6 +32,17 @@ pub enum OtherSchemes {
     Pass,
 }
 
+/// Whether a protected route carries out its refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    /// Refusals are answered (the default).
+    #[default]
+    Enforce,
+    /// Report-only, for a rollout: every decision is made, counted (`reported.<reason>`),
+    /// logged and written to the metadata, and the request goes on as if allowed.
+    Report,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedRoute {
     pub path_prefix: String,
@@ -41,6 +52,7 @@ pub struct ProtectedRoute {
     /// Header in which the verified thumbprint is passed upstream (any
     /// client-supplied value is removed first).
     pub thumbprint_header: Option<String>,
+    pub enforcement: Enforcement,
 }
 
 /// A protected route described by Envoy route metadata
@@ -51,6 +63,7 @@ pub fn route_from_metadata(
     missing: Option<&str>,
     other: Option<&str>,
     header: Option<&str>,
+    enforcement: Option<&str>,
 ) -> ProtectedRoute {
     let header_ok = |h: &&str| crate::header::is_configurable(h);
     ProtectedRoute {
@@ -59,6 +72,7 @@ pub fn route_from_metadata(
         missing_token: if missing == Some("pass") { MissingTokenPolicy::Pass } else { MissingTokenPolicy::Reject },
         other_schemes: if other == Some("pass") { OtherSchemes::Pass } else { OtherSchemes::Reject },
         thumbprint_header: header.filter(header_ok).map(str::to_string),
+        enforcement: if enforcement == Some("report") { Enforcement::Report } else { Enforcement::Enforce },
     }
 }
 
@@ -357,6 +371,7 @@ mod tests {
             missing_token: missing,
             other_schemes: OtherSchemes::Reject,
             thumbprint_header: None,
+            enforcement: Default::default(),
         }
     }
 
@@ -570,11 +585,13 @@ mod tests {
 
     #[test]
     fn route_metadata_policies_fall_back_to_strict() {
-        let r = route_from_metadata("allow", Some("pass"), Some("pass"), Some("x-x5t"));
+        let r = route_from_metadata("allow", Some("pass"), Some("pass"), Some("x-x5t"), Some("report"));
+        assert_eq!(r.enforcement, Enforcement::Report);
         assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::Allow, MissingTokenPolicy::Pass));
         assert_eq!(r.other_schemes, OtherSchemes::Pass);
         assert_eq!(r.thumbprint_header.as_deref(), Some("x-x5t"));
-        let r = route_from_metadata("alow", Some("maybe"), Some("yes"), Some("Authorization"));
+        let r = route_from_metadata("alow", Some("maybe"), Some("yes"), Some("Authorization"), Some("reports"));
+        assert_eq!(r.enforcement, Enforcement::Enforce);
         assert_eq!((r.unbound_tokens, r.missing_token), (UnboundPolicy::RequireBinding, MissingTokenPolicy::Reject));
         assert_eq!(r.other_schemes, OtherSchemes::Reject);
         assert_eq!(r.thumbprint_header, None);

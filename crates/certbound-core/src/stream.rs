@@ -11,8 +11,9 @@ use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
 use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::counter::Counter;
+use crate::decision::{Decision, Flow, Outcome};
 use crate::error::{OAuthError, Reason};
-use crate::etcd_write::{EtcdWrite, Outcome};
+use crate::etcd_write::{EtcdWrite, Outcome as WriteOutcome};
 use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
@@ -60,6 +61,11 @@ pub trait StreamHost: Host + SharedData {
     fn etcd_call(&mut self, cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u64, String>;
     /// One refusal, counted under its reason.
     fn refused(&mut self, reason: Reason);
+    /// One refusal a report-only route did not carry out, counted under its reason.
+    fn reported(&mut self, reason: Reason);
+    /// What certbound decided about this request: written to Envoy's dynamic
+    /// metadata (namespace `certbound`), or filter state where the host cannot write metadata.
+    fn decided(&mut self, decision: &Decision);
     /// The slot table now has `used` slots holding a binding (the gauge).
     fn slots_used(&mut self, used: u64);
     /// A log line as it is (already prefixed with the stream's ids).
@@ -101,10 +107,38 @@ pub fn callout_result(status: Option<&[u8]>, body: Vec<u8>) -> Result<Vec<u8>, S
     Err(format!("status {}: {text}", String::from_utf8_lossy(status.unwrap_or_default())))
 }
 
-/// A [`Host`] whose log lines carry the stream's prefix.
+/// What a flow said about the request while it ran: its client, and the
+/// decision its counters tell (written once the event is over).
+#[derive(Default)]
+struct Record {
+    client_id: Option<String>,
+    outcome: Option<Outcome>,
+}
+
+/// The decision a flow's counter tells, if it tells one.
+fn outcome_of(counter: Counter) -> Option<Outcome> {
+    match counter {
+        Counter::ClientAuthenticated => Some(Outcome::Authenticated),
+        Counter::TokensBound => Some(Outcome::Bound),
+        Counter::UnboundTokenResponses => Some(Outcome::Unbound),
+        Counter::IntrospectionPatched | Counter::MetadataPatched => Some(Outcome::Patched),
+        Counter::IntrospectionUnpatched | Counter::MetadataUnpatched => Some(Outcome::Unpatched),
+        Counter::IntrospectionDeactivated => Some(Outcome::Deactivated),
+        Counter::ResourceAllowed => Some(Outcome::Allowed),
+        Counter::ResourceAllowedUnbound => Some(Outcome::AllowedUnbound),
+        Counter::UntrustedHeaderRemoved
+        | Counter::CertificateConflicts
+        | Counter::StoreErrors
+        | Counter::StoreRetries => None,
+    }
+}
+
+/// A [`Host`] whose log lines carry the stream's prefix, and which notes
+/// what the flow decided.
 struct Tagged<'a, H> {
     host: &'a mut H,
     ids: &'a mut Ids,
+    record: &'a mut Record,
 }
 
 impl<H: StreamHost> Host for Tagged<'_, H> {
@@ -133,6 +167,9 @@ impl<H: StreamHost> Host for Tagged<'_, H> {
         self.host.attribute(path)
     }
     fn count(&mut self, counter: Counter) {
+        if let Some(o) = outcome_of(counter) {
+            self.record.outcome = Some(o);
+        }
         self.host.count(counter)
     }
     fn log(&mut self, level: log::Level, message: &str) {
@@ -140,6 +177,9 @@ impl<H: StreamHost> Host for Tagged<'_, H> {
             let prefix = self.ids.prefix(self.host);
             self.host.log_line(level, &format!("{prefix} {message}"));
         }
+    }
+    fn client(&mut self, client_id: &str) {
+        self.record.client_id = Some(crate::client_auth::printable(client_id));
     }
 }
 
@@ -173,6 +213,9 @@ struct Pending {
 /// One HTTP stream's state, from its request headers to its end.
 pub struct Stream {
     ids: Ids,
+    record: Record,
+    /// Which flow judges the request (from the endpoint its path names).
+    kind: Flow,
     config: Option<Rc<Config>>,
     table: SlotTable,
     /// This VM's (or worker's) cache of store hits, in front of the shared map and etcd.
@@ -216,6 +259,8 @@ impl Stream {
     pub fn new(id: u32, config: Option<Rc<Config>>, table: SlotTable, vm_cache: Rc<RefCell<VmCache>>) -> Self {
         Stream {
             ids: Ids { id, request_id: None },
+            record: Record::default(),
+            kind: Flow::Other,
             config,
             table,
             vm_cache,
@@ -264,6 +309,7 @@ impl Stream {
     ) -> Action {
         self.warn(h, &format!("certbound refused: {error} ({}): {description}", reason.as_str()));
         h.refused(reason);
+        self.write_decision(h, Outcome::Refused, Some(reason));
         self.flow = StreamFlow::Answered;
         self.pending = None;
         self.awaiting_request_end = false;
@@ -275,6 +321,38 @@ impl Stream {
             h.reset();
         }
         Action::Pause
+    }
+
+    /// Writes what was decided about this request (never a token).
+    fn write_decision(&mut self, h: &mut impl StreamHost, outcome: Outcome, reason: Option<Reason>) {
+        h.decided(&Decision {
+            flow: self.kind,
+            outcome,
+            reason,
+            client_id: self.record.client_id.clone(),
+            x5t: self.presented.as_ref().map(|p| p.thumbprint.x5t_s256()),
+        });
+    }
+
+    /// A report-only route would have refused the request: logged, counted and
+    /// written as reported, and the request goes on as if allowed.
+    fn report(&mut self, h: &mut impl StreamHost, e: ResourceError) -> Action {
+        self.warn(
+            h,
+            &format!(
+                "certbound report-only: would refuse {} ({}): {}",
+                e.error.unwrap_or("no_token"),
+                e.reason.as_str(),
+                e.description
+            ),
+        );
+        h.reported(e.reason);
+        self.write_decision(h, Outcome::Reported, Some(e.reason));
+        self.flow = StreamFlow::Other;
+        self.pending = None;
+        self.awaiting_request_end = false;
+        self.awaiting_response_end = false;
+        Action::Continue
     }
 
     fn now(&self, h: &mut impl StreamHost) -> Result<i64, OAuthError> {
@@ -422,9 +500,10 @@ impl Stream {
         event: impl FnOnce(&mut F, &mut Tagged<'_, H>) -> Step,
     ) -> Action {
         let Some(flow) = pick(&mut self.flow) else { return Action::Continue };
-        let step = event(flow, &mut Tagged { host: h, ids: &mut self.ids });
+        let step = event(flow, &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record });
         self.awaiting_request_end = flow.awaiting_request_end();
         self.awaiting_response_end = flow.awaiting_response_end();
+        self.flush_decision(h);
         self.carry_out(h, step)
     }
 
@@ -484,12 +563,20 @@ impl Stream {
         self.run(h, pick, event)
     }
 
+    /// Writes the decision a flow's counter told during the last event, if any.
+    fn flush_decision(&mut self, h: &mut impl StreamHost) {
+        if let Some(outcome) = self.record.outcome.take() {
+            self.write_decision(h, outcome, None);
+        }
+    }
+
     fn carry_out(&mut self, h: &mut impl StreamHost, step: Step) -> Action {
         match step {
             Step::Continue => Action::Continue,
             Step::Pause => Action::Pause,
             Step::Reply(e) => self.refuse(h, e),
             Step::RefuseResource(e) => self.refuse_resource(h, e),
+            Step::Report(e) => self.report(h, e),
             Step::Lookup(keys) => self.lookup(h, keys, false),
             Step::Bind(entries) => self.store_bindings(h, entries),
         }
@@ -663,7 +750,7 @@ impl Stream {
                     }
                 }
                 None => match write.written(answer.as_deref().map_err(|e| e.to_string()), now) {
-                    Outcome::Stored => {
+                    WriteOutcome::Stored => {
                         if let Some(cache) = self.cache() {
                             for e in &write.entries {
                                 shared::cache_put(h, cache, &e.key, &e.binding);
@@ -672,14 +759,14 @@ impl Stream {
                         self.deliver_stored(h, Ok(()))
                     }
                     // The remembered leases expired or were revoked in etcd: grant new ones.
-                    Outcome::RetryWithNewLeases(forget) => {
+                    WriteOutcome::RetryWithNewLeases(forget) => {
                         for end in forget {
                             shared::remember_lease(h, end, None);
                         }
                         self.bind_next(h, *write)
                     }
-                    Outcome::Conflict => self.bind_failed(h, &StoreError::Conflict),
-                    Outcome::Failed(why) => self.bind_failed(h, &StoreError::Etcd(why)),
+                    WriteOutcome::Conflict => self.bind_failed(h, &StoreError::Conflict),
+                    WriteOutcome::Failed(why) => self.bind_failed(h, &StoreError::Etcd(why)),
                 },
             },
         }
@@ -709,16 +796,25 @@ impl Stream {
                 let missing = h.route_metadata("missing_token");
                 let other = h.route_metadata("other_schemes");
                 let header = h.route_metadata("thumbprint_header");
+                let enforcement = h.route_metadata("enforcement");
                 Rc::new(resource::route_from_metadata(
                     &unbound,
                     missing.as_deref(),
                     other.as_deref(),
                     header.as_deref(),
+                    enforcement.as_deref(),
                 ))
             }),
             _ => None,
         };
         let is_token = endpoint == Endpoint::Token;
+        self.kind = match (&endpoint, &route) {
+            (Endpoint::Token, _) => Flow::Token,
+            (Endpoint::Introspection, _) => Flow::Introspection,
+            (Endpoint::Discovery, _) => Flow::Discovery,
+            (_, Some(_)) => Flow::Resource,
+            _ => Flow::Other,
+        };
         // The certificate is needed on the token endpoint and protected routes;
         // elsewhere only to strip untrusted headers and forward the verified one.
         let sources = &config.sources;
@@ -741,16 +837,17 @@ impl Stream {
                     },
                 );
             }
-            if route.is_some() {
-                return self.refuse_resource(
-                    h,
-                    ResourceError {
-                        status: if problem.bad_request { 400 } else { 401 },
-                        error: Some(if problem.bad_request { "invalid_request" } else { "invalid_token" }),
-                        description: problem.description,
-                        reason: problem.reason,
-                    },
-                );
+            if let Some(route) = &route {
+                let e = ResourceError {
+                    status: if problem.bad_request { 400 } else { 401 },
+                    error: Some(if problem.bad_request { "invalid_request" } else { "invalid_token" }),
+                    description: problem.description,
+                    reason: problem.reason,
+                };
+                if route.enforcement == resource::Enforcement::Report {
+                    return self.report(h, e);
+                }
+                return self.refuse_resource(h, e);
             }
             // Elsewhere the unusable certificate headers are dropped; the request is not about them.
             self.warn(h, &format!("certbound: {}; certificate headers removed", problem.description));
@@ -773,7 +870,7 @@ impl Stream {
                 clients: &config.clients,
             };
             let (step, flow) = ResourceFlow::start(
-                &mut Tagged { host: h, ids: &mut self.ids },
+                &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record },
                 route,
                 &full_path,
                 end_of_stream,
@@ -783,6 +880,7 @@ impl Stream {
                 self.awaiting_request_end = flow.awaiting_request_end();
                 self.flow = StreamFlow::Resource(flow);
             }
+            self.flush_decision(h);
             return self.carry_out(h, step);
         }
         match endpoint {
@@ -792,7 +890,11 @@ impl Stream {
                     binding: config.binding.clone(),
                     certificate: self.presented.clone(),
                 };
-                match TokenFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, end_of_stream, settings) {
+                match TokenFlow::start(
+                    &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record },
+                    end_of_stream,
+                    settings,
+                ) {
                     Err(e) => self.refuse(h, e),
                     Ok(None) => Action::Continue,
                     Ok(Some(flow)) => {
@@ -812,7 +914,11 @@ impl Stream {
                         StoreConfig::SharedData { .. } => true,
                     },
                 };
-                match IntrospectionFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, end_of_stream, settings) {
+                match IntrospectionFlow::start(
+                    &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record },
+                    end_of_stream,
+                    settings,
+                ) {
                     Err(e) => self.refuse(h, e),
                     Ok(None) => Action::Continue,
                     Ok(Some(flow)) => {
@@ -825,9 +931,12 @@ impl Stream {
             Endpoint::Discovery => {
                 let method = h.request_header(":method");
                 let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
-                if let Some(flow) =
-                    DiscoveryFlow::start(&mut Tagged { host: h, ids: &mut self.ids }, method.as_deref(), max, mtls_host)
-                {
+                if let Some(flow) = DiscoveryFlow::start(
+                    &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record },
+                    method.as_deref(),
+                    max,
+                    mtls_host,
+                ) {
                     self.flow = StreamFlow::Discovery(flow);
                 }
                 Action::Continue
@@ -957,6 +1066,9 @@ pub(crate) mod tests {
         /// `etcd_call` fails (no cluster, say).
         pub etcd_refuses: bool,
         pub refusals: Vec<Reason>,
+        pub reports: Vec<Reason>,
+        /// Every decision written, in order.
+        pub decisions: Vec<Decision>,
         pub slots_used: Vec<u64>,
         pub route_metadata: HashMap<String, String>,
         pub lines: Vec<(log::Level, String)>,
@@ -1063,6 +1175,12 @@ pub(crate) mod tests {
         }
         fn refused(&mut self, reason: Reason) {
             self.refusals.push(reason);
+        }
+        fn reported(&mut self, reason: Reason) {
+            self.reports.push(reason);
+        }
+        fn decided(&mut self, decision: &Decision) {
+            self.decisions.push(decision.clone());
         }
         fn slots_used(&mut self, used: u64) {
             self.slots_used.push(used);
@@ -1578,6 +1696,111 @@ pub(crate) mod tests {
         assert_eq!(s.request_body(h, BODY.len(), true), Action::Continue);
         assert_eq!(s.response_headers(h, false), Action::Pause, "the answer is held to be bound");
         assert_eq!(s.response_body(h, ISSUED.len(), false), Action::Pause, "all of it buffered, its end not yet told");
+    }
+
+    fn decision(
+        flow: Flow,
+        outcome: Outcome,
+        reason: Option<Reason>,
+        client: Option<&str>,
+        der: Option<&[u8]>,
+    ) -> Decision {
+        Decision { flow, outcome, reason, client_id: client.map(str::to_string), x5t: der.map(|d| thumb(d).x5t_s256()) }
+    }
+
+    #[test]
+    fn every_decision_is_written_once_with_its_flow_client_and_certificate_never_a_token() {
+        // A token exchange: the client authenticates, then its tokens are bound.
+        let c = token_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        s.response_trailers(&mut h);
+        assert_eq!(
+            h.decisions,
+            vec![
+                decision(Flow::Token, Outcome::Authenticated, None, Some("c1"), Some(b"c1")),
+                decision(Flow::Token, Outcome::Bound, None, Some("c1"), Some(b"c1")),
+            ]
+        );
+        // A bound token with its certificate, and with another.
+        let c = shared_config();
+        let cache = vm_cache();
+        let entries = [crate::binding::ToBind { key: key_for_token("tok").unwrap(), binding: bound_to(b"client-a") }];
+        for (der, want) in [
+            (&b"client-a"[..], decision(Flow::Resource, Outcome::Allowed, None, None, Some(b"client-a"))),
+            (
+                b"stranger",
+                decision(
+                    Flow::Resource,
+                    Outcome::Refused,
+                    Some(Reason::TokenCertificateMismatch),
+                    None,
+                    Some(b"stranger"),
+                ),
+            ),
+        ] {
+            let mut h = api_request(der);
+            shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW).1.unwrap();
+            stream(&c, &cache).request_headers(&mut h, true);
+            assert_eq!(h.decisions, vec![want]);
+            assert!(h.decisions.iter().all(|d| !d.json().contains("tok\"")), "never the token");
+        }
+        // A refusal before any flow: the path read two ways.
+        let mut h = TestHost::request("GET", "/api/%2e%2e/oauth2/token");
+        stream(&c, &cache).request_headers(&mut h, true);
+        assert_eq!(h.decisions, vec![decision(Flow::Other, Outcome::Refused, Some(Reason::AmbiguousPath), None, None)]);
+    }
+
+    #[test]
+    fn a_report_only_route_decides_counts_and_writes_but_lets_the_request_go_on() {
+        log::set_max_level(log::LevelFilter::Warn);
+        let c = config(serde_json::json!({"protected_routes": [
+            {"path_prefix": "/api/", "enforcement": "report", "thumbprint_header": "x-api-x5t"}]}));
+        let cache = vm_cache();
+        // A bound token with another certificate, an unbound token, a token in the query, no token.
+        let entries = [crate::binding::ToBind { key: key_for_token("tok").unwrap(), binding: bound_to(b"client-a") }];
+        for (h, reason) in [
+            (api_request(b"stranger"), Reason::TokenCertificateMismatch),
+            (
+                TestHost::request("GET", "/api/x").header("authorization", "Bearer other").connection_cert(b"c"),
+                Reason::UnboundToken,
+            ),
+            (TestHost::request("GET", "/api/x?access_token=tok"), Reason::TokenInUri),
+            (TestHost::request("GET", "/api/x"), Reason::MissingToken),
+        ] {
+            let mut h = h;
+            shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW).1.unwrap();
+            let mut s = stream(&c, &cache);
+            assert_eq!(s.request_headers(&mut h, true), Action::Continue, "{reason:?}");
+            assert!(h.replies.is_empty() && h.refusals.is_empty(), "{reason:?}");
+            assert_eq!(h.reports, vec![reason]);
+            assert_eq!(h.decisions.len(), 1);
+            assert_eq!((h.decisions[0].outcome, h.decisions[0].reason), (Outcome::Reported, Some(reason)));
+            assert!(!h.host.request_headers.contains_key("x-api-x5t"), "no verified thumbprint");
+            assert!(h.lines.iter().any(|(_, l)| l.contains("report-only") && l.contains(reason.as_str())));
+        }
+        // What would be allowed is allowed as on an enforcing route.
+        let mut h = api_request(b"client-a");
+        shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW).1.unwrap();
+        assert_eq!(stream(&c, &cache).request_headers(&mut h, true), Action::Continue);
+        assert_eq!(h.host.request_headers["x-api-x5t"], thumb(b"client-a").x5t_s256());
+        assert_eq!(h.decisions[0].outcome, Outcome::Allowed);
+        assert!(h.reports.is_empty());
+    }
+
+    #[test]
+    fn a_report_only_route_reports_after_an_etcd_lookup_and_resumes_the_request() {
+        let c = config(serde_json::json!({
+            "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "key_prefix": "pfx/"}},
+            "protected_routes": [{"path_prefix": "/api/", "enforcement": "report"}]}));
+        let mut s = stream(&c, &vm_cache());
+        let mut h = api_request(b"stranger");
+        let call = paused_on_lookup(&mut s, &mut h);
+        let answer = etcd_answer(&format!("pfx/{}", key_for_token("tok").unwrap()), &bound_to(b"client-a"));
+        assert_eq!(s.callout_done(&mut h, call.id, Ok(answer)), AfterCallout::Resume { response_phase: false });
+        assert_eq!(h.reports, vec![Reason::TokenCertificateMismatch]);
+        assert!(h.replies.is_empty());
     }
 
     #[test]

@@ -749,6 +749,15 @@ extern "C" {
         result: *mut envoy_dynamic_module_type_envoy_buffer,
     ) -> bool;
 
+    /// Sets a string under `namespace`/`key` of the stream's dynamic metadata (overwriting it).
+    /// (Envoy 1.40 exports it; the module buffers are passed by value, as for get_metadata_string.)
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter_envoy_ptr: envoy_dynamic_module_type_http_filter_envoy_ptr,
+        namespace: envoy_dynamic_module_type_module_buffer,
+        key: envoy_dynamic_module_type_module_buffer,
+        value: envoy_dynamic_module_type_module_buffer,
+    );
+
     // -------------------------------- callouts ----------------------------------
 
     /// One-shot HTTP request to `cluster_name` from a stream. `headers` must include

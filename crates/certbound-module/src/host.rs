@@ -5,6 +5,7 @@ use crate::abi::*;
 use crate::{copy, memory, module_buffer, FilterConfig};
 use certbound_core::config::EtcdConfig;
 use certbound_core::counter::Counter;
+use certbound_core::decision::{Decision, NAMESPACE};
 use certbound_core::error::{OAuthError, Reason};
 use certbound_core::flow::{Body, Host, HostError};
 use certbound_core::shared::{SetError, SharedData};
@@ -333,6 +334,26 @@ impl StreamHost for ModuleHost<'_> {
         let id =
             Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.config.refused.get(i).copied().flatten());
         self.bump(id);
+    }
+    fn reported(&mut self, reason: Reason) {
+        let id =
+            Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.config.reported.get(i).copied().flatten());
+        self.bump(id);
+    }
+    fn decided(&mut self, decision: &Decision) {
+        // Dynamic metadata, namespace `certbound`, one string per member.
+        let namespace = module_buffer(NAMESPACE.as_bytes());
+        for (key, value) in decision.fields() {
+            // SAFETY: the live filter of this hook; the buffers outlive the call, which copies them.
+            unsafe {
+                envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                    self.envoy,
+                    namespace,
+                    module_buffer(key.as_bytes()),
+                    module_buffer(value.as_bytes()),
+                )
+            };
+        }
     }
     fn slots_used(&mut self, used: u64) {
         if let Some(id) = self.config.slots_used {

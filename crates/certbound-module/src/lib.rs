@@ -44,6 +44,8 @@ pub struct FilterConfig {
     /// Metric ids, by `Counter` discriminant and by `Reason` position.
     counters: Vec<Option<usize>>,
     refused: Vec<Option<usize>>,
+    /// `certbound.reported.<reason>`, by `Reason` position: refusals a report-only route did not carry out.
+    reported: Vec<Option<usize>>,
     /// `certbound.faults`: panics caught in a hook (see `guard`).
     faults: Option<usize>,
     /// `certbound.store_slots_used` (slots of the process-memory table holding a binding).
@@ -500,6 +502,10 @@ unsafe fn config_new(
         .iter()
         .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.refused.{}", r.as_str())));
     let refused: Vec<Option<usize>> = refused.collect();
+    let reported: Vec<Option<usize>> = Reason::ALL
+        .iter()
+        .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.reported.{}", r.as_str())))
+        .collect();
     let faults = define_counter(filter_config_envoy_ptr, "certbound.faults");
     let shared_memory = matches!(parsed.store, StoreConfig::SharedData { .. });
     let slots_used = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_used");
@@ -528,6 +534,7 @@ unsafe fn config_new(
         table,
         counters,
         refused,
+        reported,
         faults,
         slots_used,
         slots_capacity,

@@ -9,7 +9,7 @@ use crate::header;
 pub use crate::jwks::JwksFetch;
 use crate::path::Endpoints;
 pub use crate::resource::JwtClaims;
-use crate::resource::{MissingTokenPolicy, OtherSchemes, ProtectedRoute, UnboundPolicy};
+use crate::resource::{Enforcement, MissingTokenPolicy, OtherSchemes, ProtectedRoute, UnboundPolicy};
 pub use crate::store::{EtcdConfig, StoreConfig};
 use serde::Deserialize;
 use serde_json::Value;
@@ -94,6 +94,7 @@ struct RawRoute {
     missing_token: Option<String>,
     other_schemes: Option<String>,
     thumbprint_header: Option<String>,
+    enforcement: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +378,16 @@ fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigErr
             ))
         }
     };
+    let enforcement = match raw.enforcement.as_deref() {
+        None | Some("enforce") => Enforcement::Enforce,
+        Some("report") => Enforcement::Report,
+        Some(o) => {
+            return Err(ConfigError::new(
+                format!("{field}.enforcement"),
+                format!("{o:?}: expected \"enforce\" or \"report\""),
+            ))
+        }
+    };
     if let Some(h) = &raw.thumbprint_header {
         if !header::is_configurable(h) {
             return Err(ConfigError::new(format!("{field}.thumbprint_header"), header::refusal(h)));
@@ -388,6 +399,7 @@ fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigErr
         missing_token,
         other_schemes,
         thumbprint_header: raw.thumbprint_header,
+        enforcement,
     })
 }
 
@@ -484,6 +496,16 @@ mod tests {
         let e = err(json!({"clients":[],"token_pth":"/x"}));
         assert_eq!(e.field, "(root)");
         assert!(e.message.contains("token_pth"), "{e}");
+    }
+
+    #[test]
+    fn a_route_is_enforced_by_default_and_report_only_when_asked() {
+        let c = parse(br#"{"protected_routes":[{"path_prefix":"/a/"},{"path_prefix":"/b/","enforcement":"report"}]}"#)
+            .unwrap();
+        let modes: Vec<_> = c.endpoints.protected.iter().map(|r| r.enforcement).collect();
+        assert_eq!(modes, vec![Enforcement::Enforce, Enforcement::Report]);
+        let e = err(json!({"protected_routes":[{"path_prefix":"/a/","enforcement":"shadow"}]}));
+        assert_eq!(e.field, "protected_routes[0].enforcement");
     }
 
     #[test]

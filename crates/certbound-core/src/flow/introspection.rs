@@ -260,6 +260,7 @@ impl IntrospectionFlow {
                 printable(&client)
             ),
         );
+        host.client(&client);
         host.count(Counter::IntrospectionDeactivated);
         Step::Continue
     }

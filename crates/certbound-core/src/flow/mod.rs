@@ -26,6 +26,9 @@ pub enum Step {
     Reply(OAuthError),
     /// Answer a protected-resource request with this RFC 6750 error.
     RefuseResource(crate::resource::ResourceError),
+    /// A report-only route would refuse the request with this error: count,
+    /// log and record it, and let the request go on as if allowed.
+    Report(crate::resource::ResourceError),
     /// Hold the stream and look this token's binding up in the store (its
     /// key, then its legacy key when that finds nothing); the answer goes
     /// back to the flow that asked (`looked_up`).
@@ -81,6 +84,8 @@ pub trait Host {
     fn count(&mut self, counter: Counter);
     /// A log line about this stream (the shell prefixes the stream's ids).
     fn log(&mut self, level: log::Level, message: &str);
+    /// The client this request is about, once the flow knows it (for the decision record).
+    fn client(&mut self, _client_id: &str) {}
 }
 
 /// The token and introspection endpoints are judged on their form body: an

@@ -10,7 +10,7 @@ use crate::counter::Counter;
 use crate::error::{OAuthError, Reason};
 use crate::resource::JwtClaims;
 use crate::resource::{
-    self, Allowed, BodyCheck, Credentials, CredentialsKind, ProtectedRoute, ResourceError, UnboundPolicy,
+    self, Allowed, BodyCheck, Credentials, CredentialsKind, Enforcement, ProtectedRoute, ResourceError, UnboundPolicy,
 };
 use log::Level;
 use std::rc::Rc;
@@ -56,6 +56,14 @@ pub struct ResourceFlow {
     fail_closed: bool,
 }
 
+/// A refusal, carried out or, on a report-only route, reported.
+fn refuse(route: &ProtectedRoute, e: ResourceError) -> Step {
+    match route.enforcement {
+        Enforcement::Enforce => Step::RefuseResource(e),
+        Enforcement::Report => Step::Report(e),
+    }
+}
+
 /// The payload segment of a token in JWS compact form (three segments).
 fn jwt_payload_segment(token: &str) -> Option<String> {
     let mut parts = token.split('.');
@@ -88,12 +96,12 @@ impl ResourceFlow {
         let has_query = full_path.contains('?');
         let content_type = if has_query || !end_of_stream { host.request_header("content-type") } else { None };
         if let Err(e) = resource::check_query(full_path, content_type.as_deref()) {
-            return (Step::RefuseResource(e), None);
+            return (refuse(&route, e), None);
         }
         let authorization = host.request_header("authorization");
         let credentials = match resource::credentials(authorization.as_deref()) {
             Ok(c) => c,
-            Err(e) => return (Step::RefuseResource(e), None),
+            Err(e) => return (refuse(&route, e), None),
         };
         let token = match credentials {
             Credentials::Bearer(t) => Some(t),
@@ -103,12 +111,15 @@ impl ResourceFlow {
             Ok(k) => k,
             Err(e) => {
                 return (
-                    Step::RefuseResource(ResourceError {
-                        status: 401,
-                        error: Some("invalid_token"),
-                        description: e.to_string(),
-                        reason: Reason::AmbiguousToken,
-                    }),
+                    refuse(
+                        &route,
+                        ResourceError {
+                            status: 401,
+                            error: Some("invalid_token"),
+                            description: e.to_string(),
+                            reason: Reason::AmbiguousToken,
+                        },
+                    ),
                     None,
                 )
             }
@@ -125,9 +136,9 @@ impl ResourceFlow {
         let read_body = !end_of_stream
             && match resource::body_check(content_type.as_deref()) {
                 BodyCheck::None => false,
-                BodyCheck::Multipart => return (Step::RefuseResource(resource::multipart_refused()), None),
+                BodyCheck::Multipart => return (refuse(&route, resource::multipart_refused()), None),
                 BodyCheck::Form if crate::form::is_encoded(host.request_header("content-encoding").as_deref()) => {
-                    return (Step::RefuseResource(resource::encoded_form_refused()), None)
+                    return (refuse(&route, resource::encoded_form_refused()), None)
                 }
                 BodyCheck::Form => true,
             };
@@ -168,7 +179,13 @@ impl ResourceFlow {
         }
         if body_size > self.max_body_bytes {
             self.state = State::Done;
-            return Step::Reply(OAuthError::too_large(format!("form body exceeds {} bytes", self.max_body_bytes)));
+            let e = ResourceError {
+                status: 413,
+                error: Some("invalid_request"),
+                description: format!("form body exceeds {} bytes", self.max_body_bytes),
+                reason: Reason::BodyTooLarge,
+            };
+            return refuse(&self.route, e);
         }
         if !end_of_stream {
             return Step::Pause;
@@ -185,7 +202,7 @@ impl ResourceFlow {
         };
         if let Err(e) = resource::check_form_body(self.content_type.as_deref(), &body) {
             self.state = State::Done;
-            return Step::RefuseResource(e);
+            return refuse(&self.route, e);
         }
         self.look_up(host, clients)
     }
@@ -222,12 +239,15 @@ impl ResourceFlow {
                 host.count(Counter::StoreErrors);
                 if self.fail_closed {
                     self.state = State::Done;
-                    return Step::RefuseResource(ResourceError {
-                        status: 401,
-                        error: Some("invalid_token"),
-                        description: "the token's binding cannot be checked now".into(),
-                        reason: Reason::StoreUnavailable,
-                    });
+                    return refuse(
+                        &self.route,
+                        ResourceError {
+                            status: 401,
+                            error: Some("invalid_token"),
+                            description: "the token's binding cannot be checked now".into(),
+                            reason: Reason::StoreUnavailable,
+                        },
+                    );
                 }
                 self.decide(host, clients, None)
             }
@@ -240,15 +260,18 @@ impl ResourceFlow {
             // "No binding found" is not "unbound" for a client whose tokens are all bound.
             let client = self.jwt_payload.as_deref().and_then(crate::binding::jwt_client_id);
             if let Some(id) = client.filter(|id| clients.get(id).is_some_and(|c| c.tokens_always_bound())) {
-                return Step::RefuseResource(ResourceError {
-                    status: 401,
-                    error: Some("invalid_token"),
-                    description: format!(
-                        "no binding is found for this token of client {:?}, whose tokens are all certificate-bound",
-                        crate::client_auth::printable(&id)
-                    ),
-                    reason: Reason::BindingNotFound,
-                });
+                return refuse(
+                    &self.route,
+                    ResourceError {
+                        status: 401,
+                        error: Some("invalid_token"),
+                        description: format!(
+                            "no binding is found for this token of client {:?}, whose tokens are all certificate-bound",
+                            crate::client_auth::printable(&id)
+                        ),
+                        reason: Reason::BindingNotFound,
+                    },
+                );
             }
         }
         let request = resource::ProtectedRequest {
@@ -273,7 +296,7 @@ impl ResourceFlow {
                 host.count(Counter::ResourceAllowedUnbound);
                 Step::Continue
             }
-            Err(e) => Step::RefuseResource(e),
+            Err(e) => refuse(&self.route, e),
         }
     }
 }
@@ -302,6 +325,7 @@ mod tests {
             missing_token: missing,
             other_schemes: OtherSchemes::Reject,
             thumbprint_header: Some("x-certbound-x5t".into()),
+            enforcement: Default::default(),
         })
     }
 

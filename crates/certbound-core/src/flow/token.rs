@@ -177,6 +177,7 @@ impl TokenFlow {
                 &format!("certbound: public client {client_id:?} without certificate: its tokens will be unbound"),
             ),
         }
+        host.client(&auth.client_id);
         host.count(Counter::ClientAuthenticated);
         self.state = State::Forwarded(auth);
         Step::Continue
