@@ -19,6 +19,7 @@ fn route(prefix: &str, unbound: UnboundPolicy) -> Rc<ProtectedRoute> {
         missing_token: MissingTokenPolicy::Reject,
         other_schemes: OtherSchemes::Reject,
         thumbprint_header: None,
+        enforcement: Default::default(),
     })
 }
 
