@@ -4,8 +4,8 @@
 //! wrong: every host call returns a value, and a failed one is decided on.
 //!
 //! The four flows: [`token`], [`introspection`], [`resource`], [`discovery`].
-//! The shell (`src/filter/http.rs`) carries out their steps; store lookups
-//! and writes are steps it serves from shared data or etcd.
+//! [`crate::stream::Stream`] carries out their steps for every shell; store
+//! lookups and writes are steps it serves from shared data or etcd.
 
 pub mod discovery;
 pub mod introspection;

@@ -152,7 +152,10 @@ impl TokenFlow {
                 host.log(Level::Warn, &format!("certbound: binding store: {why}"));
                 host.count(Counter::StoreErrors);
                 // A refresh is never let through unchecked.
-                return self.refuse(OAuthError::store_unavailable(format!("cannot look up the refresh token: {why}")));
+                let mut e = OAuthError::store_unavailable(format!("cannot look up the refresh token: {why}"));
+                // A lookup that failed, counted as introspection and protected routes count theirs.
+                e.reason = Reason::StoreUnavailable;
+                return self.refuse(e);
             }
         };
         if let Err(e) = check_refresh(bound.as_ref(), auth.thumbprint.as_ref(), auth.refresh_must_be_bound) {
