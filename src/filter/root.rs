@@ -170,7 +170,12 @@ impl RootContext for Root {
         }
         // The shared-data table is swept every second (a bounded step); refreshes are due by their own clocks.
         let sweep_ms = shared_data.then_some(SWEEP_TICK_MS);
-        if let Some(tick) = [refresh_ms, sweep_ms].into_iter().flatten().min() {
+        // The VM cache's clock is kept by the tick (a lookup then reads no clock).
+        let clock_ms = (self.vm_cache.try_borrow().map_or(0, |v| v.capacity()) > 0).then_some(SWEEP_TICK_MS);
+        if let Ok(mut cache) = self.vm_cache.try_borrow_mut() {
+            cache.set_clock(super::host::now());
+        }
+        if let Some(tick) = [refresh_ms, sweep_ms, clock_ms].into_iter().flatten().min() {
             if let Err(s) = super::abi::set_tick_period_ms(tick.min(u64::from(u32::MAX)) as u32) {
                 warn!("[root {}] certbound: cannot schedule its periodic work: {s:?}", self.id);
             }
@@ -192,7 +197,11 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let now = super::host::now().unwrap_or_default();
+        let clock = super::host::now();
+        if let Ok(mut c) = self.vm_cache.try_borrow_mut() {
+            c.set_clock(clock);
+        }
+        let now = clock.unwrap_or_default();
         let Some(registry) = self.registry.as_mut() else { return };
         let shared_data = matches!(registry.current().store, StoreConfig::SharedData { .. });
         let due = registry.due(now);

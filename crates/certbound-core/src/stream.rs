@@ -72,26 +72,58 @@ pub trait StreamHost: Host + SharedData {
     fn log_line(&mut self, level: log::Level, line: &str);
 }
 
-/// The ids a stream's log lines start with: `[stream-id request-id]`. The
-/// request id (`x-request-id`) is read when a line first needs it: most
-/// requests log nothing, and a header read costs a host call.
+/// The request as certbound sees it: its headers, read from the host once
+/// (one call, the whole map) and kept with the writes certbound makes, so
+/// every fact after the first costs no host call; and the ids its log lines
+/// start with, `[stream-id request-id]`.
 struct Ids {
     id: u32,
     request_id: Option<String>,
+    headers: Option<Vec<(String, String)>>,
 }
 
 impl Ids {
-    fn read_request_id(&mut self, h: &mut impl Host) {
+    fn headers(&mut self, h: &mut impl StreamHost) -> &[(String, String)] {
+        self.headers.get_or_insert_with(|| h.request_headers())
+    }
+
+    /// A request header's value, repeated ones joined by `,` (as Envoy folds them).
+    fn header(&mut self, h: &mut impl StreamHost, name: &str) -> Option<String> {
+        let mut values = self.headers(h).iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        Some(values.fold(first.to_string(), |mut all, v| {
+            all.push(',');
+            all.push_str(v);
+            all
+        }))
+    }
+
+    /// Sets (or with `None` removes) a request header; removing one the request does not carry costs nothing.
+    fn set_header(&mut self, h: &mut impl StreamHost, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        if value.is_none() && !self.headers(h).iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            return Ok(());
+        }
+        h.set_request_header(name, value)?;
+        if let Some(map) = &mut self.headers {
+            map.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            if let Some(v) = value {
+                map.push((name.to_string(), v.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_request_id(&mut self, h: &mut impl StreamHost) {
         if self.request_id.is_none() {
             self.request_id = Some(
-                h.request_header("x-request-id")
+                self.header(h, "x-request-id")
                     .map(|id| id.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
                     .unwrap_or_else(|| "-".into()),
             );
         }
     }
 
-    fn prefix(&mut self, h: &mut impl Host) -> String {
+    fn prefix(&mut self, h: &mut impl StreamHost) -> String {
         self.read_request_id(h);
         format!("[{} {}]", self.id, self.request_id.as_deref().unwrap_or("-"))
     }
@@ -143,10 +175,10 @@ struct Tagged<'a, H> {
 
 impl<H: StreamHost> Host for Tagged<'_, H> {
     fn request_header(&mut self, name: &str) -> Option<String> {
-        self.host.request_header(name)
+        self.ids.header(self.host, name)
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        self.host.set_request_header(name, value)
+        self.ids.set_header(self.host, name, value)
     }
     fn response_header(&mut self, name: &str) -> Option<String> {
         self.host.response_header(name)
@@ -258,7 +290,7 @@ fn source_ip(h: &mut impl Host) -> Option<IpAddr> {
 impl Stream {
     pub fn new(id: u32, config: Option<Rc<Config>>, table: SlotTable, vm_cache: Rc<RefCell<VmCache>>) -> Self {
         Stream {
-            ids: Ids { id, request_id: None },
+            ids: Ids { id, request_id: None, headers: None },
             record: Record::default(),
             kind: Flow::Other,
             config,
@@ -432,7 +464,7 @@ impl Stream {
         } else {
             None
         };
-        let all_headers = if sources.headers.is_empty() { Vec::new() } else { h.request_headers() };
+        let all_headers = if sources.headers.is_empty() { Vec::new() } else { self.ids.headers(h).to_vec() };
         let values: Vec<Vec<&str>> = sources
             .headers
             .iter()
@@ -460,7 +492,7 @@ impl Stream {
         };
         let resolution = cert_source::resolve(sources, &facts)?;
         for name in &resolution.remove {
-            let _ = h.set_request_header(name, None);
+            let _ = self.ids.set_header(h, name, None);
         }
         for event in &resolution.events {
             match event {
@@ -480,9 +512,14 @@ impl Stream {
             }
         }
         if let Some(fwd) = &sources.forward {
-            let _ = h.set_request_header(&fwd.name, None);
-            if let Some(der) = resolution.presented.as_ref().and_then(|p| p.cert.as_ref()).map(|c| &c.der) {
-                let _ = h.set_request_header(&fwd.name, Some(&cert_header::encode(der, fwd.format)));
+            match resolution.presented.as_ref().and_then(|p| p.cert.as_ref()).map(|c| &c.der) {
+                // One write: the verified certificate replaces whatever the client sent.
+                Some(der) => {
+                    let _ = self.ids.set_header(h, &fwd.name, Some(&cert_header::encode(der, fwd.format)));
+                }
+                None => {
+                    let _ = self.ids.set_header(h, &fwd.name, None);
+                }
             }
         }
         self.presented = resolution.presented;
@@ -588,7 +625,9 @@ impl Stream {
     /// read cache at once, or by etcd later (the stream stays held). When the
     /// token's key finds nothing, its legacy key is asked the same way.
     fn lookup(&mut self, h: &mut impl StreamHost, keys: TokenKeys, legacy: bool) -> Action {
-        let now = match self.now(h) {
+        // The clock the shell's tick keeps in this VM, where it ticks: no host call.
+        let ticked = self.vm_cache.try_borrow().ok().and_then(|c| c.clock());
+        let now = match ticked.map_or_else(|| self.now(h), Ok) {
             Ok(n) => n,
             Err(e) => return self.refuse(h, e),
         };
@@ -778,11 +817,12 @@ impl Stream {
         let Some(config) = self.config.clone() else {
             return self.refuse(h, OAuthError::not_configured());
         };
-        // Only certbound says which certificate a request proved, on every route.
+        // Only certbound says which certificate a request proved, on every route
+        // (removing a header the request does not carry costs no host call).
         for name in &config.thumbprint_headers {
-            let _ = h.set_request_header(name, None);
+            let _ = self.ids.set_header(h, name, None);
         }
-        let full_path = h.request_header(":path").unwrap_or_default();
+        let full_path = self.ids.header(h, ":path").unwrap_or_default();
         let endpoint = match config.endpoints.classify(&full_path) {
             Ok(e) => e,
             Err(ambiguous) => {
@@ -853,7 +893,7 @@ impl Stream {
             self.warn(h, &format!("certbound: {}; certificate headers removed", problem.description));
             h.refused(problem.reason);
             for s in &config.sources.headers {
-                let _ = h.set_request_header(&s.name, None);
+                let _ = self.ids.set_header(h, &s.name, None);
             }
         }
         if let Some(route) = route {
@@ -929,7 +969,7 @@ impl Stream {
                 }
             }
             Endpoint::Discovery => {
-                let method = h.request_header(":method");
+                let method = self.ids.header(h, ":method");
                 let (max, mtls_host) = (config.max_body_bytes, config.discovery.mtls_host.clone());
                 if let Some(flow) = DiscoveryFlow::start(
                     &mut Tagged { host: h, ids: &mut self.ids, record: &mut self.record },
@@ -1072,6 +1112,8 @@ pub(crate) mod tests {
         pub slots_used: Vec<u64>,
         pub route_metadata: HashMap<String, String>,
         pub lines: Vec<(log::Level, String)>,
+        /// Every host call, by name, in order: what a request costs in VM exits.
+        pub calls: Vec<&'static str>,
     }
 
     impl TestHost {
@@ -1106,48 +1148,61 @@ pub(crate) mod tests {
 
     impl Host for TestHost {
         fn request_header(&mut self, name: &str) -> Option<String> {
+            self.calls.push("request_header");
             self.host.request_header(name)
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.calls.push("set_request_header");
             self.host.set_request_header(name, value)
         }
         fn response_header(&mut self, name: &str) -> Option<String> {
+            self.calls.push("response_header");
             self.host.response_header(name)
         }
         fn set_response_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+            self.calls.push("set_response_header");
             self.host.set_response_header(name, value)
         }
         fn body(&mut self, which: Body, size: usize) -> Result<Vec<u8>, HostError> {
+            self.calls.push("body");
             self.host.body(which, size)
         }
         fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError> {
+            self.calls.push("replace_body");
             self.host.replace_body(which, size, data)
         }
         fn now(&mut self) -> Result<i64, HostError> {
+            self.calls.push("now");
             self.host.now()
         }
         fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+            self.calls.push("attribute");
             self.host.attribute(path)
         }
         fn count(&mut self, counter: Counter) {
+            self.calls.push("count");
             self.host.count(counter)
         }
         fn log(&mut self, level: log::Level, message: &str) {
+            self.calls.push("log");
             self.host.log(level, message)
         }
     }
 
     impl SharedData for TestHost {
         fn shared_get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+            self.calls.push("shared_get");
             self.data.shared_get(key)
         }
         fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+            self.calls.push("shared_set");
             self.data.shared_set(key, value, cas)
         }
     }
 
     impl StreamHost for TestHost {
         fn send_local_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+            self.calls.push("send_local_response");
             if self.reply_fails {
                 return Err(HostError(1));
             }
@@ -1156,15 +1211,19 @@ pub(crate) mod tests {
             Ok(())
         }
         fn reset(&mut self) {
+            self.calls.push("reset");
             self.resets += 1;
         }
         fn request_headers(&mut self) -> Vec<(String, String)> {
+            self.calls.push("request_headers");
             self.host.request_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         }
         fn route_metadata(&mut self, key: &str) -> Option<String> {
+            self.calls.push("route_metadata");
             self.route_metadata.get(key).cloned()
         }
         fn etcd_call(&mut self, cfg: &EtcdConfig, path: &str, body: &[u8]) -> Result<u64, String> {
+            self.calls.push("etcd_call");
             if self.etcd_refuses {
                 return Err("no such cluster".into());
             }
@@ -1174,18 +1233,23 @@ pub(crate) mod tests {
             Ok(id)
         }
         fn refused(&mut self, reason: Reason) {
+            self.calls.push("refused");
             self.refusals.push(reason);
         }
         fn reported(&mut self, reason: Reason) {
+            self.calls.push("reported");
             self.reports.push(reason);
         }
         fn decided(&mut self, decision: &Decision) {
+            self.calls.push("decided");
             self.decisions.push(decision.clone());
         }
         fn slots_used(&mut self, used: u64) {
+            self.calls.push("slots_used");
             self.slots_used.push(used);
         }
         fn log_line(&mut self, level: log::Level, line: &str) {
+            self.calls.push("log_line");
             self.lines.push((level, line.to_string()));
         }
     }
@@ -1750,6 +1814,41 @@ pub(crate) mod tests {
         let mut h = TestHost::request("GET", "/api/%2e%2e/oauth2/token");
         stream(&c, &cache).request_headers(&mut h, true);
         assert_eq!(h.decisions, vec![decision(Flow::Other, Outcome::Refused, Some(Reason::AmbiguousPath), None, None)]);
+    }
+
+    /// The host calls of a bound token with its certificate on a protected route, the binding already
+    /// in this VM's cache: what every such request costs in VM exits. A change that adds one shows here.
+    #[test]
+    fn host_call_budget_of_a_bound_token_hit_on_a_protected_route() {
+        log::set_max_level(log::LevelFilter::Warn);
+        let c = shared_config();
+        let cache = vm_cache();
+        let entries = [crate::binding::ToBind { key: key_for_token("tok").unwrap(), binding: bound_to(b"client-a") }];
+        let mut warm = api_request(b"client-a");
+        shared::put_all(&mut warm.data, SlotTable::new(TABLE), &entries, NOW).1.unwrap();
+        stream(&c, &cache).request_headers(&mut warm, true);
+        // The request carries no forged thumbprint header; the .wasm's tick keeps the VM's clock.
+        cache.borrow_mut().set_clock(Some(NOW));
+        let mut h =
+            TestHost::request("GET", "/api/orders").header("authorization", "Bearer tok").connection_cert(b"client-a");
+        assert_eq!(stream(&c, &cache).request_headers(&mut h, true), Action::Continue);
+        assert_eq!(
+            h.calls,
+            vec![
+                "request_headers",    // the request's facts, read once: :path, authorization, the thumbprint headers
+                "attribute",          // connection.sha256_peer_certificate_digest
+                "set_request_header", // x-api-x5t: the verified thumbprint
+                "count",              // resource_allowed
+                "decided",            // the decision record
+            ]
+        );
+        // Without the tick's clock (the dynamic module), one clock read more; a forged header, one removal more.
+        let mut h = api_request(b"client-a");
+        cache.borrow_mut().set_clock(None);
+        stream(&c, &cache).request_headers(&mut h, true);
+        assert_eq!(h.calls.iter().filter(|c| **c == "now").count(), 1);
+        assert_eq!(h.calls.iter().filter(|c| **c == "set_request_header").count(), 2);
+        assert_eq!(h.calls.len(), 7);
     }
 
     #[test]

@@ -13,6 +13,11 @@ use crate::binding::Binding;
 #[derive(Debug, Clone)]
 pub struct VmCache {
     entries: Vec<Option<(Box<str>, Binding)>>,
+    /// Unix seconds as the shell's tick last read them (at most about a second
+    /// old): lookups use it instead of a host call for the clock. A binding
+    /// read against it counts as live up to a second after its expiry: never
+    /// a token taken for unbound.
+    clock: Option<i64>,
 }
 
 /// Most entries a cache may have (`store.vm_cache_entries`).
@@ -22,7 +27,17 @@ pub const DEFAULT_ENTRIES: usize = 4096;
 impl VmCache {
     /// A cache of `entries` places; 0 makes a cache that keeps nothing.
     pub fn new(entries: usize) -> VmCache {
-        VmCache { entries: vec![None; entries.min(MAX_ENTRIES)] }
+        VmCache { entries: vec![None; entries.min(MAX_ENTRIES)], clock: None }
+    }
+
+    /// The shell's tick read the clock (`None`: it could not, and lookups read it themselves).
+    pub fn set_clock(&mut self, now: Option<i64>) {
+        self.clock = now.filter(|t| *t > 0);
+    }
+
+    /// Unix seconds as the last tick read them, if the shell ticks.
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
     }
 
     pub fn capacity(&self) -> usize {
