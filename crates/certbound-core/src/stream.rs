@@ -1851,6 +1851,77 @@ pub(crate) mod tests {
         assert_eq!(h.calls.len(), 7);
     }
 
+    /// The host calls of a client-credentials token request and its answer, bound in the shared map.
+    #[test]
+    fn host_call_budget_of_a_token_request_and_its_response() {
+        log::set_max_level(log::LevelFilter::Warn);
+        let c = token_config();
+        let mut s = stream(&c, &vm_cache());
+        let mut h = token_request(b"c1", b"");
+        token_answer_held(&mut s, &mut h);
+        let request: Vec<_> = h.calls.clone();
+        h.calls.clear();
+        s.response_trailers(&mut h);
+        assert_eq!(
+            request,
+            vec![
+                "request_headers",    // the request's facts, read once
+                "attribute",          // the certificate digest
+                "body",               // the form body, at its end
+                "now",                // certificate validity
+                "set_request_header", // Authorization: the upstream secret
+                "count",              // client_authenticated
+                "decided",            // authenticated
+                "response_header",    // :status
+                "response_header",    // content-encoding
+            ]
+        );
+        // The answer: read once, its two bindings stored in the shared map, then released.
+        let (reads, writes) = (
+            h.calls.iter().filter(|c| **c == "shared_get").count(),
+            h.calls.iter().filter(|c| **c == "shared_set").count(),
+        );
+        assert_eq!(h.calls.iter().filter(|c| **c == "body").count(), 1);
+        assert_eq!(h.calls.iter().filter(|c| **c == "now").count(), 2, "binding lifetimes, then the store's clock");
+        assert_eq!((reads, writes), (3, 3), "two slots read and written, and the used count");
+        assert_eq!(h.calls.iter().filter(|c| **c == "decided").count(), 1);
+    }
+
+    /// The host calls of an introspection of a bound token, its binding in the shared map.
+    #[test]
+    fn host_call_budget_of_an_introspection() {
+        log::set_max_level(log::LevelFilter::Warn);
+        let c = config(serde_json::json!({}));
+        let mut h =
+            TestHost::request("POST", "/oauth2/introspect").header("content-type", "application/x-www-form-urlencoded");
+        h.host.request_body = b"token=tok".to_vec();
+        let entries = [crate::binding::ToBind { key: key_for_token("tok").unwrap(), binding: bound_to(b"client-a") }];
+        shared::put_all(&mut h.data, SlotTable::new(TABLE), &entries, NOW).1.unwrap();
+        h.host.response_headers.insert(":status".into(), "200".into());
+        h.host.response_body = br#"{"active":true}"#.to_vec();
+        let mut s = stream(&c, &vm_cache());
+        assert_eq!(s.request_headers(&mut h, false), Action::Pause);
+        assert_eq!(s.request_body(&mut h, 9, true), Action::Continue);
+        assert_eq!(s.response_headers(&mut h, false), Action::Pause);
+        assert_eq!(s.response_body(&mut h, 15, true), Action::Continue);
+        assert_eq!(
+            h.calls,
+            vec![
+                "request_headers",     // the request's facts, read once
+                "body",                // the form body
+                "now",                 // the lookup's clock
+                "shared_get",          // the binding's slot
+                "response_header",     // :status
+                "response_header",     // content-encoding
+                "body",                // the answer
+                "replace_body",        // with cnf
+                "set_response_header", // Content-Length
+                "count",               // introspection_patched
+                "decided",             // patched
+            ]
+        );
+    }
+
     #[test]
     fn a_report_only_route_decides_counts_and_writes_but_lets_the_request_go_on() {
         log::set_max_level(log::LevelFilter::Warn);
