@@ -3,12 +3,12 @@
 //! `x5t#S256`, the client-authentication decision, binding records, the
 //! introspection patch of a 1 KiB body, the token hash of every lookup.
 
-use certbound::binding::{key_for_token, Binding, TokenKind};
-use certbound::cert::Thumbprint;
-use certbound::cert_header::{self, HeaderFormat, XfccElement};
-use certbound::cert_source::{Origin, Presented};
-use certbound::client_auth::{authenticate, TokenRequest};
-use certbound::introspection::add_cnf;
+use certbound_core::binding::{key_for_token, Binding, TokenKind};
+use certbound_core::cert::Thumbprint;
+use certbound_core::cert_header::{self, HeaderFormat, XfccElement};
+use certbound_core::cert_source::{Origin, Presented};
+use certbound_core::client_auth::{authenticate, TokenRequest};
+use certbound_core::introspection::add_cnf;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
@@ -54,7 +54,7 @@ fn client_authentication(c: &mut Criterion) {
             "upstream": {"client_secret": "s"}}));
     }
     let config =
-        certbound::config::parse(serde_json::json!({ "clients": clients }).to_string().as_bytes()).expect("config");
+        certbound_core::config::parse(serde_json::json!({ "clients": clients }).to_string().as_bytes()).expect("config");
     let presented = Presented {
         thumbprint: Thumbprint::of_der(b"cert-2"),
         cert: None,

@@ -57,7 +57,7 @@ impl Http {
 #[allow(clippy::panic)]
 fn fault_injection(hook: &str) {
     const HEADER: &str = "x-certbound-test-panic";
-    if super::host::request_header(HEADER).as_deref() == Some(hook) {
+    if super::abi::request_header(HEADER).as_deref() == Some(hook) {
         panic!("fault injected by {HEADER}: {hook}");
     }
 }

@@ -128,7 +128,7 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let bytes = match super::host::body(BufferType::PluginConfiguration, plugin_configuration_size) {
+        let bytes = match super::abi::body(BufferType::PluginConfiguration, plugin_configuration_size) {
             Ok(b) => b,
             Err(status) => {
                 error!("[root {}] certbound: cannot read plugin configuration: {status:?}", self.id);
@@ -173,7 +173,7 @@ impl RootContext for Root {
         // The VM cache's clock is kept by the tick (a lookup then reads no clock).
         let clock_ms = (self.vm_cache.try_borrow().map_or(0, |v| v.capacity()) > 0).then_some(SWEEP_TICK_MS);
         if let Ok(mut cache) = self.vm_cache.try_borrow_mut() {
-            cache.set_clock(super::host::now());
+            cache.set_clock(super::abi::now());
         }
         if let Some(tick) = [refresh_ms, sweep_ms, clock_ms].into_iter().flatten().min() {
             if let Err(s) = super::abi::set_tick_period_ms(tick.min(u64::from(u32::MAX)) as u32) {
@@ -197,7 +197,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let clock = super::host::now();
+        let clock = super::abi::now();
         if let Ok(mut c) = self.vm_cache.try_borrow_mut() {
             c.set_clock(clock);
         }

@@ -3,7 +3,7 @@
 //! `dispatch_http_call`. Every decision is in `crate::shared` and `crate::stream`.
 
 use super::abi;
-use super::host::HostStatus;
+use super::abi::HostStatus;
 use crate::config::EtcdConfig;
 use crate::flow::HostError;
 use crate::shared::{SetError, SharedData};
@@ -50,7 +50,7 @@ pub fn callout_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, S
     if num_headers == 0 {
         return Err("no answer (timeout or connection failure)".into());
     }
-    let status = super::host::header_value(MapType::HttpCallResponseHeaders, ":status");
-    let body = super::host::body(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
+    let status = super::abi::header_value(MapType::HttpCallResponseHeaders, ":status");
+    let body = super::abi::body(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
     crate::stream::callout_result(status.as_deref().map(str::as_bytes), body)
 }
