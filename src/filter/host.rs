@@ -9,7 +9,7 @@ use crate::config::EtcdConfig;
 use crate::counter::Counter;
 use crate::decision::{Decision, NAMESPACE};
 use crate::error::Reason;
-use crate::flow::{Body, Host, HostError};
+use crate::flow::{Attribute, Body, Host, HostError};
 use crate::shared::{SetError, SharedData};
 use crate::stream::StreamHost;
 use proxy_wasm::types::BufferType;
@@ -49,8 +49,16 @@ impl Host for WasmHost<'_> {
         // The SDK's clock read reports no status of its own.
         now().ok_or(HostError(STATUS_INTERNAL_FAILURE))
     }
-    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        property(path).map_err(|s| HostError(s.0))
+    fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
+        // proxy-wasm names every attribute by its path (exhaustive: a new one is named here).
+        let path = match attribute {
+            Attribute::PeerCertificateDigest
+            | Attribute::PeerSubject
+            | Attribute::PeerDnsSan
+            | Attribute::SourceAddress
+            | Attribute::JwtCnfX5t { .. } => attribute.path(),
+        };
+        property(&path).map_err(|s| HostError(s.0))
     }
     fn count(&mut self, counter: Counter) {
         self.metrics.count(counter);

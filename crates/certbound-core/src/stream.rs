@@ -18,7 +18,7 @@ use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
 use crate::flow::token::{self as token_flow, TokenFlow};
-use crate::flow::{BindError, Body, Held, Host, HostError, Step};
+use crate::flow::{Attribute, BindError, Body, Held, Host, HostError, Step};
 use crate::keys::ETCD_RANGE as RANGE;
 use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
@@ -195,8 +195,8 @@ impl<H: StreamHost> Host for Tagged<'_, H> {
     fn now(&mut self) -> Result<i64, HostError> {
         self.host.now()
     }
-    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        self.host.attribute(path)
+    fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
+        self.host.attribute(attribute)
     }
     fn count(&mut self, counter: Counter) {
         if let Some(o) = outcome_of(counter) {
@@ -269,21 +269,21 @@ pub struct Stream {
 /// (Envoy attribute `connection.sha256_peer_certificate_digest`, hex).
 fn connection_certificate(h: &mut impl Host) -> Result<Option<Thumbprint>, String> {
     let raw = h
-        .attribute(&["connection", "sha256_peer_certificate_digest"])
+        .attribute(Attribute::PeerCertificateDigest)
         .map_err(|s| format!("cannot read connection.sha256_peer_certificate_digest: host status {}", s.0))?;
     let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(None) };
     let hex = String::from_utf8(raw).map_err(|_| "peer certificate digest is not text".to_string())?;
     Thumbprint::from_hex_digest(&hex).map_err(|e| e.to_string())
 }
 
-fn string_attribute(h: &mut impl Host, path: &[&str]) -> Option<String> {
-    let raw = h.attribute(path).ok().flatten()?;
+fn string_attribute(h: &mut impl Host, attribute: Attribute<'_>) -> Option<String> {
+    let raw = h.attribute(attribute).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
 /// The downstream peer's address (`source.address`, `ip:port` or `ip`).
 fn source_ip(h: &mut impl Host) -> Option<IpAddr> {
-    let addr = string_attribute(h, &["source", "address"])?;
+    let addr = string_attribute(h, Attribute::SourceAddress)?;
     addr.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse::<IpAddr>().ok())
 }
 
@@ -474,10 +474,7 @@ impl Stream {
             .collect();
         let any_header = values.iter().any(|v| !v.is_empty());
         let (peer_subject, peer_san) = if any_header {
-            (
-                string_attribute(h, &["connection", "subject_peer_certificate"]),
-                string_attribute(h, &["connection", "dns_san_peer_certificate"]),
-            )
+            (string_attribute(h, Attribute::PeerSubject), string_attribute(h, Attribute::PeerDnsSan))
         } else {
             (None, None)
         };
@@ -1175,9 +1172,9 @@ pub(crate) mod tests {
             self.calls.push("now");
             self.host.now()
         }
-        fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
             self.calls.push("attribute");
-            self.host.attribute(path)
+            self.host.attribute(attribute)
         }
         fn count(&mut self, counter: Counter) {
             self.calls.push("count");

@@ -7,7 +7,7 @@ use certbound_core::config::EtcdConfig;
 use certbound_core::counter::Counter;
 use certbound_core::decision::{Decision, NAMESPACE};
 use certbound_core::error::{OAuthError, Reason};
-use certbound_core::flow::{Body, Host, HostError};
+use certbound_core::flow::{Attribute, Body, Host, HostError};
 use certbound_core::shared::{SetError, SharedData};
 use certbound_core::stream::StreamHost;
 
@@ -206,20 +206,16 @@ impl Host for ModuleHost<'_> {
             .map(|d| d.as_secs() as i64)
             .map_err(|_| FAILED)
     }
-    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        let id = match path {
-            ["connection", "sha256_peer_certificate_digest"] => {
+    fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
+        let id = match attribute {
+            Attribute::PeerCertificateDigest => {
                 envoy_dynamic_module_type_attribute_id_ConnectionSha256PeerCertificateDigest
             }
-            ["source", "address"] => envoy_dynamic_module_type_attribute_id_SourceAddress,
-            ["connection", "subject_peer_certificate"] => {
-                envoy_dynamic_module_type_attribute_id_ConnectionSubjectPeerCertificate
-            }
-            ["connection", "dns_san_peer_certificate"] => {
-                envoy_dynamic_module_type_attribute_id_ConnectionDnsSanPeerCertificate
-            }
-            // Nothing else is asked for by the flows the module runs (jwt_claims is refused at load).
-            _ => return Ok(None),
+            Attribute::SourceAddress => envoy_dynamic_module_type_attribute_id_SourceAddress,
+            Attribute::PeerSubject => envoy_dynamic_module_type_attribute_id_ConnectionSubjectPeerCertificate,
+            Attribute::PeerDnsSan => envoy_dynamic_module_type_attribute_id_ConnectionDnsSanPeerCertificate,
+            // jwt_claims is refused at load: 1.40's ABI reads metadata one level deep.
+            Attribute::JwtCnfX5t { .. } => return Ok(None),
         };
         Ok(self.string_attribute(id))
     }

@@ -65,6 +65,37 @@ pub enum Body {
     Response,
 }
 
+/// The Envoy attributes certbound reads: each shell maps every one to its
+/// host's own names (a match without a wildcard, so a new one is not forgotten).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute<'a> {
+    /// `connection.sha256_peer_certificate_digest`: the client certificate Envoy's TLS saw.
+    PeerCertificateDigest,
+    /// `connection.subject_peer_certificate`: the downstream proxy's subject (header trust).
+    PeerSubject,
+    /// `connection.dns_san_peer_certificate`: its first DNS SAN.
+    PeerDnsSan,
+    /// `source.address`: the TCP peer.
+    SourceAddress,
+    /// `cnf.x5t#S256` of the JWT payload `jwt_authn` verified into dynamic metadata.
+    JwtCnfX5t { namespace: &'a str, payload_key: &'a str },
+}
+
+impl Attribute<'_> {
+    /// The attribute's path as proxy-wasm's `get_property` takes it.
+    pub fn path(&self) -> Vec<&str> {
+        match self {
+            Attribute::PeerCertificateDigest => vec!["connection", "sha256_peer_certificate_digest"],
+            Attribute::PeerSubject => vec!["connection", "subject_peer_certificate"],
+            Attribute::PeerDnsSan => vec!["connection", "dns_san_peer_certificate"],
+            Attribute::SourceAddress => vec!["source", "address"],
+            Attribute::JwtCnfX5t { namespace, payload_key } => {
+                vec!["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"]
+            }
+        }
+    }
+}
+
 /// A host status other than Ok, as a value (never a panic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
@@ -79,8 +110,8 @@ pub trait Host {
     fn replace_body(&mut self, which: Body, size: usize, data: &[u8]) -> Result<(), HostError>;
     /// Unix seconds from the host clock.
     fn now(&mut self) -> Result<i64, HostError>;
-    /// An Envoy attribute (`path` joined as the host expects); `Ok(None)` when it has no value.
-    fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// An Envoy attribute; `Ok(None)` when it has no value.
+    fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError>;
     fn count(&mut self, counter: Counter);
     /// A log line about this stream (the shell prefixes the stream's ids).
     fn log(&mut self, level: log::Level, message: &str);
@@ -206,9 +237,9 @@ pub mod mock {
             self.fail("now")?;
             Ok(self.now)
         }
-        fn attribute(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
             self.fail("attribute")?;
-            Ok(self.attributes.get(&path.join(".")).cloned())
+            Ok(self.attributes.get(&attribute.path().join(".")).cloned())
         }
         fn count(&mut self, counter: Counter) {
             self.counted.push(counter);

@@ -2,7 +2,7 @@
 //! token (in `Authorization` only) must come with the certificate every
 //! known binding names: certbound's store and a verified JWT `cnf` claim.
 
-use super::{Body, Host, Step};
+use super::{Attribute, Body, Host, Step};
 use crate::binding::{keys_for_token, Binding, TokenKeys};
 use crate::cert::Thumbprint;
 use crate::client_auth::Clients;
@@ -74,8 +74,8 @@ fn jwt_payload_segment(token: &str) -> Option<String> {
 /// `cnf.x5t#S256` of the JWT payload `jwt_authn` verified and left in
 /// dynamic metadata: a client cannot write metadata, so it is believed.
 fn verified_claim(host: &mut impl Host, jwt: &JwtClaims) -> Option<String> {
-    let path = ["metadata", "filter_metadata", &jwt.metadata_namespace, &jwt.payload_key, "cnf", "x5t#S256"];
-    let raw = host.attribute(&path).ok().flatten()?;
+    let attribute = Attribute::JwtCnfX5t { namespace: &jwt.metadata_namespace, payload_key: &jwt.payload_key };
+    let raw = host.attribute(attribute).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
