@@ -2,17 +2,15 @@
 //! store (shown by Envoy as `wasmcustom.certbound.*`).
 
 use super::abi;
-use crate::counter::Counter;
+use crate::counter::{metrics, Counter, Metric};
 use crate::error::Reason;
 use log::debug;
 
 /// Metric ids, defined once at configure time and looked up by position.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// By [`Metric::index`]: the decisions, refusals and report-only refusals (the core's table).
     counters: Vec<Option<u32>>,
-    refused: Vec<Option<u32>>,
-    /// `certbound.reported.<reason>`: refusals a report-only route did not carry out.
-    reported: Vec<Option<u32>>,
     /// `certbound.store_slots_used`: slots of the shared-data table holding a
     /// binding (live, or expired and not yet swept); a mirror of the count kept
     /// in shared data, so every worker (and a reloaded configuration) shows one number.
@@ -59,17 +57,8 @@ fn bump(id: Option<u32>, by: i64) {
 
 impl Metrics {
     pub fn define() -> Metrics {
-        // Indexed by the counter's own discriminant, whatever the order of ALL.
-        let mut counters = vec![None; Counter::ALL.len()];
-        for c in Counter::ALL {
-            if let Some(slot) = counters.get_mut(c as usize) {
-                *slot = define(&format!("certbound.{}", c.name()));
-            }
-        }
         Metrics {
-            counters,
-            refused: Reason::ALL.iter().map(|r| define(&format!("certbound.refused.{}", r.as_str()))).collect(),
-            reported: Reason::ALL.iter().map(|r| define(&format!("certbound.reported.{}", r.as_str()))).collect(),
+            counters: metrics().map(|m| define(&m.name())).collect(),
             slots_used: define_gauge("certbound.store_slots_used"),
             slots_capacity: define_gauge("certbound.store_slots_capacity"),
         }
@@ -83,8 +72,12 @@ impl Metrics {
         record(self.slots_capacity, slots);
     }
 
+    fn bump(&self, metric: Metric, n: usize) {
+        bump(self.counters.get(metric.index()).copied().flatten(), n as i64);
+    }
+
     pub fn add(&self, counter: Counter, n: usize) {
-        bump(self.counters.get(counter as usize).copied().flatten(), n as i64);
+        self.bump(Metric::Count(counter), n);
     }
 
     pub fn count(&self, counter: Counter) {
@@ -92,12 +85,10 @@ impl Metrics {
     }
 
     pub fn refused(&self, reason: Reason) {
-        let id = Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.refused.get(i).copied().flatten());
-        bump(id, 1);
+        self.bump(Metric::Refused(reason), 1);
     }
 
     pub fn reported(&self, reason: Reason) {
-        let id = Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.reported.get(i).copied().flatten());
-        bump(id, 1);
+        self.bump(Metric::Reported(reason), 1);
     }
 }

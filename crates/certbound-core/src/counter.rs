@@ -2,7 +2,7 @@
 //! the shell turns them into Envoy counters `certbound.<name>`.
 
 /// Every counter but the refusals (which are one per `Reason`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     ClientAuthenticated,
     TokensBound,
@@ -55,5 +55,64 @@ impl Counter {
             Counter::StoreErrors => "store_errors",
             Counter::StoreRetries => "store_retries",
         }
+    }
+}
+/// Every counter a shell defines, in one table: the decisions, then one
+/// refusal and one report-only refusal per [`Reason`]. Both shells define them
+/// from here and count by [`Metric::index`], so a new counter is named once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Count(Counter),
+    Refused(crate::error::Reason),
+    Reported(crate::error::Reason),
+}
+
+impl Metric {
+    /// Its place in [`metrics`], the same in every shell.
+    pub fn index(self) -> usize {
+        let reasons = crate::error::Reason::ALL.len();
+        let reason = |r| crate::error::Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        match self {
+            Metric::Count(c) => Counter::ALL.iter().position(|x| *x == c).unwrap_or(0),
+            Metric::Refused(r) => Counter::ALL.len() + reason(r),
+            Metric::Reported(r) => Counter::ALL.len() + reasons + reason(r),
+        }
+    }
+
+    /// The counter's name as Envoy shows it (after the shell's prefix).
+    pub fn name(self) -> String {
+        match self {
+            Metric::Count(c) => format!("certbound.{}", c.name()),
+            Metric::Refused(r) => format!("certbound.refused.{}", r.as_str()),
+            Metric::Reported(r) => format!("certbound.reported.{}", r.as_str()),
+        }
+    }
+}
+
+/// Every counter, in [`Metric::index`] order.
+pub fn metrics() -> impl Iterator<Item = Metric> {
+    let reasons = crate::error::Reason::ALL;
+    Counter::ALL
+        .into_iter()
+        .map(Metric::Count)
+        .chain(reasons.into_iter().map(Metric::Refused))
+        .chain(reasons.into_iter().map(Metric::Reported))
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_place_and_name_in_one_table() {
+        let all: Vec<Metric> = metrics().collect();
+        for (i, m) in all.iter().enumerate() {
+            assert_eq!(m.index(), i, "{m:?}");
+        }
+        let names: std::collections::HashSet<String> = all.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(names.contains("certbound.tokens_bound"));
+        assert!(names.contains("certbound.refused.unbound_token"));
+        assert!(names.contains("certbound.reported.unbound_token"));
     }
 }

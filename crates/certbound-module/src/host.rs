@@ -4,7 +4,7 @@
 use crate::abi::*;
 use crate::{copy, memory, module_buffer, FilterConfig};
 use certbound_core::config::EtcdConfig;
-use certbound_core::counter::Counter;
+use certbound_core::counter::{Counter, Metric};
 use certbound_core::decision::{Decision, NAMESPACE};
 use certbound_core::error::{OAuthError, Reason};
 use certbound_core::flow::{Attribute, Body, Host, HostError};
@@ -220,7 +220,7 @@ impl Host for ModuleHost<'_> {
         Ok(self.string_attribute(id))
     }
     fn count(&mut self, counter: Counter) {
-        let id = self.config.counters.get(counter as usize).copied().flatten();
+        let id = self.config.counters.get(Metric::Count(counter).index()).copied().flatten();
         self.bump(id);
     }
     fn log(&mut self, level: log::Level, message: &str) {
@@ -327,13 +327,11 @@ impl StreamHost for ModuleHost<'_> {
         }
     }
     fn refused(&mut self, reason: Reason) {
-        let id =
-            Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.config.refused.get(i).copied().flatten());
+        let id = self.config.counters.get(Metric::Refused(reason).index()).copied().flatten();
         self.bump(id);
     }
     fn reported(&mut self, reason: Reason) {
-        let id =
-            Reason::ALL.iter().position(|r| *r == reason).and_then(|i| self.config.reported.get(i).copied().flatten());
+        let id = self.config.counters.get(Metric::Reported(reason).index()).copied().flatten();
         self.bump(id);
     }
     fn decided(&mut self, decision: &Decision) {

@@ -17,8 +17,6 @@ mod memory;
 
 use abi::*;
 use certbound_core::config::{self, Client, Config, StoreConfig};
-use certbound_core::counter::Counter;
-use certbound_core::error::Reason;
 use certbound_core::flow::Body;
 use certbound_core::registry::{Fetch, Registry, Request};
 use certbound_core::store::SlotTable;
@@ -41,11 +39,8 @@ pub struct FilterConfig {
     /// The configuration JSON, validated when the config was made.
     raw: Vec<u8>,
     table: SlotTable,
-    /// Metric ids, by `Counter` discriminant and by `Reason` position.
+    /// Metric ids, by the core's `Metric::index` (decisions, refusals, report-only refusals).
     counters: Vec<Option<usize>>,
-    refused: Vec<Option<usize>>,
-    /// `certbound.reported.<reason>`, by `Reason` position: refusals a report-only route did not carry out.
-    reported: Vec<Option<usize>>,
     /// `certbound.faults`: panics caught in a hook (see `guard`).
     faults: Option<usize>,
     /// `certbound.store_slots_used` (slots of the process-memory table holding a binding).
@@ -492,20 +487,9 @@ unsafe fn config_new(
             table
         }
     };
-    let mut counters = vec![None; Counter::ALL.len()];
-    for c in Counter::ALL {
-        if let Some(slot) = counters.get_mut(c as usize) {
-            *slot = define_counter(filter_config_envoy_ptr, &format!("certbound.{}", c.name()));
-        }
-    }
-    let refused = Reason::ALL
-        .iter()
-        .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.refused.{}", r.as_str())));
-    let refused: Vec<Option<usize>> = refused.collect();
-    let reported: Vec<Option<usize>> = Reason::ALL
-        .iter()
-        .map(|r| define_counter(filter_config_envoy_ptr, &format!("certbound.reported.{}", r.as_str())))
-        .collect();
+    // The core's one table of counters, by Metric::index.
+    let counters: Vec<Option<usize>> =
+        certbound_core::counter::metrics().map(|m| define_counter(filter_config_envoy_ptr, &m.name())).collect();
     let faults = define_counter(filter_config_envoy_ptr, "certbound.faults");
     let shared_memory = matches!(parsed.store, StoreConfig::SharedData { .. });
     let slots_used = define_gauge(filter_config_envoy_ptr, "certbound.store_slots_used");
@@ -533,8 +517,6 @@ unsafe fn config_new(
         raw,
         table,
         counters,
-        refused,
-        reported,
         faults,
         slots_used,
         slots_capacity,
