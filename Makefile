@@ -43,10 +43,10 @@ wasm: wasm-target $(WASM_OPT)
 
 # The .wasm that panics on demand (tests/e2e/test_faults.py): the same build and
 # the same wasm-opt step as certbound.wasm, with the feature, in its own dir.
-WASM_FAULTS_BUILT := $(FAULTS_DIR)/wasm32-wasip1/release/certbound.wasm
+WASM_FAULTS_BUILT := $(FAULTS_DIR)/wasm32-wasip1/faults/certbound.wasm
 WASM_FAULTS := $(FAULTS_DIR)/certbound-faults.wasm
 wasm-faults: wasm-target $(WASM_OPT)
-	cargo build --release --target wasm32-wasip1 --features fault-injection --target-dir $(FAULTS_DIR)
+	cargo build --profile faults --target wasm32-wasip1 --features fault-injection --target-dir $(FAULTS_DIR)
 	@if [ ! -f $(WASM_FAULTS) ] || [ $(WASM_FAULTS_BUILT) -nt $(WASM_FAULTS) ]; then \
 	  $(WASM_OPT) -Oz $(WASM_OPT_FEATURES) $(WASM_FAULTS_BUILT) -o $(WASM_FAULTS).tmp && mv $(WASM_FAULTS).tmp $(WASM_FAULTS); fi
 	@grep -qa '$(FAULT_MARKER)' $(WASM_FAULTS) || { echo "$(WASM_FAULTS) lacks the fault injection"; exit 1; }
@@ -105,9 +105,9 @@ module:
 
 # The module that panics on demand (tests/e2e/test_faults.py): the same profile
 # (panic = "unwind") with the feature, in its own target dir.
-MODULE_FAULTS := $(FAULTS_DIR)/module/libcertbound_module.so
+MODULE_FAULTS := $(FAULTS_DIR)/module-faults/libcertbound_module.so
 module-faults:
-	cargo build --profile module -p certbound-module --features fault-injection --target-dir $(FAULTS_DIR)
+	cargo build --profile module-faults -p certbound-module --features fault-injection --target-dir $(FAULTS_DIR)
 	@grep -qa '$(FAULT_MARKER)' $(MODULE_FAULTS) || { echo "$(MODULE_FAULTS) lacks the fault injection"; exit 1; }
 
 # The whole end-to-end suite, once per artifact (tests about the .wasm itself,

@@ -40,7 +40,7 @@ STATS_PREFIX = "dynamicmodulescustom" if ARTIFACT == "module" else "wasmcustom"
 # The test-only builds whose hooks panic on demand (make wasm-faults, make module-faults;
 # tests/e2e/test_faults.py), never the artifacts above.
 FAULTS_WASM = Path(os.environ.get("CERTBOUND_FAULTS_WASM", ROOT / "target/faults/certbound-faults.wasm"))
-FAULTS_MODULE = Path(os.environ.get("CERTBOUND_FAULTS_MODULE", ROOT / "target/faults/module/libcertbound_module.so"))
+FAULTS_MODULE = Path(os.environ.get("CERTBOUND_FAULTS_MODULE", ROOT / "target/faults/module-faults/libcertbound_module.so"))
 # A file of this name in an Envoy's workdir says its panics and trapped VMs are deliberate
 # (test_faults.py): conftest's no_wasm_panics check skips the logs of that directory only.
 EXPECTED_FAULTS_MARKER = "EXPECTED-FAULTS"
