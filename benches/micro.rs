@@ -53,8 +53,8 @@ fn client_authentication(c: &mut Criterion) {
             "token_endpoint_auth_method": "self_signed_tls_client_auth", "thumbprints": pins,
             "upstream": {"client_secret": "s"}}));
     }
-    let config =
-        certbound_core::config::parse(serde_json::json!({ "clients": clients }).to_string().as_bytes()).expect("config");
+    let config = certbound_core::config::parse(serde_json::json!({ "clients": clients }).to_string().as_bytes())
+        .expect("config");
     let presented = Presented {
         thumbprint: Thumbprint::of_der(b"cert-2"),
         cert: None,

@@ -16,8 +16,25 @@ without certbound), `pass_through` (token endpoint, client secret to the AS),
 10^5 and 10^6 synthetic live bindings by the bench-only filler module
 (benches/wasm, same vm_id: Envoy keys shared data by vm_id), and etcd with up
 to 10^6 keys through its JSON gateway. Runs the native criterion
-micro-benchmarks; writes target/bench/summary.json and prints a table.
-Targets are reported, never asserted.
+micro-benchmarks; writes target/bench/summary.json, prints a table and draws
+target/bench/summary.svg (benches/load/chart.py). Targets are reported, never
+asserted.
+
+Cost, not contention (benches/load/cpumeter.py): every measured window also
+reads Envoy's CPU time (user + system from /proc) and the requests Envoy
+answered (its downstream_rq_total counters), so each scenario reports Envoy's
+CPU per request beside rps and latency, and the CPU per request of the AS, the
+upstream Envoy, the authorizer and etcd. With two cores or more, oha runs on
+the first, the bench Envoy alone on the second, the rest on the others (with
+oha when there are two). Rounds alternate the variant and its reference
+(ABAB...); each ratio is the median of the per-round ratios, with their
+min-max spread. The A/A scenario (the direct-response listener against an
+identical copy of itself) runs in every run and shows how wide the spread is
+when nothing differs.
+
+A smoke run: BENCH_SECONDS=1 BENCH_ROUNDS=2 BENCH_MICRO=0 (with
+BENCH_SECONDS below 3, the scale defaults shrink to 1000,10000 live bindings
+and 10000 etcd keys, capped at 30 s).
 
 Artifacts: `wasm` (target/certbound.wasm) always; `module` when
 target/module/libcertbound_module.so (make module) exists and benches/load/module-filter.yaml.tmpl
@@ -29,6 +46,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,17 +57,26 @@ from string import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
+import chart  # noqa: E402
+import cpumeter  # noqa: E402
 
 OHA = ROOT / ".tools/cargo/bin/oha"
 OUT = ROOT / "target/bench"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+# A smoke run (seconds below 3) checks that everything runs, in a few minutes: smaller scale defaults.
+SMOKE = SECONDS < 3
 # Scale: live bindings pre-filled in shared data, and keys put in etcd (capped in time).
-SCALE_SIZES = [int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1000,100000,1000000").split(",")]
-ETCD_KEYS = int(os.environ.get("BENCH_ETCD_KEYS", "1000000"))
-ETCD_FILL_SECONDS = int(os.environ.get("BENCH_ETCD_FILL_SECONDS", "180"))
+SCALE_SIZES = [int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1000,10000" if SMOKE else "1000,100000,1000000").split(",")]
+ETCD_KEYS = int(os.environ.get("BENCH_ETCD_KEYS", "10000" if SMOKE else "1000000"))
+ETCD_FILL_SECONDS = int(os.environ.get("BENCH_ETCD_FILL_SECONDS", "30" if SMOKE else "180"))
+# Where oha, the bench Envoy and the rest run (cpumeter.pin_plan; BENCH_PIN=0: nowhere in particular),
+# and the meter of CPU per request (set once the bench Envoy is up).
+PIN = cpumeter.pin_plan()
+METER = None
 # The slot table is sized by the README's rule from the fastest token rate this bench could reach and
 # the time it issues tokens for (shorter than the tokens' 600 s lifetime), with 80 % headroom.
 MAX_TOKEN_RPS = int(os.environ.get("BENCH_MAX_TOKEN_RPS", "10000"))
@@ -200,19 +227,35 @@ static_resources:
 
 
 def oha(url, cert, extra):
+    """One measured window: oha on the load generator's core, and around it the requests Envoy answered
+    and the CPU time of Envoy and of the other processes (METER), so the run has its CPU per request."""
     args = [str(OHA), "-z", f"{SECONDS}s", "-c", str(CONNECTIONS), "--no-tui", "--output-format", "json",
             "--cacert", str(cert["ca"]), "--cert", str(cert["pem"]), "--key", str(cert["key"]), *extra, url]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS * 4 + 60)
+    pin = (lambda: os.sched_setaffinity(0, PIN["load_generator"])) if PIN else None
+    started = METER.start() if METER else None
+    out = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS * 4 + 60, preexec_fn=pin)
+    window = METER.stop(started) if METER else None
     if out.returncode != 0:
         raise RuntimeError(f"oha failed: {out.stderr[-2000:]}")
     data = json.loads(out.stdout)
     codes = data.get("statusCodeDistribution", {})
-    return {
+    run = {
         "rps": data["summary"]["requestsPerSec"],
         "p50_ms": data["latencyPercentiles"]["p50"] * 1000,
         "p99_ms": data["latencyPercentiles"]["p99"] * 1000,
         "codes": codes,
     }
+    if window:
+        # Envoy's own count; oha's (the answers it counted) if Envoy's is missing.
+        n = window["requests"] or sum(codes.values())
+        run["requests"] = n
+        run["oha_requests"] = sum(codes.values())
+        per = {k: v / n if n else float("nan") for k, v in window["cpu_us"].items()}
+        run["cpu_us_per_request"] = per.pop("envoy")
+        run["worker_cpu_us_per_request"] = per.pop("envoy_worker", None)
+        run["others_cpu_us_per_request"] = per
+        run["envoy_utilization"] = window["cpu_us"]["envoy"] / 1e6 / window["seconds"]
+    return run
 
 
 def check_statuses(what, run, expect="200"):
@@ -225,9 +268,21 @@ def check_statuses(what, run, expect="200"):
     return run
 
 
+def spread(values):
+    """The per-round values of a ratio, their median, and their min-max spread."""
+    values = [v for v in values if v is not None and v == v]
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4),
+            "rounds": [round(v, 4) for v in values]}
+
+
 def scenario(name, certbound_url, baseline_url, cert, extra, baseline_extra=None, expect="200",
-             reference="direct_response", artifact="wasm", baseline_cert=None):
-    """Alternates certbound and the reference (the baseline), ROUNDS times each, after a warm-up of both."""
+             reference="direct_response", artifact="wasm", baseline_cert=None, aa=False):
+    """Alternates certbound and the reference (the baseline), ROUNDS times each (ABAB...), after a warm-up
+    of both. Each ratio (rps, Envoy's CPU per request) is the median of the per-round ratios, round i's
+    variant over round i's reference, with their spread; aa marks the A/A scenario (a reference against
+    an identical copy of itself)."""
     extras = {"certbound": extra, "baseline": extra if baseline_extra is None else baseline_extra}
     certs = {"certbound": cert, "baseline": baseline_cert or cert}
     check_statuses(f"{name} certbound warm-up", oha(certbound_url, certs["certbound"], extras["certbound"]), expect)
@@ -238,11 +293,58 @@ def scenario(name, certbound_url, baseline_url, cert, extra, baseline_extra=None
             runs[variant].append(check_statuses(f"{name} {variant}", oha(url, certs[variant], extras[variant]), expect))
     med = lambda v, k: statistics.median(x[k] for x in runs[v])
     rps, base = med("certbound", "rps"), med("baseline", "rps")
-    return {
-        "name": name, "artifact": artifact, "reference": reference, "rps": round(rps, 1), "baseline_rps": round(base, 1), "ratio": round(rps / base, 3),
+    pairs = list(zip(runs["certbound"], runs["baseline"]))
+    rps_ratio = spread([a["rps"] / b["rps"] for a, b in pairs])
+    out = {
+        "name": name, "artifact": artifact, "reference": reference, "rps": round(rps, 1), "baseline_rps": round(base, 1),
+        "ratio": round(rps_ratio["median"], 3),
         "p50_ms": round(med("certbound", "p50_ms"), 3), "p99_ms": round(med("certbound", "p99_ms"), 3),
         "baseline_p50_ms": round(med("baseline", "p50_ms"), 3), "baseline_p99_ms": round(med("baseline", "p99_ms"), 3),
     }
+    if aa:
+        out["aa"] = True
+    if METER:
+        cpu_ratio = spread([a["cpu_us_per_request"] / b["cpu_us_per_request"] for a, b in pairs])
+        added = [a["cpu_us_per_request"] - b["cpu_us_per_request"] for a, b in pairs]
+        path = lambda r: r["cpu_us_per_request"] + sum(r["others_cpu_us_per_request"].values())
+        path_ratio = spread([path(a) / path(b) for a, b in pairs])
+        worker = [r["worker_cpu_us_per_request"] for r in runs["certbound"] if r["worker_cpu_us_per_request"] is not None]
+        bworker = [r["worker_cpu_us_per_request"] for r in runs["baseline"] if r["worker_cpu_us_per_request"] is not None]
+        others = sorted(runs["certbound"][0]["others_cpu_us_per_request"])
+        out.update({
+            "cpu_us_per_request": round(med("certbound", "cpu_us_per_request"), 2),
+            "baseline_cpu_us_per_request": round(med("baseline", "cpu_us_per_request"), 2),
+            "cpu_ratio": round(cpu_ratio["median"], 3),
+            "added_cpu_us_per_request": round(statistics.median(added), 2),
+            "spread": {"rps_ratio": rps_ratio, "cpu_ratio": cpu_ratio},
+            "worker_cpu_us_per_request": round(statistics.median(worker), 2) if worker else None,
+            "baseline_worker_cpu_us_per_request": round(statistics.median(bworker), 2) if bworker else None,
+            "envoy_utilization": round(med("certbound", "envoy_utilization"), 3),
+            "baseline_envoy_utilization": round(med("baseline", "envoy_utilization"), 3),
+            # Per process on or beside the path (the AS, the upstream Envoy, the authorizer, etcd).
+            "others_cpu_us_per_request": {
+                k: {"variant": round(statistics.median(r["others_cpu_us_per_request"][k] for r in runs["certbound"]), 2),
+                    "reference": round(statistics.median(r["others_cpu_us_per_request"][k] for r in runs["baseline"]), 2)}
+                for k in others},
+            # Envoy and every other process together, per request: the whole path's CPU.
+            "path_cpu_us_per_request": round(statistics.median(path(r) for r in runs["certbound"]), 2),
+            "baseline_path_cpu_us_per_request": round(statistics.median(path(r) for r in runs["baseline"]), 2),
+            "path_cpu_ratio": round(path_ratio["median"], 3),
+        })
+        out["spread"]["path_cpu_ratio"] = path_ratio
+    else:
+        out["spread"] = {"rps_ratio": rps_ratio}
+    out["rounds"] = [{"rps": round(a["rps"], 1), "baseline_rps": round(b["rps"], 1),
+                      **({"cpu_us_per_request": round(a["cpu_us_per_request"], 2),
+                          "baseline_cpu_us_per_request": round(b["cpu_us_per_request"], 2),
+                          "requests": a["requests"], "baseline_requests": b["requests"]} if METER else {})}
+                     for a, b in pairs]
+    line = f"{name}: rps ratio {out['ratio']:.3f} [{rps_ratio['min']:.3f}-{rps_ratio['max']:.3f}]"
+    if METER:
+        line += (f", Envoy CPU {out['cpu_us_per_request']:.1f} vs {out['baseline_cpu_us_per_request']:.1f} us/request, "
+                 f"ratio {out['cpu_ratio']:.3f} [{cpu_ratio['min']:.3f}-{cpu_ratio['max']:.3f}]")
+    print(line, flush=True)
+    return out
 
 
 def micro():
@@ -340,18 +442,26 @@ def table_capacity():
 
 
 TARGETS = [
-    # (what, scenario, how it is judged)
+    # (what, scenario, how it is judged). "ratio>=t": the rps ratio >= t and Envoy's CPU ratio <= 1/t
+    # ("@path": the CPU of the whole path, Envoy and the AS, since the target is against the AS alone).
+    ("A/A: direct response vs an identical listener, rps and CPU", "aa_direct_response", "aa"),
     ("module, resource path, vs direct response", "module_resource_shared_data", "ratio>=0.85"),
     ("module vs proxied upstream", "module_resource_proxied", "ratio>=0.95;p99+<=0.1"),
     ("Wasm resource path vs a no-op Wasm filter on the same route", "resource_vs_noop_wasm", "ratio>=0.85"),
     ("Wasm vs proxied upstream", "resource_proxied", "ratio>=0.80"),
     ("either vs the ext_authz-introspection way", "ext_authz_introspection", "x>=3"),
     ("etcd warm vs shared data, same artifact", "resource_etcd_cache_warm", "etcd"),
-    ("token endpoint vs pass-through", "token_client_credentials", "ratio>=0.95"),
+    ("token endpoint vs pass-through", "token_client_credentials", "ratio>=0.95@path"),
     ("resource path at 10^6 live bindings vs 10^3", "resource_scale_1000000", "ratio>=0.95"),
     ("memory per live binding (shared data)", "memory", "<=256"),
     (".wasm after wasm-opt", "wasm_bytes", "<=450KiB"),
 ]
+
+
+def ratio_wanted(rule):
+    t = float(rule.split("@")[0].split(";")[0][7:])
+    return (f">= {t}, {'path ' if rule.endswith('@path') else ''}CPU <= x{1 / t:.2f}"
+            + ("; p99 +<= 0.1 ms" if ";p99+" in rule else ""))
 
 
 def verdicts(summary):
@@ -366,27 +476,45 @@ def verdicts(summary):
             v = summary["wasm_bytes"] / 1024
             out.append((what, "<= 450 KiB", f"{v:.0f} KiB", v <= 450))
         elif s is None:
-            wanted = {"ratio>=0.85": ">= 0.85", "ratio>=0.95;p99+<=0.1": ">= 0.95; p99 added <= 0.1 ms"}.get(rule, rule)
+            wanted = {"aa": f"1.00 +- {AA_TOLERANCE}, 1.00 in spread", "x>=3": ">= 3x throughput",
+                      "etcd": "within 5 % (rps and CPU)"}.get(rule) or ratio_wanted(rule)
             out.append((what, wanted, "not run (no module artifact)" if key.startswith("module") else "not run", None))
+        elif rule == "aa":
+            aa = summary["aa"]
+            got = (f"rps {aa['rps_ratio']:.3f} [{aa['rps_spread'][0]:.3f}-{aa['rps_spread'][1]:.3f}], "
+                   f"CPU x{aa['cpu_ratio']:.3f} [{aa['cpu_spread'][0]:.3f}-{aa['cpu_spread'][1]:.3f}]")
+            out.append((what, f"1.00 +- {AA_TOLERANCE}, 1.00 in spread", got, aa["within_target"] and aa["one_within_spread"]))
         elif rule.startswith("ratio>="):
-            t = float(rule.split(";")[0][7:])
+            t = float(rule.split("@")[0].split(";")[0][7:])
+            r = s["spread"]["rps_ratio"]
             met = s["ratio"] >= t
-            got = f"{s['ratio']:.3f}"
+            got = f"rps {s['ratio']:.3f} [{r['min']:.2f}-{r['max']:.2f}]"
+            if "cpu_ratio" in s:
+                k = "path_cpu_ratio" if rule.endswith("@path") else "cpu_ratio"
+                c = s["spread"][k]
+                got += f", {'path ' if k == 'path_cpu_ratio' else ''}CPU x{s[k]:.3f} [{c['min']:.2f}-{c['max']:.2f}]"
+                met = met and s[k] <= 1 / t
             if ";p99+" in rule:
                 added = s["p99_ms"] - s["baseline_p99_ms"]
                 got += f", p99 +{added:.3f} ms"
                 met = met and added <= 0.1
-            wanted = f">= {t}" + ("; p99 added <= 0.1 ms" if ";p99+" in rule else "")
-            out.append((what, wanted, got, met))
+            out.append((what, ratio_wanted(rule), got, met))
         elif rule == "x>=3":
             best = max((x["rps"] for x in summary["scenarios"]
                         if x["name"] in ("resource_shared_data", "module_resource_shared_data")), default=0)
             x = best / s["rps"] if s["rps"] else 0
-            out.append((what, ">= 3x throughput", f"{x:.1f}x ({best:.0f} vs {s['rps']:.0f} rps)", x >= 3))
+            got = f"{x:.1f}x ({best:.0f} vs {s['rps']:.0f} rps)"
+            if "path_cpu_ratio" in s:
+                got += f", path CPU x{s['path_cpu_ratio']:.1f}"
+            out.append((what, ">= 3x throughput", got, x >= 3))
         elif rule == "etcd":
             shared = by.get("resource_shared_data")
             d = s["rps"] / shared["rps"] - 1 if shared else None
-            out.append((what, "within 5 %", "n/a" if d is None else f"{d * 100:+.1f} %", d is not None and abs(d) <= 0.05))
+            dc = (s["cpu_us_per_request"] / shared["cpu_us_per_request"] - 1
+                  if shared and "cpu_us_per_request" in s else None)
+            got = "n/a" if d is None else f"rps {d * 100:+.1f} %" + ("" if dc is None else f", CPU {dc * 100:+.1f} %")
+            met = d is not None and abs(d) <= 0.05 and (dc is None or abs(dc) <= 0.05)
+            out.append((what, "within 5 % (rps and CPU)", got, met))
     return out
 
 
@@ -395,6 +523,13 @@ def main():
         sys.exit("oha is missing: make bench installs it")
     OUT.mkdir(parents=True, exist_ok=True)
     bench_wasm = build_bench_wasm()
+    global METER
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    all_cores = os.sched_getaffinity(0)
+    if PIN:
+        # This script and what it starts (the AS, the authorizer, the upstream Envoy, etcd) on the others'
+        # cores; oha and the bench Envoy are pinned where they start.
+        os.sched_setaffinity(0, PIN["others"])
     work = Path(tempfile.mkdtemp(prefix="certbound-bench-"))
     pki = harness.Pki(work / "certs")
     client = pki.client("bench-client")
@@ -416,7 +551,7 @@ def main():
         ], native_mtls=True)
         parts.append(auth)
         ports = {k: harness.free_port() for k in (
-            "baseline", "idle", "shared", "etcd_warm", "etcd_cold", "native", "admin", "noop", "ext_authz",
+            "baseline", "baseline_aa", "idle", "shared", "etcd_warm", "etcd_cold", "native", "admin", "noop", "ext_authz",
             "upstream", "upstream_admin", "authorizer", "module", "module_etcd_warm", "module_etcd_cold",
             *(f"scale_{n}" for n in SCALE_SIZES),
             *(f"fill_{n}" for n in SCALE_SIZES))}
@@ -452,6 +587,8 @@ def main():
         module = module_filter("certbound_module", shared_plugin)
         listeners = "".join([
             listener("baseline", ports["baseline"], pki.dir),
+            # The A/A reference: the same direct-response listener again, identical but for its name.
+            listener("baseline_aa", ports["baseline_aa"], pki.dir),
             listener("certbound_shared", ports["shared"], pki.dir, shared_plugin),
             # certbound loaded but with nothing to do on /api/: what certbound costs when it only routes.
             listener("certbound_idle", ports["idle"], pki.dir, {"clients": clients, "store": {"capacity": capacity}}),
@@ -478,14 +615,37 @@ def main():
             ADMIN_PORT=ports["admin"], LISTENERS=listeners.rstrip("\n"), AS_PORT=auth.port, ETCD_PORT=etcd.client_ports[0],
             UPSTREAM_PORT=ports["upstream"], AUTHORIZER_PORT=ports["authorizer"])
         (work / "envoy-bench.yaml").write_text(config)
-        envoy = harness.Process("envoy", [str(harness.ENVOY_BIN), "-c", str(work / "envoy-bench.yaml"), "--use-dynamic-base-id",
-                                          "--concurrency", "1", "-l", "warning"], work / "envoy.log")
+        # The bench Envoy alone on its core (taskset execs, so the pid is Envoy's; pinned again when ready).
+        taskset = ["taskset", "-c", ",".join(map(str, PIN["envoy"]))] if PIN and shutil.which("taskset") else []
+        envoy = harness.Process("envoy", [*taskset, str(harness.ENVOY_BIN), "-c", str(work / "envoy-bench.yaml"),
+                                          "--use-dynamic-base-id", "--concurrency", "1", "-l", "warning"], work / "envoy.log")
         parts.append(envoy)
         import urllib.request
         for name, admin, proc in (("the bench Envoy", ports["admin"], envoy), ("the upstream Envoy", ports["upstream_admin"], upstream)):
             harness.wait_until(name, lambda: urllib.request.urlopen(
                 f"http://127.0.0.1:{admin}/ready", timeout=1).status == 200, timeout=60, proc=proc)
         harness.wait_until("the authorizer", lambda: "authorizer ready" in authorizer.log(), timeout=30, proc=authorizer)
+        if PIN:
+            cpumeter.pin_process(envoy.popen.pid, PIN["envoy"])
+        others = {"as": auth.proc.popen.pid, "upstream_envoy": upstream.popen.pid,
+                  "authorizer": authorizer.popen.pid, "etcd": etcd.procs[0].popen.pid}
+        METER = cpumeter.Meter(ports["admin"], envoy.popen.pid, others)
+        extra_summary["pinning"] = {
+            "pinned": bool(PIN),
+            **({"load_generator_cores": PIN["load_generator"], "envoy_cores": PIN["envoy"],
+                "others_cores": PIN["others"], "usable_cores": PIN["usable_cores"],
+                "others": "the bench script, oidc-provider (AS), the ext_authz authorizer, the upstream Envoy, etcd"}
+               if PIN else {"why_not": "BENCH_PIN=0" if os.environ.get("BENCH_PIN") == "0" else "fewer than 2 usable cores"}),
+            # What the kernel says each process may run on (every thread of the bench Envoy).
+            "observed": {"envoy": cpumeter.affinity_of(envoy.popen.pid),
+                         **{k: cpumeter.affinity_of(v) for k, v in others.items()}},
+        }
+        extra_summary["cpu_measure"] = {
+            "source": "/proc/<pid>/stat utime+stime (process and descendants), /proc/<pid>/task/<tid>/stat (worker)",
+            "clock_ticks_per_second": cpumeter.CLK_TCK,
+            "requests": "sum of http.<stat_prefix>.downstream_rq_total over the bench Envoy's listeners (admin excluded)",
+            "envoy_worker_thread": cpumeter.task_name(envoy.popen.pid, METER.worker) if METER.worker else None,
+        }
         import requests
 
         def token(port, c=client, body="grant_type=client_credentials&client_id=bench"):
@@ -499,6 +659,9 @@ def main():
         bearer = lambda t: ["-H", f"authorization: Bearer {t}"]
         cc = ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d", "grant_type=client_credentials&client_id=bench"]
         scenarios = [
+            # A/A: the direct response against an identical listener; reads 1.00 but for the noise.
+            scenario("aa_direct_response", url("baseline_aa", "/api/x"), url("baseline", "/api/x"), cert,
+                     bearer(shared_token), aa=True, artifact="none"),
             scenario("wasm_filter_floor", url("idle", "/api/x"), url("baseline", "/api/x"), cert, bearer(shared_token)),
             scenario("noop_wasm_floor", url("noop", "/api/x"), url("baseline", "/api/x"), cert, bearer(shared_token)),
             scenario("resource_shared_data", url("shared", "/api/x"), url("baseline", "/api/x"), cert, bearer(shared_token)),
@@ -555,6 +718,9 @@ def main():
                        for _ in range(ROUNDS)]
         s["as_native_rfc8705_rps"] = round(statistics.median(x["rps"] for x in native_runs), 1)
         s["as_native_rfc8705_p99_ms"] = round(statistics.median(x["p99_ms"] for x in native_runs), 3)
+        s["as_native_rfc8705_cpu_us_per_request"] = round(statistics.median(x["cpu_us_per_request"] for x in native_runs), 2)
+        s["as_native_rfc8705_as_cpu_us_per_request"] = round(
+            statistics.median(x["others_cpu_us_per_request"]["as"] for x in native_runs), 2)
         # oidc-provider's in-memory store keeps the last 1000 tokens (an LRU): tokens issued before the token
         # scenarios are gone from the AS by now, so introspection and ext_authz get fresh ones.
         intro_token = token(ports["shared"])
@@ -632,6 +798,8 @@ def main():
                                   "module_store_full_refusals": stat(ports["admin"], "dynamicmodulescustom.certbound.refused.store_full")}
     finally:
         harness.stop_all(parts)
+        os.sched_setaffinity(0, all_cores)
+    load_end = [round(x, 2) for x in os.getloadavg()]
     # BENCH_MICRO=0 skips the criterion micro-benchmarks (a quick check of the load part).
     micros = micro() if os.environ.get("BENCH_MICRO", "1") != "0" else []
     wasm_bytes = harness.WASM.stat().st_size
@@ -649,28 +817,99 @@ def main():
             "etcd": version([harness.etcd_binary(), "--version"]),
             "oidc-provider": json.loads((ROOT / "as/node_modules/oidc-provider/package.json").read_text())["version"],
         },
-        "settings": {"seconds": SECONDS, "rounds": ROUNDS, "connections": CONNECTIONS, "envoy_workers": 1},
+        "settings": {"seconds": SECONDS, "rounds": ROUNDS, "connections": CONNECTIONS, "envoy_workers": 1,
+                     "smoke": SMOKE, "order": "ABAB (variant, reference) after a warm-up of each"},
+        # The machine is shared: its 1, 5 and 15 minute load averages when the bench started and ended.
+        "load_average": {"start": load_start, "end": load_end},
+        "aa": aa_summary(scenarios),
         "artifacts": ["wasm"] + (["module"] if MODULE_SO.exists() else []),
         **extra_summary,
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+    chart.draw(summary, OUT / "summary.svg", targets=chart_targets())
+    pin = summary["pinning"]
     print(f"\ncertbound bench on {cpu} ({os.cpu_count()} cores), Envoy 1 worker, {CONNECTIONS} connections, "
-          f"{ROUNDS}x{SECONDS}s per variant; slot table capacity {summary['table']['capacity']} "
-          f"(store_full refusals: {summary['table']['store_full_refusals']})\n")
-    print(f"{'scenario':40} {'art.':6} {'reference':30} {'rps':>8} {'ref rps':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'ref p99':>7}")
+          f"{ROUNDS}x{SECONDS}s per variant (ABAB); slot table capacity {summary['table']['capacity']} "
+          f"(store_full refusals: {summary['table']['store_full_refusals']})")
+    print("pinning: " + (f"oha on core {pin['load_generator_cores']}, Envoy on {pin['envoy_cores']}, "
+                         f"AS, authorizer, upstream Envoy, etcd on {pin['others_cores']}" if pin["pinned"]
+                         else f"none ({pin['why_not']})")
+          + f"; load average {summary['load_average']['start']} at the start, {summary['load_average']['end']} at the end")
+    print("ratios: median of the per-round ratios [min-max over rounds]; CPU = the bench Envoy's user+system "
+          "CPU per request answered (us), x = variant / reference, +us = variant - reference\n")
+    print(f"{'scenario':40} {'art.':6} {'reference':36} {'rps':>7} {'ref rps':>7} {'rps ratio':>19} "
+          f"{'CPU us':>7} {'ref CPU':>7} {'CPU ratio':>19} {'+us':>6} {'p99 ms':>7} {'ref p99':>7}")
     for s in scenarios:
-        print(f"{s['name']:40} {s['artifact']:6} {s['reference']:30} {s['rps']:8.0f} {s['baseline_rps']:8.0f} {s['ratio']:6.3f} "
-              f"{s['p50_ms']:7.2f} {s['p99_ms']:7.2f} {s['baseline_p99_ms']:7.2f}")
+        print(scenario_line(s))
     tok = next(s for s in scenarios if s["name"] == "token_client_credentials")
-    print(f"{'  AS native RFC 8705':40} {'':6} {'':30} {tok['as_native_rfc8705_rps']:8.0f}")
-    print(f"\n{'target':62} {'wanted':26} {'measured':30} met")
+    print(f"{'  AS native RFC 8705':40} {'':6} {'':36} {tok['as_native_rfc8705_rps']:7.0f} {'':7} {'':19} "
+          f"{tok['as_native_rfc8705_cpu_us_per_request']:7.1f}   (the AS: {tok['as_native_rfc8705_as_cpu_us_per_request']:.1f} us/request)")
+    aa = summary["aa"]
+    if aa:
+        print(f"\nA/A ({aa['scenario']}, direct response against an identical listener): rps {aa['rps_ratio']:.3f} "
+              f"[{aa['rps_spread'][0]:.3f}-{aa['rps_spread'][1]:.3f}] (width {aa['rps_spread_width']:.3f}), CPU "
+              f"{aa['cpu_ratio']:.3f} [{aa['cpu_spread'][0]:.3f}-{aa['cpu_spread'][1]:.3f}] (width {aa['cpu_spread_width']:.3f}); "
+              f"1.00 within the spread: {'yes' if aa['one_within_spread'] else 'NO'}; "
+              f"within {aa['target']}: {'yes' if aa['within_target'] else 'NO'}")
+    # The processes that matter on a path (a tick of background work over a short window does not).
+    rows = [(s, k, v) for s in scenarios for k, v in s.get("others_cpu_us_per_request", {}).items()
+            if max(v["variant"], v["reference"]) >= max(1.0, 0.05 * s["cpu_us_per_request"])]
+    if rows:
+        print(f"\n{'CPU per request of the other processes':40} {'process':16} {'variant us':>10} {'ref us':>10}"
+              f"   whole path (Envoy + these): variant, reference, ratio")
+        for s, k, v in rows:
+            print(f"{s['name']:40} {k:16} {v['variant']:10.1f} {v['reference']:10.1f}   "
+                  f"{s['path_cpu_us_per_request']:.1f}, {s['baseline_path_cpu_us_per_request']:.1f}, x{s['path_cpu_ratio']:.3f}")
+    print(f"\n{'target':62} {'wanted':38} {'measured':58} met")
     for what, wanted, got, met in verdicts(summary):
-        print(f"{what:62} {wanted:26} {got:30} {'-' if met is None else ('yes' if met else 'NO')}")
+        print(f"{what:62} {wanted:38} {got:58} {'-' if met is None else ('yes' if met else 'NO')}")
     print(f"\n{'micro-benchmark':48} {'ns/op':>10}  target")
     for m in micros:
         limit = 5000 if m["name"] == "introspection_patch_1kib" else 10000
         print(f"{m['name']:48} {m['ns_per_op']:10.0f}  <= {limit}: {'met' if m['ns_per_op'] <= limit else 'MISSED'}")
-    print(f"summary: {OUT / 'summary.json'}")
+    print(f"summary: {OUT / 'summary.json'}, chart: {OUT / 'summary.svg'}")
+
+
+def scenario_line(s):
+    r = s["spread"]["rps_ratio"]
+    line = (f"{s['name'] + (' (A/A)' if s.get('aa') else ''):40} {s['artifact']:6} {s['reference']:36} {s['rps']:7.0f} "
+            f"{s['baseline_rps']:7.0f} {s['ratio']:5.3f} [{r['min']:.3f}-{r['max']:.3f}] ")
+    if "cpu_ratio" in s:
+        c = s["spread"]["cpu_ratio"]
+        line += (f"{s['cpu_us_per_request']:7.1f} {s['baseline_cpu_us_per_request']:7.1f} "
+                 f"{s['cpu_ratio']:5.3f} [{c['min']:.3f}-{c['max']:.3f}] {s['added_cpu_us_per_request']:+6.1f} ")
+    else:
+        line += f"{'':7} {'':7} {'':19} {'':6} "
+    return line + f"{s['p99_ms']:7.2f} {s['baseline_p99_ms']:7.2f}"
+
+
+AA_TOLERANCE = 0.03
+
+
+def aa_summary(scenarios):
+    """How wide the A/A spread was: the reference against an identical copy of itself, which must read 1.00."""
+    a = next((s for s in scenarios if s.get("aa")), None)
+    if a is None:
+        return None
+    r = a["spread"]["rps_ratio"]
+    c = a["spread"].get("cpu_ratio") or {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {
+        "scenario": a["name"],
+        "rps_ratio": a["ratio"], "rps_spread": [r["min"], r["max"]], "rps_spread_width": round(r["max"] - r["min"], 4),
+        "cpu_ratio": a.get("cpu_ratio"), "cpu_spread": [c["min"], c["max"]], "cpu_spread_width": round(c["max"] - c["min"], 4),
+        "one_within_spread": r["min"] <= 1 <= r["max"] and c["min"] <= 1 <= c["max"],
+        "target": f"1.00 +- {AA_TOLERANCE}",
+        "within_target": abs(a["ratio"] - 1) <= AA_TOLERANCE and abs(c["median"] - 1) <= AA_TOLERANCE,
+    }
+
+
+def chart_targets():
+    """scenario -> the throughput ratio it should reach (the same number bounds its CPU ratio from above: 1/t)."""
+    out = {}
+    for _, key, rule in TARGETS:
+        if rule.startswith("ratio>="):
+            out[key] = float(rule.split("@")[0].split(";")[0][7:])
+    return out
 
 
 if __name__ == "__main__":
