@@ -77,10 +77,12 @@ impl<'de> serde::Deserialize<'de> for Outline {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Outline, A::Error> {
-                let mut seen = std::collections::HashSet::new();
+                // Keys borrowed from the body (an escaped one is copied): a response has a few
+                // dozen members, so a list beats a hash set and allocates once.
+                let mut seen: Vec<Key<'de>> = Vec::with_capacity(32);
                 let mut out = Outline { duplicate: false, active: false, cnf: None, client_id: None };
-                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match k.as_ref() {
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.0.as_ref() {
                         "active" => out.active = map.next_value::<Value>()? == Value::Bool(true),
                         "cnf" => out.cnf = Some(map.next_value::<Value>()?),
                         "client_id" => out.client_id = map.next_value::<Value>()?.as_str().map(str::to_string),
@@ -88,12 +90,36 @@ impl<'de> serde::Deserialize<'de> for Outline {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
-                    out.duplicate |= !seen.insert(k.into_owned());
+                    out.duplicate |= seen.contains(&k);
+                    seen.push(k);
                 }
                 Ok(out)
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A member name, borrowed from the body when it has no escapes.
+#[derive(PartialEq, Eq)]
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -268,6 +294,12 @@ mod tests {
     fn duplicate_members_are_not_patched() {
         assert_eq!(add_cnf(br#"{"active":false,"active":true}"#, &t()), Patch::Unchanged(Unchanged::DuplicateKeys));
         assert!(has_duplicate_keys(br#"{"a":1,"b":{"c":1},"a":2}"#));
+        // A name spelled with an escape is the same name.
+        assert!(has_duplicate_keys(br#"{"active":true,"\u0061ctive":false}"#));
+        assert_eq!(
+            add_cnf(br#"{"active":false,"\u0061ctive":true}"#, &t()),
+            Patch::Unchanged(Unchanged::DuplicateKeys)
+        );
         assert!(!has_duplicate_keys(br#"{"a":{"x":1},"b":{"x":1}}"#));
         assert!(!has_duplicate_keys(b"[1,1]"));
     }
