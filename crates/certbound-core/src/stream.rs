@@ -5,7 +5,7 @@
 //! shell and the dynamic-module shell turn Envoy's callbacks into calls of
 //! [`Stream`] and its [`Action`] back into the host's.
 
-use crate::binding::{Binding, ToBind, TokenKeys};
+use crate::binding::{ToBind, TokenKeys};
 use crate::cert::Thumbprint;
 use crate::cert_header;
 use crate::cert_source::{self, Event, Facts};
@@ -13,17 +13,16 @@ use crate::config::{Config, EtcdConfig, StoreConfig};
 use crate::counter::Counter;
 use crate::decision::{Decision, Flow, Outcome};
 use crate::error::{OAuthError, Reason};
-use crate::etcd_write::{EtcdWrite, Outcome as WriteOutcome};
 use crate::flow::discovery::DiscoveryFlow;
 use crate::flow::introspection::{self as introspection_flow, IntrospectionFlow};
 use crate::flow::resource::{self as resource_flow, ResourceFlow};
 use crate::flow::token::{self as token_flow, TokenFlow};
-use crate::flow::{Attribute, BindError, Body, Held, Host, HostError, Step};
-use crate::keys::ETCD_RANGE as RANGE;
+use crate::flow::{Attribute, Body, Held, Host, HostError, Step};
 use crate::path::Endpoint;
 use crate::resource::{self, ResourceError};
-use crate::shared::{self, SharedData, StoreError};
-use crate::store::{self, SlotTable};
+use crate::shared::SharedData;
+use crate::store::ops::{Answer, Answered, Looked, NoClock, Store, Stored};
+use crate::store::SlotTable;
 use crate::vm_cache::VmCache;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -226,22 +225,6 @@ enum StreamFlow {
     Discovery(DiscoveryFlow),
 }
 
-/// What a pending etcd call will continue with.
-enum Waiting {
-    /// A binding lookup asked for by the stream's flow (`legacy`: of its legacy key).
-    Lookup { keys: TokenKeys, legacy: bool },
-    /// A step of storing bindings in etcd (a lease grant, or the transaction).
-    EtcdWrite(Box<EtcdWrite>),
-}
-
-struct Pending {
-    id: u64,
-    path: &'static str,
-    body: Vec<u8>,
-    retried: bool,
-    waiting: Waiting,
-}
-
 /// One HTTP stream's state, from its request headers to its end.
 pub struct Stream {
     ids: Ids,
@@ -249,13 +232,11 @@ pub struct Stream {
     /// Which flow judges the request (from the endpoint its path names).
     kind: Flow,
     config: Option<Rc<Config>>,
-    table: SlotTable,
-    /// This VM's (or worker's) cache of store hits, in front of the shared map and etcd.
-    vm_cache: Rc<RefCell<VmCache>>,
+    /// Where bindings are looked up and stored, and the callout out for them.
+    store: Store,
     flow: StreamFlow,
     /// The certificate this request presented, from its trusted source.
     presented: Option<cert_source::Presented>,
-    pending: Option<Pending>,
     /// The request is held until its end (body end or trailers) to be judged.
     awaiting_request_end: bool,
     /// The response is held until its end to be bound or patched.
@@ -293,12 +274,10 @@ impl Stream {
             ids: Ids { id, request_id: None, headers: None },
             record: Record::default(),
             kind: Flow::Other,
+            store: Store::new(config.clone(), table, vm_cache),
             config,
-            table,
-            vm_cache,
             flow: StreamFlow::Other,
             presented: None,
-            pending: None,
             awaiting_request_end: false,
             awaiting_response_end: false,
             request_body_size: 0,
@@ -308,7 +287,7 @@ impl Stream {
 
     /// True while a callout this stream waits for is outstanding.
     pub fn waiting_for_callout(&self) -> bool {
-        self.pending.is_some()
+        self.store.waiting()
     }
 
     fn warn(&mut self, h: &mut impl StreamHost, message: &str) {
@@ -343,7 +322,7 @@ impl Stream {
         h.refused(reason);
         self.write_decision(h, Outcome::Refused, Some(reason));
         self.flow = StreamFlow::Answered;
-        self.pending = None;
+        self.store.forget();
         self.awaiting_request_end = false;
         self.awaiting_response_end = false;
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -381,70 +360,10 @@ impl Stream {
         h.reported(e.reason);
         self.write_decision(h, Outcome::Reported, Some(e.reason));
         self.flow = StreamFlow::Other;
-        self.pending = None;
+        self.store.forget();
         self.awaiting_request_end = false;
         self.awaiting_response_end = false;
         Action::Continue
-    }
-
-    fn now(&self, h: &mut impl StreamHost) -> Result<i64, OAuthError> {
-        h.now().map_err(|_| OAuthError::internal("the proxy clock is unavailable"))
-    }
-
-    /// The etcd read cache, unless configured off.
-    fn cache(&self) -> Option<SlotTable> {
-        match self.config.as_ref().map(|c| &c.store) {
-            Some(StoreConfig::Etcd(cfg)) if cfg.cache_capacity > 0 => Some(self.table),
-            _ => None,
-        }
-    }
-
-    /// The etcd store's configuration, when that is the backend.
-    fn etcd(&self) -> Option<Rc<EtcdConfig>> {
-        match self.config.as_ref().map(|c| &c.store) {
-            Some(StoreConfig::Etcd(cfg)) => Some(cfg.clone()),
-            _ => None,
-        }
-    }
-
-    /// Sends an etcd call and parks the stream's continuation.
-    fn send(
-        &mut self,
-        h: &mut impl StreamHost,
-        path: &'static str,
-        body: Vec<u8>,
-        waiting: Waiting,
-    ) -> Result<(), StoreError> {
-        let Some(cfg) = self.etcd() else {
-            return Err(StoreError::Etcd("not configured".into()));
-        };
-        let id = h.etcd_call(&cfg, path, &body).map_err(StoreError::Etcd)?;
-        self.pending = Some(Pending { id, path, body, retried: false, waiting });
-        Ok(())
-    }
-
-    /// A lookup answered without a callout: this VM's cache, the shared map,
-    /// or a hit in the etcd read cache. `None`: etcd must be asked.
-    fn read_local(&self, h: &mut impl StreamHost, key: &str, now: i64) -> Option<Result<Option<Binding>, StoreError>> {
-        if let Some(hit) = self.vm_cache.try_borrow_mut().ok().and_then(|mut c| c.get(key, now)) {
-            return Some(Ok(Some(hit)));
-        }
-        let found = match &self.config.as_ref()?.store {
-            StoreConfig::SharedData { .. } => Some(shared::get(h, self.table, key, now)),
-            StoreConfig::Etcd(cfg) if cfg.cache_capacity == 0 => None,
-            StoreConfig::Etcd(_) => shared::cache_get(h, self.table, key, now).map(|b| Ok(Some(b))),
-        };
-        if let Some(Ok(Some(b))) = &found {
-            self.remember_hit(key, b, now);
-        }
-        found
-    }
-
-    /// A binding the store answered with stays true until its expiry: kept in this VM (misses never are).
-    fn remember_hit(&self, key: &str, binding: &Binding, now: i64) {
-        if let Ok(mut c) = self.vm_cache.try_borrow_mut() {
-            c.put(key, binding, now);
-        }
     }
 
     /// Finds the certificate this request presented, removes certificate
@@ -611,58 +530,24 @@ impl Stream {
             Step::Reply(e) => self.refuse(h, e),
             Step::RefuseResource(e) => self.refuse_resource(h, e),
             Step::Report(e) => self.report(h, e),
-            Step::Lookup(keys) => self.lookup(h, keys, false),
-            Step::Bind(entries) => self.store_bindings(h, entries),
+            Step::Lookup(keys) => self.lookup(h, keys),
+            Step::Bind(entries) => self.bind(h, entries),
         }
     }
 
     // ------------------------------------------------------------ the store
 
-    /// The flow asked for a binding: answered from the shared map or the etcd
-    /// read cache at once, or by etcd later (the stream stays held). When the
-    /// token's key finds nothing, its legacy key is asked the same way.
-    fn lookup(&mut self, h: &mut impl StreamHost, keys: TokenKeys, legacy: bool) -> Action {
-        // The clock the shell's tick keeps in this VM, where it ticks: no host call.
-        let ticked = self.vm_cache.try_borrow().ok().and_then(|c| c.clock());
-        let now = match ticked.map_or_else(|| self.now(h), Ok) {
-            Ok(n) => n,
-            Err(e) => return self.refuse(h, e),
-        };
-        let key = if legacy { keys.legacy.as_deref().unwrap_or(&keys.key) } else { &keys.key };
-        let result = match self.read_local(h, key, now) {
-            Some(r) => r,
-            None => {
-                let Some(cfg) = self.etcd() else { return self.deliver_lookup(h, Err("no store".into())) };
-                let body = store::etcd_range(&shared::etcd_key(&cfg, key));
-                match self.send(h, RANGE, body, Waiting::Lookup { keys: keys.clone(), legacy }) {
-                    Ok(()) => return Action::Pause,
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        self.looked_up(h, keys, legacy, result, now)
-    }
-
-    /// One key's answer: a hit is kept in this VM under the token's key; a
-    /// miss of the key goes on to the legacy key, if the token has one.
-    fn looked_up(
-        &mut self,
-        h: &mut impl StreamHost,
-        keys: TokenKeys,
-        legacy: bool,
-        result: Result<Option<Binding>, StoreError>,
-        now: i64,
-    ) -> Action {
-        match &result {
-            Ok(Some(b)) if legacy => self.remember_hit(&keys.key, b, now),
-            Ok(None) if !legacy && keys.legacy.is_some() => return self.lookup(h, keys, true),
-            _ => {}
+    /// The flow asked for a binding: answered at once, or when etcd answers (the stream stays held).
+    fn lookup(&mut self, h: &mut impl StreamHost, keys: TokenKeys) -> Action {
+        match self.store.lookup(h, keys) {
+            Err(NoClock) => self.refuse(h, OAuthError::internal("the proxy clock is unavailable")),
+            Ok(Answer::Later) => Action::Pause,
+            Ok(Answer::Now(result)) => self.deliver_lookup(h, result),
         }
-        self.deliver_lookup(h, result.map_err(|e| e.to_string()))
     }
 
     /// Gives the store's answer to the flow that asked.
-    fn deliver_lookup(&mut self, h: &mut impl StreamHost, result: Result<Option<Binding>, String>) -> Action {
+    fn deliver_lookup(&mut self, h: &mut impl StreamHost, result: Looked) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
         match self.flow {
             StreamFlow::Introspect(_) => self.introspection(h, |f, h| f.looked_up(h, result)),
@@ -672,139 +557,41 @@ impl Stream {
         }
     }
 
-    /// The token flow asked for its bindings to be stored: in the shared map
-    /// at once, or in etcd (leases, then one put-if-absent transaction) while
-    /// the AS's answer stays held.
-    fn store_bindings(&mut self, h: &mut impl StreamHost, entries: Vec<ToBind>) -> Action {
-        let Some(config) = self.config.clone() else { return Action::Continue };
-        let now = match self.now(h) {
-            Ok(n) => n,
-            Err(e) => return self.refuse(h, e),
-        };
-        match &config.store {
-            StoreConfig::SharedData { .. } => {
-                let (filled, stored) = shared::put_all(h, self.table, &entries, now);
-                if filled > 0 {
-                    if let Some(used) = shared::adjust_slots_used(h, filled as i64) {
-                        h.slots_used(used);
-                    }
-                }
-                match stored {
-                    Ok(()) => self.deliver_stored(h, Ok(())),
-                    Err(e) => self.bind_failed(h, &e),
-                }
-            }
-            StoreConfig::Etcd(cfg) => {
-                let write = EtcdWrite::new(entries, cfg.lease_bucket_seconds, &cfg.key_prefix, |bucket_end| {
-                    shared::cached_lease(h, bucket_end)
-                });
-                self.bind_next(h, write)
-            }
+    /// The token flow asked for its bindings to be stored: at once, or when
+    /// etcd has them (the AS's answer stays held).
+    fn bind(&mut self, h: &mut impl StreamHost, entries: Vec<ToBind>) -> Action {
+        match self.store.bind(h, entries) {
+            Err(NoClock) => self.refuse(h, OAuthError::internal("the proxy clock is unavailable")),
+            Ok(Answer::Later) => Action::Pause,
+            Ok(Answer::Now(result)) => self.deliver_stored(h, result),
         }
-    }
-
-    /// Sends the next call of an etcd write (a lease grant, or the put-if-absent transaction).
-    fn bind_next(&mut self, h: &mut impl StreamHost, write: EtcdWrite) -> Action {
-        let now = h.now().unwrap_or_default();
-        let call = write.next(now);
-        match self.send(h, call.path, call.body, Waiting::EtcdWrite(Box::new(write))) {
-            Ok(()) => Action::Pause,
-            Err(e) => self.bind_failed(h, &e),
-        }
-    }
-
-    fn bind_failed(&mut self, h: &mut impl StreamHost, e: &StoreError) -> Action {
-        let e = match e {
-            StoreError::Full => BindError::Full,
-            other => BindError::Failed(other.to_string()),
-        };
-        self.deliver_stored(h, Err(e))
     }
 
     /// Gives the store's outcome for the bindings to the token flow.
-    fn deliver_stored(&mut self, h: &mut impl StreamHost, result: Result<(), BindError>) -> Action {
+    fn deliver_stored(&mut self, h: &mut impl StreamHost, result: Stored) -> Action {
         self.token(h, |f, h| f.stored(h, result))
     }
 
-    // ------------------------------------------------------------ callouts
-
     /// An etcd callout answered: `answer` is the body of a 200, or why there is none.
     pub fn callout_done(&mut self, h: &mut impl StreamHost, id: u64, answer: Result<Vec<u8>, String>) -> AfterCallout {
-        let Some(pending) = self.pending.take() else {
-            self.warn(h, &format!("certbound: answer to unknown call {id}"));
-            return AfterCallout::Nothing;
+        let response_phase = self.store.writing();
+        let action = match self.store.callout_done(h, id, answer) {
+            Answered::Unexpected { waiting: None } => {
+                self.warn(h, &format!("certbound: answer to unknown call {id}"));
+                return AfterCallout::Nothing;
+            }
+            Answered::Unexpected { waiting: Some(w) } => {
+                self.warn(h, &format!("certbound: answer to call {id}, waiting for {w}"));
+                return AfterCallout::Nothing;
+            }
+            Answered::Later => return AfterCallout::Nothing,
+            Answered::Lookup(result) => self.deliver_lookup(h, result),
+            Answered::Stored(result) => self.deliver_stored(h, result),
         };
-        if pending.id != id {
-            self.warn(h, &format!("certbound: answer to call {id}, waiting for {}", pending.id));
-            self.pending = Some(pending);
-            return AfterCallout::Nothing;
-        }
-        let response_phase = matches!(pending.waiting, Waiting::EtcdWrite(_));
-        let action = self.on_etcd_answer(h, pending, answer.map_err(StoreError::Etcd));
-        if action == Action::Continue && self.pending.is_none() {
+        if action == Action::Continue && !self.store.waiting() {
             AfterCallout::Resume { response_phase }
         } else {
             AfterCallout::Nothing
-        }
-    }
-
-    fn on_etcd_answer(
-        &mut self,
-        h: &mut impl StreamHost,
-        pending: Pending,
-        answer: Result<Vec<u8>, StoreError>,
-    ) -> Action {
-        let now = h.now().unwrap_or_default();
-        // A lost connection or a timeout is tried once more (Envoy may pick another member).
-        if answer.is_err() && !pending.retried {
-            if let Some(cfg) = self.etcd() {
-                if let Ok(id) = h.etcd_call(&cfg, pending.path, &pending.body) {
-                    h.count(Counter::StoreRetries);
-                    self.pending = Some(Pending { id, retried: true, ..pending });
-                    return Action::Pause;
-                }
-            }
-        }
-        match pending.waiting {
-            Waiting::Lookup { keys, legacy } => {
-                let cache = self.cache();
-                let key = if legacy { keys.legacy.clone().unwrap_or_default() } else { keys.key.clone() };
-                let result = answer.and_then(|b| shared::etcd_read(h, &b, &key, cache, now));
-                if let Ok(Some(b)) = &result {
-                    self.remember_hit(&key, b, now);
-                }
-                self.looked_up(h, keys, legacy, result, now)
-            }
-            Waiting::EtcdWrite(mut write) => match write.next(now).lease_for {
-                Some(bucket_end) => {
-                    match answer.and_then(|b| write.lease_granted(bucket_end, &b).map_err(StoreError::Etcd)) {
-                        Ok(id) => {
-                            shared::remember_lease(h, bucket_end, Some(id));
-                            self.bind_next(h, *write)
-                        }
-                        Err(e) => self.bind_failed(h, &e),
-                    }
-                }
-                None => match write.written(answer.as_deref().map_err(|e| e.to_string()), now) {
-                    WriteOutcome::Stored => {
-                        if let Some(cache) = self.cache() {
-                            for e in &write.entries {
-                                shared::cache_put(h, cache, &e.key, &e.binding);
-                            }
-                        }
-                        self.deliver_stored(h, Ok(()))
-                    }
-                    // The remembered leases expired or were revoked in etcd: grant new ones.
-                    WriteOutcome::RetryWithNewLeases(forget) => {
-                        for end in forget {
-                            shared::remember_lease(h, end, None);
-                        }
-                        self.bind_next(h, *write)
-                    }
-                    WriteOutcome::Conflict => self.bind_failed(h, &StoreError::Conflict),
-                    WriteOutcome::Failed(why) => self.bind_failed(h, &StoreError::Etcd(why)),
-                },
-            },
         }
     }
 
@@ -1004,7 +791,7 @@ impl Stream {
             let size = self.request_body_size;
             return self.request_body(h, size, true);
         }
-        if self.pending.is_some() {
+        if self.store.waiting() {
             return Action::Pause;
         }
         Action::Continue
@@ -1040,7 +827,7 @@ impl Stream {
             let size = self.response_body_size;
             return self.response_body(h, size, true);
         }
-        if self.pending.is_some() {
+        if self.store.waiting() {
             return Action::Pause;
         }
         Action::Continue
@@ -1053,9 +840,12 @@ pub(crate) mod tests {
     //! [`MemoryData`] shared map, recorded local replies, etcd calls with ids
     //! the test controls, refusals, resets, and a switch to fail the local reply.
     use super::*;
+    use crate::binding::Binding;
     use crate::binding::{key_for_token, TokenKind};
     use crate::flow::mock::MockHost;
+    use crate::keys::ETCD_RANGE as RANGE;
     use crate::shared::{MemoryData, SetError};
+    use crate::store::{self, shared};
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     use std::collections::HashMap;

@@ -2,6 +2,11 @@
 //! the bounded slot table of the shared-data store, and the etcd v3 JSON
 //! gateway requests and answers.
 
+pub mod etcd_write;
+pub mod ops;
+pub mod shared;
+pub mod vm_cache;
+
 use crate::binding::Binding;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
