@@ -85,21 +85,11 @@ impl Root {
     /// it (kept in shared data): a reload with another capacity must not
     /// lose the bindings already stored.
     fn slot_table(&self, store: &StoreConfig) -> SlotTable {
-        match store {
-            StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
-            StoreConfig::SharedData { capacity } => {
-                let (table, kept) = crate::shared::slot_table(&mut WasmShared, *capacity);
-                if let Some(slots) = kept {
-                    warn!(
-                        "[root {}] certbound keeps the binding table at {slots} slots (store.capacity asks for {}); \
-                         restart Envoy to resize it",
-                        self.id,
-                        SlotTable::new(*capacity).slots()
-                    );
-                }
-                table
-            }
+        let (table, note) = crate::shared::table_for(&mut WasmShared, store);
+        if let Some(note) = note {
+            warn!("[root {}] {note}", self.id);
         }
+        table
     }
 }
 
@@ -203,16 +193,14 @@ impl RootContext for Root {
         }
         let now = clock.unwrap_or_default();
         let Some(registry) = self.registry.as_mut() else { return };
-        let shared_data = matches!(registry.current().store, StoreConfig::SharedData { .. });
+        let upkeep = crate::shared::upkeep(&mut WasmShared, self.table, &registry.current().store, now);
         let due = registry.due(now);
-        if shared_data && now > 0 {
-            if let Err(e) = crate::shared::sweep_step(&mut WasmShared, self.table, now) {
-                warn!("[root {}] certbound: cannot sweep the binding table: {e}", self.id);
-            }
-            // Every worker sets the gauge from the one count in shared data.
-            if let Some(m) = &self.metrics {
-                m.slots_used(crate::shared::slots_used(&mut WasmShared));
-            }
+        if let Some(problem) = upkeep.problem {
+            warn!("[root {}] certbound: {problem}", self.id);
+        }
+        // Every worker sets the gauge from the one count in shared data.
+        if let (Some(used), Some(m)) = (upkeep.slots_used, &self.metrics) {
+            m.slots_used(used);
         }
         self.send(due);
     }

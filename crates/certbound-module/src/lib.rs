@@ -147,10 +147,15 @@ fn on_tick(envoy_config: envoy_dynamic_module_type_http_filter_config_envoy_ptr,
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     if config.sweeps {
         set_config_gauge(envoy_config, config.slots_capacity, config.table.slots());
-        if let Err(e) = certbound_core::shared::sweep_step(&mut SharedMemory, config.table, now) {
-            log::warn!("certbound: cannot sweep the binding table: {e}");
+        // The same upkeep as the .wasm's tick: a sweep step, then the count of slots in use.
+        let memory = StoreConfig::SharedData { capacity: config.table.slots() };
+        let upkeep = certbound_core::shared::upkeep(&mut SharedMemory, config.table, &memory, now);
+        if let Some(problem) = upkeep.problem {
+            log::warn!("certbound: {problem}");
         }
-        set_config_gauge(envoy_config, config.slots_used, certbound_core::shared::slots_used(&mut SharedMemory));
+        if let Some(used) = upkeep.slots_used {
+            set_config_gauge(envoy_config, config.slots_used, used);
+        }
     } else {
         set_config_gauge(envoy_config, config.slots_capacity, 0);
     }
@@ -474,19 +479,10 @@ unsafe fn config_new(
         );
         return std::ptr::null();
     }
-    let table = match &parsed.store {
-        StoreConfig::Etcd(e) => SlotTable::new(e.cache_capacity),
-        StoreConfig::SharedData { capacity } => {
-            let (table, kept) = certbound_core::shared::slot_table(&mut SharedMemory, *capacity);
-            if let Some(slots) = kept {
-                log::warn!(
-                    "certbound keeps the binding table at {slots} slots (store.capacity asks for {}); restart Envoy to resize it",
-                    SlotTable::new(*capacity).slots()
-                );
-            }
-            table
-        }
-    };
+    let (table, note) = certbound_core::shared::table_for(&mut SharedMemory, &parsed.store);
+    if let Some(note) = note {
+        log::warn!("{note}");
+    }
     // The core's one table of counters, by Metric::index.
     let counters: Vec<Option<usize>> =
         certbound_core::counter::metrics().map(|m| define_counter(filter_config_envoy_ptr, &m.name())).collect();

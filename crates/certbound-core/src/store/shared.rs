@@ -255,6 +255,44 @@ pub fn slot_table(data: &mut impl SharedData, capacity: u64) -> (SlotTable, Opti
     }
 }
 
+/// The table a configuration's store uses (the etcd read cache's, or the
+/// shared-data table, whose size the first configuration fixed), and the line
+/// to log when that size is not the one this configuration asks for. Both
+/// shells set their table up through this.
+pub fn table_for(data: &mut impl SharedData, store: &crate::config::StoreConfig) -> (SlotTable, Option<String>) {
+    match store {
+        crate::config::StoreConfig::Etcd(e) => (SlotTable::new(e.cache_capacity), None),
+        crate::config::StoreConfig::SharedData { capacity } => {
+            let (table, kept) = slot_table(data, *capacity);
+            let note = kept.map(|slots| {
+                format!(
+                    "certbound keeps the binding table at {slots} slots (store.capacity asks for {}); restart Envoy to resize it",
+                    SlotTable::new(*capacity).slots()
+                )
+            });
+            (table, note)
+        }
+    }
+}
+
+/// What a shell's one-second tick did to the store: the shared-data table's
+/// slots in use after a sweep step (`None` with etcd), and why the sweep failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upkeep {
+    pub slots_used: Option<u64>,
+    pub problem: Option<String>,
+}
+
+/// The store's part of a shell's tick, the same in both shells: one bounded
+/// sweep step of the shared-data table, then its count of slots in use.
+pub fn upkeep(data: &mut impl SharedData, table: SlotTable, store: &crate::config::StoreConfig, now: i64) -> Upkeep {
+    if !matches!(store, crate::config::StoreConfig::SharedData { .. }) || now <= 0 {
+        return Upkeep { slots_used: None, problem: None };
+    }
+    let problem = sweep_step(data, table, now).err().map(|e| format!("cannot sweep the binding table: {e}"));
+    Upkeep { slots_used: Some(slots_used(data)), problem }
+}
+
 /// A [`SharedData`] in memory, for tests.
 #[cfg(test)]
 #[derive(Debug, Default, Clone)]
@@ -371,5 +409,20 @@ mod tests {
         let mut data = MemoryData::default();
         assert_eq!(slot_table(&mut data, 100), (SlotTable::new(128), None));
         assert_eq!(slot_table(&mut data, 1000), (SlotTable::new(128), Some(128)));
+    }
+
+    #[test]
+    fn both_shells_set_up_and_sweep_the_table_alike() {
+        let mut data = MemoryData::default();
+        let shared = crate::config::StoreConfig::SharedData { capacity: 100 };
+        let (table, note) = table_for(&mut data, &shared);
+        assert_eq!((table.slots(), note), (128, None));
+        let (kept, note) = table_for(&mut data, &crate::config::StoreConfig::SharedData { capacity: 1000 });
+        assert_eq!(kept.slots(), 128, "the first configuration fixed the size");
+        assert!(note.unwrap_or_default().contains("keeps the binding table at 128 slots"));
+        assert_eq!(upkeep(&mut data, table, &shared, 1_800_000_000), Upkeep { slots_used: Some(0), problem: None });
+        assert_eq!(upkeep(&mut data, table, &shared, 0).slots_used, None, "no clock, no sweep");
+        data.fail = true;
+        assert!(upkeep(&mut data, table, &shared, 1_800_000_000).problem.is_some());
     }
 }
