@@ -77,9 +77,10 @@ impl<'de> serde::Deserialize<'de> for Outline {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Outline, A::Error> {
-                // Keys borrowed from the body (an escaped one is copied): a response has a few
-                // dozen members, so a list beats a hash set and allocates once.
-                let mut seen: Vec<Key<'de>> = Vec::with_capacity(32);
+                // Keys borrowed from the body (an escaped one is copied) with their FNV-1a hash:
+                // a response has a few dozen members, so a list compared hash first beats a
+                // hash set and allocates once.
+                let mut seen: Vec<(u64, Key<'de>)> = Vec::with_capacity(32);
                 let mut out = Outline { duplicate: false, active: false, cnf: None, client_id: None };
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.0.as_ref() {
@@ -90,8 +91,9 @@ impl<'de> serde::Deserialize<'de> for Outline {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
-                    out.duplicate |= seen.contains(&k);
-                    seen.push(k);
+                    let hash = crate::store::fnv1a(k.0.as_bytes());
+                    out.duplicate |= seen.iter().any(|(h, seen)| *h == hash && *seen == k);
+                    seen.push((hash, k));
                 }
                 Ok(out)
             }
