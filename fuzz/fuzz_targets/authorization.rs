@@ -52,7 +52,9 @@ fn check_authorization(s: &str) {
             assert_eq!(Some(key.clone()), key_for_token(t.trim_end_matches('=')));
             let response = serde_json::json!({ "access_token": t, "token_type": "Bearer", "expires_in": 600 });
             let body = serde_json::to_vec(&response).unwrap();
-            if let Ok(b) = bindings_for_response(&body, Thumbprint::of_der(b"fuzz"), &BindingPolicy::default(), 1_800_000_000) {
+            if let Ok(b) =
+                bindings_for_response(&body, Thumbprint::of_der(b"fuzz"), &BindingPolicy::default(), 1_800_000_000)
+            {
                 assert_eq!(b[0].key, key, "{t:?}");
             }
         }
@@ -76,7 +78,9 @@ fn check_uri(s: &str) {
     if let Err(e) = &got {
         assert_eq!((e.status, e.error, e.reason), (400, Some("invalid_request"), Reason::TokenInUri), "{s:?}");
     }
-    if names(query.as_bytes()).any(|n| n.eq_ignore_ascii_case(b"access_token") || n.eq_ignore_ascii_case(b"access_token[]")) {
+    if names(query.as_bytes())
+        .any(|n| n.eq_ignore_ascii_case(b"access_token") || n.eq_ignore_ascii_case(b"access_token[]"))
+    {
         assert!(got.is_err(), "{s:?}: access_token in the query");
     }
     // The query read as a form body: the same verdict on parameter names.
@@ -94,7 +98,14 @@ fn check_body(data: &[u8]) {
     }
     // Without a charset or a byte-order mark, only a token parameter is refused.
     if let Err(e) = &got {
-        assert!(e.reason == Reason::TokenInUri || data.starts_with(b"\xef\xbb\xbf") || data.starts_with(b"\xfe\xff") || data.starts_with(b"\xff\xfe") || data.starts_with(b"\x00\x00\xfe\xff"), "{data:?}: {e:?}");
+        assert!(
+            e.reason == Reason::TokenInUri
+                || data.starts_with(b"\xef\xbb\xbf")
+                || data.starts_with(b"\xfe\xff")
+                || data.starts_with(b"\xff\xfe")
+                || data.starts_with(b"\x00\x00\xfe\xff"),
+            "{data:?}: {e:?}"
+        );
     }
 }
 

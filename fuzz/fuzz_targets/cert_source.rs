@@ -12,8 +12,13 @@ use std::net::IpAddr;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(5, '\n');
-    let (cidr, ip, subject, san, value) =
-        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (cidr, ip, subject, san, value) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
     // CIDR parsing never panics, and a parsed range contains its own address.
     let parsed = Cidr::parse(cidr);
     if let (Some(c), Some(addr)) = (&parsed, cidr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok())) {

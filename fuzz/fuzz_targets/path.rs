@@ -53,8 +53,7 @@ fn reference(e: &Endpoints, reading: &str) -> Endpoint {
         // "/api/" covers "/api" itself too (a segment router routes it to the same API).
         let covers = lower.as_bytes().starts_with(r.path_prefix.as_bytes())
             || (r.path_prefix.len() > 1 && format!("{lower}/") == r.path_prefix);
-        if covers && best.map_or(true, |b| b.path_prefix.len() < r.path_prefix.len())
-        {
+        if covers && best.map_or(true, |b| b.path_prefix.len() < r.path_prefix.len()) {
             best = Some(r);
         }
     }
@@ -125,7 +124,10 @@ fn plain(path: &str) -> bool {
     !path.contains(['%', '\\', ';']) && !path.contains("//") && !path.contains("/.")
 }
 
-fn same(a: &Result<Endpoint, certbound::path::AmbiguousPath>, b: &Result<Endpoint, certbound::path::AmbiguousPath>) -> bool {
+fn same(
+    a: &Result<Endpoint, certbound::path::AmbiguousPath>,
+    b: &Result<Endpoint, certbound::path::AmbiguousPath>,
+) -> bool {
     match (a, b) {
         (Ok(x), Ok(y)) => x == y,
         (Err(_), Err(_)) => true,

@@ -120,14 +120,21 @@ pub struct Sans {
     pub email: Vec<String>,
 }
 
-/// A parsed certificate: its thumbprint and what client authentication needs.
+/// A certificate as certbound holds it: its thumbprint, validity and DER. The
+/// subject and SANs (only `tls_client_auth` needs them) are read on demand by
+/// [`ClientCert::names`], so the resource path never pays for them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCert {
     pub thumbprint: Thumbprint,
     pub validity: Validity,
+    pub der: Vec<u8>,
+}
+
+/// What `tls_client_auth` matches (RFC 8705 §2.1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
     pub subject: Dn,
     pub sans: Sans,
-    pub der: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,48 +158,202 @@ impl fmt::Display for CertError {
     }
 }
 
-/// Parses one DER certificate.
-pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::NotX509(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(CertError::TrailingData);
-    }
-    let v = cert.validity();
-    let subject = Dn::from_rdns(
-        cert.subject()
-            .iter_rdn()
-            .map(|rdn| {
-                rdn.iter()
-                    .map(|atv| {
-                        let value = match atv.as_str() {
-                            Ok(s) => s.to_string(),
-                            Err(_) => String::from_utf8_lossy(atv.as_slice()).into_owned(),
-                        };
-                        (atv.attr_type().to_id_string(), value)
-                    })
-                    .collect()
-            })
-            .collect(),
-    );
-    let mut sans = Sans::default();
-    if let Ok(Some(ext)) = cert.subject_alternative_name() {
-        for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
-                GeneralName::URI(u) => sans.uri.push(u.to_string()),
-                GeneralName::IPAddress(ip) => sans.ip.push(ip.to_vec()),
-                GeneralName::RFC822Name(e) => sans.email.push(e.to_string()),
-                _ => {}
+impl ClientCert {
+    /// The subject and SANs, by x509-parser (a full parse of the certificate).
+    pub fn names(&self) -> Result<Names, CertError> {
+        let (rest, cert) = X509Certificate::from_der(&self.der).map_err(|e| CertError::NotX509(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertError::TrailingData);
+        }
+        let subject = Dn::from_rdns(
+            cert.subject()
+                .iter_rdn()
+                .map(|rdn| {
+                    rdn.iter()
+                        .map(|atv| {
+                            let value = match atv.as_str() {
+                                Ok(s) => s.to_string(),
+                                Err(_) => String::from_utf8_lossy(atv.as_slice()).into_owned(),
+                            };
+                            (atv.attr_type().to_id_string(), value)
+                        })
+                        .collect()
+                })
+                .collect(),
+        );
+        let mut sans = Sans::default();
+        if let Ok(Some(ext)) = cert.subject_alternative_name() {
+            for name in &ext.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
+                    GeneralName::URI(u) => sans.uri.push(u.to_string()),
+                    GeneralName::IPAddress(ip) => sans.ip.push(ip.to_vec()),
+                    GeneralName::RFC822Name(e) => sans.email.push(e.to_string()),
+                    _ => {}
+                }
             }
         }
+        Ok(Names { subject, sans })
     }
-    Ok(ClientCert {
-        thumbprint: Thumbprint::of_der(der),
-        validity: Validity { not_before: v.not_before.timestamp(), not_after: v.not_after.timestamp() },
-        subject,
-        sans,
-        der: der.to_vec(),
-    })
+}
+
+/// Reads one DER certificate the way the request path needs it: the
+/// structure of RFC 5280 §4.1 walked (every element of `Certificate` and
+/// `TBSCertificate` a well-formed DER element of the expected tag, nothing
+/// after the certificate) and the validity read; no allocation but the DER.
+/// The thumbprint is over these exact bytes, so a binding made for a
+/// certificate matches only this certificate. [`ClientCert::names`] parses
+/// the rest when `tls_client_auth` asks for it.
+pub fn read_der(der: &[u8]) -> Result<ClientCert, CertError> {
+    let validity = der_walk::validity(der)?;
+    Ok(ClientCert { thumbprint: Thumbprint::of_der(der), validity, der: der.to_vec() })
+}
+
+/// Parses one DER certificate completely (configuration, `jwks_uri`
+/// documents): [`read_der`], and x509-parser must read the whole of it.
+pub fn parse_der(der: &[u8]) -> Result<ClientCert, CertError> {
+    let cert = read_der(der)?;
+    cert.names()?;
+    Ok(cert)
+}
+
+/// The few DER rules the request path needs (X.690 §8, §10; RFC 5280 §4.1).
+mod der_walk {
+    use super::{CertError, Validity};
+
+    fn bad(why: &str) -> CertError {
+        CertError::NotX509(why.to_string())
+    }
+
+    /// One element: (tag, contents, rest). Definite lengths only, at most 4 length octets.
+    fn element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CertError> {
+        let (&tag, rest) = input.split_first().ok_or_else(|| bad("truncated DER"))?;
+        if tag & 0x1f == 0x1f {
+            return Err(bad("multi-byte DER tag"));
+        }
+        let (&first, mut rest) = rest.split_first().ok_or_else(|| bad("truncated DER"))?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 {
+                return Err(bad("indefinite or oversized DER length"));
+            }
+            let (octets, after) = rest.split_at_checked(n).ok_or_else(|| bad("truncated DER"))?;
+            rest = after;
+            octets.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        };
+        let (contents, after) = rest.split_at_checked(len).ok_or_else(|| bad("truncated DER"))?;
+        Ok((tag, contents, after))
+    }
+
+    fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), CertError> {
+        match element(input)? {
+            (t, contents, rest) if t == tag => Ok((contents, rest)),
+            _ => Err(bad(what)),
+        }
+    }
+
+    const SEQUENCE: u8 = 0x30;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+
+    /// The validity period of a DER certificate, its structure checked on the way.
+    pub fn validity(der: &[u8]) -> Result<Validity, CertError> {
+        let (cert, after) = expect(der, SEQUENCE, "not a DER SEQUENCE")?;
+        if !after.is_empty() {
+            return Err(CertError::TrailingData);
+        }
+        let (tbs, rest) = expect(cert, SEQUENCE, "no tbsCertificate")?;
+        let (_, rest) = expect(rest, SEQUENCE, "no signatureAlgorithm")?;
+        let (_, rest) = expect(rest, 0x03, "no signatureValue")?;
+        if !rest.is_empty() {
+            return Err(bad("data after signatureValue"));
+        }
+        let mut rest = tbs;
+        // Context-specific tags are read with or without the constructed bit, as x509-parser reads them.
+        let tagged = |rest: &[u8], number: u8| rest.first().is_some_and(|t| t & !0x20 == 0x80 | number);
+        if tagged(rest, 0) {
+            rest = element(rest)?.2;
+        }
+        let (_, rest) = expect(rest, 0x02, "no serialNumber")?;
+        let (_, rest) = expect(rest, SEQUENCE, "no signature algorithm")?;
+        let (_, rest) = expect(rest, SEQUENCE, "no issuer")?;
+        let (validity, rest) = expect(rest, SEQUENCE, "no validity")?;
+        let (_, rest) = expect(rest, SEQUENCE, "no subject")?;
+        let (_, mut rest) = expect(rest, SEQUENCE, "no subjectPublicKeyInfo")?;
+        // issuerUniqueID, subjectUniqueID, extensions and whatever later versions add
+        // (RFC 5912 leaves TBSCertificate extensible): well-formed elements, skipped.
+        while !rest.is_empty() {
+            rest = element(rest)?.2;
+        }
+        let (not_before, rest) = time(validity)?;
+        let (not_after, rest) = time(rest)?;
+        if !rest.is_empty() {
+            return Err(bad("data after notAfter"));
+        }
+        Ok(Validity { not_before, not_after })
+    }
+
+    /// RFC 5280 §4.1.2.5: UTCTime `YYMMDDHHMMSSZ` (years 1950-2049) or
+    /// GeneralizedTime `YYYYMMDDHHMMSSZ`, nothing else.
+    fn time(input: &[u8]) -> Result<(i64, &[u8]), CertError> {
+        let (tag, text, rest) = element(input)?;
+        let (year, digits) = match (tag, text.len()) {
+            (UTC_TIME, 13) => {
+                let yy = number(&text[..2])?;
+                (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
+            }
+            (GENERALIZED_TIME, 15) => (number(&text[..4])?, &text[4..]),
+            _ => return Err(bad("validity time is not UTCTime or GeneralizedTime as RFC 5280 requires")),
+        };
+        if digits.get(10) != Some(&b'Z') {
+            return Err(bad("validity time is not in UTC"));
+        }
+        let (month, day) = (number(&digits[0..2])?, number(&digits[2..4])?);
+        let (hour, minute, second) = (number(&digits[4..6])?, number(&digits[6..8])?, number(&digits[8..10])?);
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return Err(bad("validity time out of range"));
+        }
+        let days = days_from_civil(year, month, day);
+        Ok((days * 86_400 + hour * 3_600 + minute * 60 + second, rest))
+    }
+
+    fn number(digits: &[u8]) -> Result<i64, CertError> {
+        digits.iter().try_fold(0i64, |acc, &d| {
+            if d.is_ascii_digit() {
+                Ok(acc * 10 + i64::from(d - b'0'))
+            } else {
+                Err(bad("validity time has a non-digit"))
+            }
+        })
+    }
+
+    fn days_in_month(year: i64, month: i64) -> i64 {
+        match month {
+            2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
 }
 
 /// Parses exactly one PEM `CERTIFICATE` block (with newlines, as in a config file).
@@ -223,7 +384,9 @@ const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpo
 pub fn base64_lenient(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let decoded = if bytes.iter().any(u8::is_ascii_whitespace) {
-        B64_LENIENT.decode(bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>())
+        let mut packed = Vec::with_capacity(bytes.len());
+        packed.extend(bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        B64_LENIENT.decode(packed)
     } else {
         B64_LENIENT.decode(bytes)
     };
@@ -364,11 +527,11 @@ mod tests {
         params.subject_alt_names.push(rcgen::SanType::IpAddress("10.1.2.3".parse().unwrap()));
         params.subject_alt_names.push(rcgen::SanType::Rfc822Name("client@example.com".try_into().unwrap()));
         let cert = parse_pem(&params.self_signed(&key).unwrap().pem()).unwrap();
-        assert_eq!(cert.subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
-        assert_eq!(cert.sans.dns, vec!["client.example"]);
-        assert_eq!(cert.sans.uri, vec!["spiffe://example/client"]);
-        assert_eq!(cert.sans.ip, vec![vec![10, 1, 2, 3]]);
-        assert_eq!(cert.sans.email, vec!["client@example.com"]);
+        assert_eq!(cert.names().unwrap().subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
+        assert_eq!(cert.names().unwrap().sans.dns, vec!["client.example"]);
+        assert_eq!(cert.names().unwrap().sans.uri, vec!["spiffe://example/client"]);
+        assert_eq!(cert.names().unwrap().sans.ip, vec![vec![10, 1, 2, 3]]);
+        assert_eq!(cert.names().unwrap().sans.email, vec!["client@example.com"]);
     }
 
     /// A fixed certificate, made once with `openssl req -x509` (EC P-256, `/C=US/O=Example/CN=client`,
@@ -410,12 +573,105 @@ mod tests {
     fn fixed_certificate_gives_the_subject_sans_and_dates_openssl_shows() {
         let cert = parse_pem(FIXED_PEM).unwrap();
         // `openssl x509 -noout -subject -ext subjectAltName -dates`, dates by `date -u -d ... +%s`.
-        assert_eq!(cert.subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
-        assert_eq!(cert.sans.dns, vec!["client.example"]);
-        assert_eq!(cert.sans.uri, vec!["spiffe://example/client"]);
-        assert_eq!(cert.sans.ip, vec![vec![10, 1, 2, 3]]);
-        assert_eq!(cert.sans.email, vec!["client@example.com"]);
+        assert_eq!(cert.names().unwrap().subject, crate::dn::parse("CN=client,O=Example,C=US").unwrap());
+        assert_eq!(cert.names().unwrap().sans.dns, vec!["client.example"]);
+        assert_eq!(cert.names().unwrap().sans.uri, vec!["spiffe://example/client"]);
+        assert_eq!(cert.names().unwrap().sans.ip, vec![vec![10, 1, 2, 3]]);
+        assert_eq!(cert.names().unwrap().sans.email, vec!["client@example.com"]);
         // notBefore=Nov 28 04:13:59 2026 GMT, notAfter=Nov  4 04:13:59 2126 GMT
         assert_eq!(cert.validity, Validity { not_before: 1_795_839_239, not_after: 4_949_439_239 });
+    }
+
+    fn x509_parser_reads(der: &[u8]) -> Option<Validity> {
+        let (rest, c) = X509Certificate::from_der(der).ok()?;
+        rest.is_empty().then(|| Validity {
+            not_before: c.validity().not_before.timestamp(),
+            not_after: c.validity().not_after.timestamp(),
+        })
+    }
+
+    #[test]
+    fn the_der_walk_reads_the_validity_x509_parser_reads() {
+        // UTCTime both sides of 2000 and up to 2049, GeneralizedTime from 2050, leap days, before 1970.
+        let dates = [
+            ((1950, 1, 1), (1999, 12, 31)),
+            ((1960, 2, 29), (2000, 2, 29)),
+            ((2000, 1, 1), (2049, 12, 31)),
+            ((2024, 2, 29), (2050, 1, 1)),
+            ((2049, 12, 31), (9999, 12, 31)),
+            ((2026, 12, 7), (2100, 2, 28)),
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        for ((y0, m0, d0), (y1, m1, d1)) in dates {
+            let mut params = rcgen::CertificateParams::new(vec!["c".to_string()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+            let der = params.self_signed(&key).unwrap().der().to_vec();
+            let walked = read_der(&der).unwrap();
+            assert_eq!(Some(walked.validity), x509_parser_reads(&der), "{y0}-{m0}-{d0} .. {y1}-{m1}-{d1}");
+            assert_eq!(walked.thumbprint, Thumbprint::of_der(&der));
+        }
+        let fixed = parse_pem(FIXED_PEM).unwrap();
+        assert_eq!(read_der(&fixed.der).unwrap(), fixed);
+    }
+
+    #[test]
+    fn every_byte_changed_the_der_walk_and_x509_parser_read_the_same_validity() {
+        // Each byte of a real certificate set to a few values. Where both read one
+        // certificate, the dates are the same. What the walk reads and x509-parser
+        // does not is refused by `names` (tls_client_auth). What x509-parser reads and
+        // the walk refuses is x509-parser's leniency (it skips what follows a field it
+        // cannot read in tbsCertificate, and a malformed length there): counted, never
+        // a change to the validity itself.
+        let der = parse_pem(FIXED_PEM).unwrap().der;
+        let validity_at = der.windows(13).position(|w| w == b"261128041359Z").unwrap() - 4;
+        let validity = validity_at..validity_at + 34;
+        let (mut both, mut walk_only, mut x509_only) = (0, 0, 0);
+        for i in 0..der.len() {
+            for v in [0x00, 0x01, 0x17, 0x18, 0x30, 0x7f, 0x80, 0x81, 0xa0, 0xff, der[i] ^ 0x01] {
+                let mut m = der.clone();
+                m[i] = v;
+                match (read_der(&m), x509_parser_reads(&m)) {
+                    (Ok(c), Some(dates)) => {
+                        assert_eq!(c.validity, dates, "byte {i} = {v:#04x}");
+                        both += 1;
+                    }
+                    (Ok(c), None) => {
+                        assert!(c.names().is_err() && parse_der(&m).is_err(), "byte {i} = {v:#04x}");
+                        walk_only += 1;
+                    }
+                    (Err(_), Some(_)) => {
+                        assert!(!validity.contains(&i), "byte {i} = {v:#04x} of the validity");
+                        x509_only += 1;
+                    }
+                    (Err(_), None) => {}
+                }
+            }
+        }
+        assert!(both > 1000, "{both}");
+        assert!(walk_only < both && x509_only * 20 < both, "{both} {walk_only} {x509_only}");
+    }
+
+    #[test]
+    fn the_der_walk_refuses_truncations_trailing_bytes_and_other_time_forms() {
+        let der = parse_pem(FIXED_PEM).unwrap().der;
+        for n in 0..der.len() {
+            assert!(read_der(&der[..n]).is_err(), "truncated to {n}");
+        }
+        let mut longer = der.clone();
+        longer.push(0);
+        assert_eq!(read_der(&longer), Err(CertError::TrailingData));
+        assert_eq!(parse_der(&longer), Err(CertError::TrailingData));
+        // notBefore is the UTCTime `261128041359Z`: a local time, fractions or a 31st of November are refused.
+        let at = der.windows(13).position(|w| w == b"261128041359Z").unwrap();
+        for (bad, what) in
+            [(b"261128041359+", "offset"), (b"261131041359Z", "31 November"), (b"26112804135aZ", "letter")]
+        {
+            let mut m = der.clone();
+            m[at..at + 13].copy_from_slice(bad);
+            assert!(matches!(read_der(&m), Err(CertError::NotX509(_))), "{what}");
+        }
+        assert!(matches!(read_der(&[0x30, 0x80, 0, 0]), Err(CertError::NotX509(_))));
+        assert!(matches!(read_der(&[0x30, 0x85, 1, 1, 1, 1, 1]), Err(CertError::NotX509(_))));
     }
 }

@@ -3,7 +3,7 @@
 //! DER, RFC 9440 `Client-Cert`, Envoy XFCC, Traefik), and the formats
 //! certbound writes when it forwards a verified certificate to the AS.
 
-use crate::cert::{parse_der, CertError, ClientCert, Thumbprint};
+use crate::cert::{read_der, CertError, ClientCert, Thumbprint};
 use base64::engine::general_purpose::STANDARD as B64_OUT;
 use base64::Engine;
 
@@ -96,7 +96,7 @@ impl std::fmt::Display for HeaderError {
 }
 
 fn full(der: &[u8]) -> Result<HeaderCert, HeaderError> {
-    parse_der(der).map(HeaderCert::Full).map_err(|e| match e {
+    read_der(der).map(HeaderCert::Full).map_err(|e| match e {
         CertError::NotX509(m) => HeaderError::NotX509(m),
         other => HeaderError::NotX509(other.to_string()),
     })
@@ -141,19 +141,30 @@ fn traefik(s: &str) -> Result<HeaderCert, HeaderError> {
 
 /// Splits on `sep` outside double quotes; a quote inside quotes is escaped as `\"`.
 fn split_quoted(s: &str, sep: u8) -> Result<Vec<&str>, HeaderError> {
-    // Separators and quotes are ASCII, so a byte scan splits on char boundaries.
+    // Separators and quotes are ASCII, so a byte scan splits on char boundaries;
+    // it jumps from one byte that matters (separator, quote, backslash) to the next.
+    let bytes = s.as_bytes();
+    let mut matters = [false; 256];
+    for c in [sep, b'"', b'\\'] {
+        matters[usize::from(c)] = true;
+    }
     let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, &c) in s.as_bytes().iter().enumerate() {
-        if escaped {
-            escaped = false;
-        } else if c == b'\\' && quoted {
-            escaped = true;
-        } else if c == b'"' {
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            parts.push(s.get(start..i).unwrap_or_default());
-            start = i + 1;
+    let (mut start, mut i, mut quoted) = (0, 0, false);
+    while let Some(at) = bytes.get(i..).and_then(|r| r.iter().position(|&c| matters[usize::from(c)])) {
+        let at = i + at;
+        match bytes.get(at) {
+            // A backslash escapes the next byte inside quotes.
+            Some(b'\\') if quoted => i = at + 2,
+            Some(b'"') => {
+                quoted = !quoted;
+                i = at + 1;
+            }
+            Some(&c) if c == sep && !quoted => {
+                parts.push(s.get(start..at).unwrap_or_default());
+                start = at + 1;
+                i = at + 1;
+            }
+            _ => i = at + 1,
         }
     }
     if quoted {
@@ -163,11 +174,12 @@ fn split_quoted(s: &str, sep: u8) -> Result<Vec<&str>, HeaderError> {
     Ok(parts)
 }
 
-fn unquote(v: &str) -> String {
+fn unquote(v: &str) -> std::borrow::Cow<'_, str> {
     let v = v.trim();
     match v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        Some(inner) => inner.replace("\\\"", "\""),
-        None => v.to_string(),
+        Some(inner) if inner.contains('\\') => inner.replace("\\\"", "\"").into(),
+        Some(inner) => inner.into(),
+        None => v.into(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! or HTTP Basic, is authenticated by the certificate it presented (RFC 8705 §2).
 
 use crate::binding::{keys_for_token, TokenKeys};
-use crate::cert::ClientCert;
+use crate::cert::Names;
 use crate::cert::Thumbprint;
 use crate::cert::Validity;
 use crate::cert_source::Presented;
@@ -202,7 +202,13 @@ fn match_tls_client_auth(
             "the client certificate is outside its validity period",
         ));
     }
-    if tls_client_auth_matches(rule, cert) {
+    let names = cert.names().map_err(|e| {
+        OAuthError::invalid_client(
+            Reason::CertificateDoesNotMatch,
+            format!("the client certificate's subject cannot be read: {e}"),
+        )
+    })?;
+    if tls_client_auth_matches(rule, &names) {
         Ok(cert.thumbprint)
     } else {
         Err(OAuthError::invalid_client(
@@ -214,7 +220,7 @@ fn match_tls_client_auth(
 
 /// RFC 8705 §2.1.2: DN compared by structure, DNS names case-insensitively,
 /// IP addresses as bytes, URIs and e-mail addresses exactly.
-pub fn tls_client_auth_matches(rule: &TlsClientAuthRule, cert: &ClientCert) -> bool {
+pub fn tls_client_auth_matches(rule: &TlsClientAuthRule, cert: &Names) -> bool {
     match rule {
         TlsClientAuthRule::SubjectDn(dn) => &cert.subject == dn,
         TlsClientAuthRule::SanDns(d) => cert.sans.dns.iter().any(|x| x.eq_ignore_ascii_case(d)),
@@ -336,7 +342,7 @@ pub struct Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert::parse_pem;
+    use crate::cert::{parse_pem, ClientCert};
     use crate::cert_source::Origin;
     use crate::config::{self, Config};
     use serde_json::json;

@@ -27,23 +27,27 @@ pub fn decode_component(raw: &[u8]) -> Result<String, FormError> {
 /// Percent-decoding; `+` is a space in form encoding, itself elsewhere (URL-encoded PEM keeps base64's `+`).
 pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'+' if plus_is_space => out.push(b' '),
-            b'%' => {
-                let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
-                let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => return Err(FormError::BadPercentEncoding),
-                }
-                i += 2;
+    let mut rest = raw;
+    // Runs without `%` (or `+` read as a space) are copied whole.
+    while let Some(at) = rest.iter().position(|&b| b == b'%' || (plus_is_space && b == b'+')) {
+        let (run, special) = rest.split_at(at);
+        out.extend_from_slice(run);
+        match special {
+            [b'+', tail @ ..] => {
+                out.push(b' ');
+                rest = tail;
             }
-            _ => out.push(b),
+            [b'%', hi, lo, tail @ ..] => match ((*hi as char).to_digit(16), (*lo as char).to_digit(16)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    rest = tail;
+                }
+                _ => return Err(FormError::BadPercentEncoding),
+            },
+            _ => return Err(FormError::BadPercentEncoding),
         }
-        i += 1;
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out).map_err(|_| FormError::NotUtf8)
 }
 
