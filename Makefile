@@ -89,7 +89,12 @@ OHA := $(TOOLS)/cargo/bin/oha
 $(OHA):
 	cargo install --locked --root $(TOOLS)/cargo oha
 
-bench: deps wasm module $(OHA)
+# inferno draws the bench's flame graphs (perf records them, Debian's linux-perf; without it they are skipped).
+INFERNO := $(TOOLS)/cargo/bin/inferno-flamegraph
+$(INFERNO):
+	cargo install --locked --root $(TOOLS)/cargo inferno
+
+bench: deps wasm module $(OHA) $(INFERNO)
 	$(PY) benches/load/run.py
 
 # The native `certbound` command (thumbprint, check-config, client).

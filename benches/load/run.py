@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import time
 from pathlib import Path
 from string import Template
 
@@ -63,6 +64,11 @@ import chart  # noqa: E402
 import cpumeter  # noqa: E402
 
 OHA = ROOT / ".tools/cargo/bin/oha"
+# Flame graphs of the bench Envoy (perf's software clock; inferno draws them): BENCH_FLAME=0 skips them.
+INFERNO_COLLAPSE = ROOT / ".tools/cargo/bin/inferno-collapse-perf"
+INFERNO_FLAMEGRAPH = ROOT / ".tools/cargo/bin/inferno-flamegraph"
+FLAME = os.environ.get("BENCH_FLAME", "1") != "0"
+FLAME_SECONDS = int(os.environ.get("BENCH_FLAME_SECONDS", "2" if int(os.environ.get("BENCH_SECONDS", "5")) < 3 else "10"))
 OUT = ROOT / "target/bench"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -226,14 +232,15 @@ static_resources:
 """
 
 
-def oha(url, cert, extra):
+def oha(url, cert, extra, seconds=None):
     """One measured window: oha on the load generator's core, and around it the requests Envoy answered
     and the CPU time of Envoy and of the other processes (METER), so the run has its CPU per request."""
-    args = [str(OHA), "-z", f"{SECONDS}s", "-c", str(CONNECTIONS), "--no-tui", "--output-format", "json",
+    seconds = seconds or SECONDS
+    args = [str(OHA), "-z", f"{seconds}s", "-c", str(CONNECTIONS), "--no-tui", "--output-format", "json",
             "--cacert", str(cert["ca"]), "--cert", str(cert["pem"]), "--key", str(cert["key"]), *extra, url]
     pin = (lambda: os.sched_setaffinity(0, PIN["load_generator"])) if PIN else None
     started = METER.start() if METER else None
-    out = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS * 4 + 60, preexec_fn=pin)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds * 4 + 60, preexec_fn=pin)
     window = METER.stop(started) if METER else None
     if out.returncode != 0:
         raise RuntimeError(f"oha failed: {out.stderr[-2000:]}")
@@ -345,6 +352,54 @@ def scenario(name, certbound_url, baseline_url, cert, extra, baseline_extra=None
                  f"ratio {out['cpu_ratio']:.3f} [{cpu_ratio['min']:.3f}-{cpu_ratio['max']:.3f}]")
     print(line, flush=True)
     return out
+
+
+def flame(name, target_url, cert, extra, envoy_pid):
+    """A CPU flame graph of the bench Envoy (every thread) under oha's load on one route: perf's software
+    clock (cpu-clock, 997 Hz, call graphs from DWARF unwinding: the wheel's Envoy has no frame pointers
+    and no symbols, so its own frames are addresses; the kernel's, libc's and the module's are named,
+    and the Wasm VM's compiled code is anonymous memory), folded and drawn by inferno. Returns what the
+    summary keeps: the files and the share of samples per place (envoy, the module, V8's code, kernel)."""
+    if not FLAME:
+        return {"skipped": "BENCH_FLAME=0"}
+    if not shutil.which("perf"):
+        return {"skipped": "perf is missing (Debian: linux-perf)"}
+    if not INFERNO_COLLAPSE.exists():
+        return {"skipped": "inferno is missing: make bench installs it"}
+    data = OUT / f"perf-{name}.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "997", "--call-graph", "dwarf,16384",
+                             "-p", str(envoy_pid), "-o", str(data), "--", "sleep", str(FLAME_SECONDS)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    run = oha(target_url, cert, extra, seconds=FLAME_SECONDS)
+    _, err = perf.communicate(timeout=FLAME_SECONDS * 10 + 60)
+    if perf.returncode != 0:
+        return {"skipped": f"perf record failed: {err.strip()[-300:]}"}
+    script = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True, timeout=600)
+    folded = subprocess.run([str(INFERNO_COLLAPSE), "--all"], input=script.stdout, capture_output=True, timeout=600).stdout
+    (OUT / f"flame-{name}.folded").write_bytes(folded)
+    svg = subprocess.run([str(INFERNO_FLAMEGRAPH), "--title", f"Envoy CPU, {name} ({FLAME_SECONDS} s under oha)"],
+                         input=folded, capture_output=True, timeout=600).stdout
+    (OUT / f"flame-{name}.svg").write_bytes(svg)
+    data.unlink(missing_ok=True)
+    # Where the samples' leaf frames are: by the object their address is in.
+    places, total = {}, 0
+    for line in folded.decode(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        place = ("kernel" if leaf.endswith("_[k]") else
+                 "V8 compiled code (the Wasm VM)" if leaf.endswith("_[j]") or "[perf-" in leaf else
+                 "certbound module" if "certbound" in leaf else
+                 "envoy (no symbols)" if leaf == "[envoy]" else
+                 "libc and the rest")
+        places[place] = places.get(place, 0) + int(count)
+        total += int(count)
+    print(f"flame {name}: {total} samples, target/bench/flame-{name}.svg", flush=True)
+    return {"svg": f"target/bench/flame-{name}.svg", "folded": f"target/bench/flame-{name}.folded", "samples": total,
+            "rps": round(run["rps"], 1),
+            "leaf_share": {k: round(v / total, 3) for k, v in sorted(places.items())} if total else {}}
 
 
 def micro():
@@ -690,6 +745,13 @@ def main():
                 scenario("module_resource_etcd_cache_cold", url("module_etcd_cold", "/api/x"), url("baseline", "/api/x"),
                          cert, bearer(module_etcd_token), artifact="module"),
             ]
+        # Where Envoy's CPU goes on the resource path, for each artifact and for a direct response.
+        extra_summary["flame_graphs"] = {
+            "direct_response": flame("direct_response", url("baseline", "/api/x"), cert, bearer(shared_token), envoy.popen.pid),
+            "wasm_resource": flame("wasm_resource", url("shared", "/api/x"), cert, bearer(shared_token), envoy.popen.pid),
+            **({"module_resource": flame("module_resource", url("module", "/api/x"), cert, bearer(module_token),
+                                         envoy.popen.pid)} if module else {}),
+        }
         # Token endpoint: the baseline client presents the AS secret itself (no mTLS client auth, no binding).
         basic = ["-H", "authorization: Basic " + base64.b64encode(b"bench:bench-secret").decode()]
         scenarios.append(scenario("token_client_credentials", url("shared", "/oauth2/token"), url("baseline", "/oauth2/token"),
