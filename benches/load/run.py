@@ -382,13 +382,18 @@ def flame(name, target_url, cert, extra, envoy_pid):
                          input=folded, capture_output=True, timeout=600).stdout
     (OUT / f"flame-{name}.svg").write_bytes(svg)
     data.unlink(missing_ok=True)
-    # Where the samples' leaf frames are: by the object their address is in.
-    places, total = {}, 0
+    # Where the samples' leaf frames are: by the object their address is in. And how many samples have a
+    # frame of certbound anywhere in their stack (the module's symbols, or V8's compiled Wasm code):
+    # certbound's hooks with the host calls they make.
+    places, total, under = {}, 0, {"module frame": 0, "Wasm frame": 0}
     for line in folded.decode(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         leaf = stack.rsplit(";", 1)[-1]
+        frames = stack.split(";")
+        under["module frame"] += int(count) if any("certbound" in f for f in frames) else 0
+        under["Wasm frame"] += int(count) if any(f.endswith("_[j]") or "[perf-" in f for f in frames) else 0
         place = ("kernel" if leaf.endswith("_[k]") else
                  "V8 compiled code (the Wasm VM)" if leaf.endswith("_[j]") or "[perf-" in leaf else
                  "certbound module" if "certbound" in leaf else
@@ -399,7 +404,8 @@ def flame(name, target_url, cert, extra, envoy_pid):
     print(f"flame {name}: {total} samples, target/bench/flame-{name}.svg", flush=True)
     return {"svg": f"target/bench/flame-{name}.svg", "folded": f"target/bench/flame-{name}.folded", "samples": total,
             "rps": round(run["rps"], 1),
-            "leaf_share": {k: round(v / total, 3) for k, v in sorted(places.items())} if total else {}}
+            "leaf_share": {k: round(v / total, 3) for k, v in sorted(places.items())} if total else {},
+            "stack_share": {k: round(v / total, 3) for k, v in under.items()} if total else {}}
 
 
 def micro():
@@ -927,9 +933,19 @@ def main():
         print(f"{what:62} {wanted:38} {got:58} {'-' if met is None else ('yes' if met else 'NO')}")
     print(f"\n{'micro-benchmark':48} {'ns/op':>10}  target")
     for m in micros:
-        limit = 5000 if m["name"] == "introspection_patch_1kib" else 10000
+        limit = micro_target(m["name"])
         print(f"{m['name']:48} {m['ns_per_op']:10.0f}  <= {limit}: {'met' if m['ns_per_op'] <= limit else 'MISSED'}")
     print(f"summary: {OUT / 'summary.json'}, chart: {OUT / 'summary.svg'}")
+
+
+def micro_target(name):
+    """Issue 20's targets: the introspection patch of 1 KiB within 3 us, any certificate format to its
+    thumbprint within 5 us; the rest (client authentication among 1000 clients, records, token keys) 10 us."""
+    if name == "introspection_patch_1kib":
+        return 3000
+    if name.startswith("x5t_from_"):
+        return 5000
+    return 10000
 
 
 def scenario_line(s):
