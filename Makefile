@@ -153,7 +153,7 @@ decoders: decoders-build
 # Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, seeded
 # with real inputs. A crash stops the run; its input is in fuzz/artifacts/.
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS := path authorization cert_source cert_header dn etcd_answer json_patch form config token_key params
+FUZZ_TARGETS := path authorization cert_source cert_header der_walk dn etcd_answer json_patch form config token_key params
 CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
 
 $(CARGO_FUZZ):

@@ -36,6 +36,7 @@ def main():
         }
         for k, v in forms.items():
             write("cert_header", f"{c.name}-{k}", v)
+        write("der_walk", c.name, c.der())
         # cert_source: trusted CIDR, source address, peer subject, peer DNS SAN, header value (one a line).
         for i, (cidr, ip, subject, san) in enumerate([
             ("10.0.0.0/8", "10.1.2.3", "", ""), ("10.0.0.0/8", "192.0.2.1", "", ""), ("::ffff:0:0/96", "::ffff:10.0.0.1", "", ""),
