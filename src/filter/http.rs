@@ -43,22 +43,10 @@ impl Http {
     /// Runs `f` in one callback (`hook`, named as the dynamic module names its hooks).
     fn with<R>(&mut self, hook: &'static str, f: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> R) -> R {
         #[cfg(feature = "fault-injection")]
-        fault_injection(hook);
+        super::fault_injection::stream(hook);
         let _ = hook;
         let mut host = WasmHost { metrics: &self.metrics };
         f(&mut self.stream, &mut host)
-    }
-}
-
-/// The test-only build (`--features fault-injection`, never shipped; `make wasm-faults`): a
-/// request carrying `x-certbound-test-panic: <hook>` panics in that callback, which (built
-/// with panic = "abort") traps the VM, for tests/e2e/test_faults.py.
-#[cfg(feature = "fault-injection")]
-#[allow(clippy::panic)]
-fn fault_injection(hook: &str) {
-    const HEADER: &str = "x-certbound-test-panic";
-    if super::abi::request_header(HEADER).as_deref() == Some(hook) {
-        panic!("fault injected by {HEADER}: {hook}");
     }
 }
 

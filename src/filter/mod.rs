@@ -2,6 +2,8 @@
 //! and applies its decisions. No policy lives here.
 
 mod abi;
+#[cfg(feature = "fault-injection")]
+mod fault_injection;
 mod host;
 mod http;
 mod metrics;

@@ -217,7 +217,7 @@ def test_a_trapped_vm_fails_its_stream_closed_and_a_reloaded_vm_serves_the_next(
         assert r.status_code == 503 and "access_token" not in r.text, r.text
         assert client.as_saw(r) == (hook in RESPONSE_HOOKS)
         harness.wait_until("the trap in the log", lambda: lines(envoy, "Uncaught RuntimeError"), timeout=DEADLINE)
-        assert lines(envoy, "panicked at src/filter/http.rs") and lines(envoy, f"fault injected by {PANIC_HEADER}: {hook}")
+        assert lines(envoy, "panicked at src/filter/fault_injection.rs") and lines(envoy, f"fault injected by {PANIC_HEADER}: {hook}")
         assert alive(envoy)
 
         seen = []

@@ -397,31 +397,8 @@ fn guard<R>(hook: &'static str, site: Site, then: &str, body: impl FnOnce() -> R
     None
 }
 
-/// The test-only build (`--features fault-injection`, never shipped; `make module-faults`):
-/// hooks that panic on demand, for tests/e2e/test_faults.py.
 #[cfg(feature = "fault-injection")]
-mod fault_injection {
-    use certbound_core::flow::Host;
-
-    /// A request carrying this header, with a hook's name as its value, makes that hook panic.
-    pub const HEADER: &str = "x-certbound-test-panic";
-    /// A filter_name that makes http_filter_config_new panic.
-    pub const CONFIG_NEW: &[u8] = b"certbound-test-panic-config-new";
-
-    #[allow(clippy::panic)]
-    pub fn stream(hook: &str, host: &mut impl Host) {
-        if host.request_header(HEADER).as_deref() == Some(hook) {
-            panic!("fault injected by {HEADER}: {hook}");
-        }
-    }
-
-    #[allow(clippy::panic)]
-    pub fn config_new(name: &[u8]) {
-        if name == CONFIG_NEW {
-            panic!("fault injected by filter_name: http_filter_config_new");
-        }
-    }
-}
+mod fault_injection;
 
 // ------------------------------------------------------------------ program and config hooks
 
