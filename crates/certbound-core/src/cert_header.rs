@@ -139,18 +139,34 @@ fn traefik(s: &str) -> Result<HeaderCert, HeaderError> {
     }
 }
 
+/// A separator of XFCC (`,` between hops, `;` between pairs) and the bytes a
+/// split on it stops at, made at compile time.
+struct Separator {
+    byte: u8,
+    stops: [bool; 256],
+}
+
+const HOPS: Separator = Separator::new(b',');
+const PAIRS: Separator = Separator::new(b';');
+
+impl Separator {
+    const fn new(byte: u8) -> Separator {
+        let mut stops = [false; 256];
+        stops[byte as usize] = true;
+        stops[b'"' as usize] = true;
+        stops[b'\\' as usize] = true;
+        Separator { byte, stops }
+    }
+}
+
 /// Splits on `sep` outside double quotes; a quote inside quotes is escaped as `\"`.
-fn split_quoted(s: &str, sep: u8) -> Result<Vec<&str>, HeaderError> {
+fn split_quoted<'s>(s: &'s str, sep: &Separator) -> Result<Vec<&'s str>, HeaderError> {
     // Separators and quotes are ASCII, so a byte scan splits on char boundaries;
     // it jumps from one byte that matters (separator, quote, backslash) to the next.
     let bytes = s.as_bytes();
-    let mut matters = [false; 256];
-    for c in [sep, b'"', b'\\'] {
-        matters[usize::from(c)] = true;
-    }
     let mut parts = Vec::new();
     let (mut start, mut i, mut quoted) = (0, 0, false);
-    while let Some(at) = bytes.get(i..).and_then(|r| r.iter().position(|&c| matters[usize::from(c)])) {
+    while let Some(at) = bytes.get(i..).and_then(|r| r.iter().position(|&c| sep.stops[usize::from(c)])) {
         let at = i + at;
         match bytes.get(at) {
             // A backslash escapes the next byte inside quotes.
@@ -159,7 +175,7 @@ fn split_quoted(s: &str, sep: u8) -> Result<Vec<&str>, HeaderError> {
                 quoted = !quoted;
                 i = at + 1;
             }
-            Some(&c) if c == sep && !quoted => {
+            Some(&c) if c == sep.byte && !quoted => {
                 parts.push(s.get(start..at).unwrap_or_default());
                 start = at + 1;
                 i = at + 1;
@@ -185,14 +201,14 @@ fn unquote(v: &str) -> std::borrow::Cow<'_, str> {
 
 /// Envoy's `x-forwarded-client-cert`: `Key=value;...` elements, comma-separated, one per hop.
 fn xfcc(s: &str, which: XfccElement) -> Result<HeaderCert, HeaderError> {
-    let elements = split_quoted(s, b',')?;
+    let elements = split_quoted(s, &HOPS)?;
     let element = match which {
         XfccElement::Last => elements.last(),
         XfccElement::First => elements.first(),
     }
     .ok_or(HeaderError::Empty)?;
     let (mut cert, mut chain, mut hash) = (None, None, None);
-    for pair in split_quoted(element, b';')? {
+    for pair in split_quoted(element, &PAIRS)? {
         if pair.trim().is_empty() {
             continue;
         }

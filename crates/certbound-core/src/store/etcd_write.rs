@@ -134,13 +134,10 @@ mod tests {
     use base64::Engine;
     use serde_json::{json, Value};
 
-    const NOW: i64 = 1_800_000_000;
+    use crate::store::tests::{b, NOW};
 
     fn entry(token: &str, cert: &[u8], ttl: i64) -> ToBind {
-        ToBind {
-            key: key_for_token(token).unwrap(),
-            binding: Binding { thumbprint: Thumbprint::of_der(cert), kind: TokenKind::Access, expires_at: NOW + ttl },
-        }
+        ToBind { key: key_for_token(token).unwrap(), binding: b(cert, NOW + ttl) }
     }
 
     fn write() -> EtcdWrite {

@@ -428,9 +428,11 @@ mod tests {
     use crate::binding::TokenKind;
     use crate::cert::Thumbprint;
 
-    const NOW: i64 = 1_800_000_000;
+    /// The store's tests' clock (this module's, the per-VM cache's, the etcd writes').
+    pub(super) const NOW: i64 = 1_800_000_000;
 
-    fn b(t: &[u8], exp: i64) -> Binding {
+    /// An access-token binding to the certificate `t`, live until `exp`.
+    pub(super) fn b(t: &[u8], exp: i64) -> Binding {
         Binding { thumbprint: Thumbprint::of_der(t), kind: TokenKind::Access, expires_at: exp }
     }
 

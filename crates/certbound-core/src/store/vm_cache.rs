@@ -80,14 +80,7 @@ impl VmCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding::TokenKind;
-    use crate::cert::Thumbprint;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn b(t: &[u8], exp: i64) -> Binding {
-        Binding { thumbprint: Thumbprint::of_der(t), kind: TokenKind::Access, expires_at: exp }
-    }
+    use crate::store::tests::{b, NOW};
 
     #[test]
     fn a_hit_is_kept_until_the_bindings_own_expiry() {
