@@ -35,6 +35,19 @@ def x5t_by_openssl(cert_path: Path) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def good_client(stack: harness.Stack) -> dict:
+    """The stack's certificate-authenticated client, as another Envoy's configuration registers it."""
+    return harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
+                                    upstream_secret=UPSTREAM_SECRETS["good-client"])
+
+
+def another_envoy(stack: harness.Stack, workdir: Path, config: dict, **kw) -> harness.Envoy:
+    """Another Envoy with certbound (this plugin configuration), in front of the stack's AS and API,
+    serving the stack's certificates."""
+    return harness.Envoy(workdir, config, cert_dir=stack.pki.dir, as_port=stack.auth_server.port,
+                         api_port=stack.api.port, **kw)
+
+
 def x5t_of(cert: harness.Cert) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(cert.der()).digest()).decode().rstrip("=")
 

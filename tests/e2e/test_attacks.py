@@ -22,7 +22,7 @@ import pytest
 
 import harness
 import rawhttp
-from conftest import THUMBPRINT_HEADER, UPSTREAM_SECRETS, x5t_of
+from conftest import THUMBPRINT_HEADER, another_envoy, good_client, x5t_of
 
 FORM = "application/x-www-form-urlencoded"
 PROTOCOLS = ["h1", "h2"]
@@ -479,15 +479,15 @@ def test_authorization_parsing(client, stack, proto, token, row):
 def short_binding_envoy(stack, tmp_path_factory):
     """A second Envoy whose bindings may live 300 s, in front of the same AS (which issues 600 s tokens)."""
     workdir = tmp_path_factory.mktemp("short-binding")
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         workdir,
         {
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "clients": [good_client(stack)],
             # The other lifetimes may not exceed max_ttl_seconds (configuration check).
             "binding": {"max_ttl_seconds": 300, "default_ttl_seconds": 300, "refresh_token_ttl_seconds": 300},
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="short-binding-envoy",
+        name="short-binding-envoy",
     )
     yield envoy
     envoy.stop()
@@ -760,16 +760,16 @@ def restarted(stack, tmp_path_factory):
     """The same certbound configuration in a new Envoy process: the state the main Envoy's bindings are in after a
     restart with the embedded store (shared data for the .wasm, process memory for the module)."""
     workdir = tmp_path_factory.mktemp("restarted")
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         workdir,
         {
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"]),
+            "clients": [good_client(stack),
                         harness.certbound_public_client("spa")],
             "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": THUMBPRINT_HEADER},
                                  {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"}],
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="restarted-envoy",
+        name="restarted-envoy",
     )
     yield envoy
     envoy.stop()

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import harness
-from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import UPSTREAM_SECRETS, good_client, x5t_by_openssl
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def replicas(stack, tmp_path_factory):
     etcd = harness.EtcdCluster(workdir)
     def config(clients_refresh_seconds):
         return {
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "clients": [good_client(stack)],
             "protected_routes": [{"path_prefix": "/api/"}],
             "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": 1000, "key_prefix": "test/",
                                                    "clients_refresh_seconds": clients_refresh_seconds}},
@@ -264,8 +263,7 @@ def small_store(stack, tmp_path_factory):
     envoy = harness.Envoy(
         workdir,
         {
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "clients": [good_client(stack)],
             "binding": {"max_ttl_seconds": 3, "default_ttl_seconds": 3, "refresh_token_ttl_seconds": 3},
             "store": {"capacity": 8},
         },

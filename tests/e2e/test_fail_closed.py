@@ -4,22 +4,21 @@ bind is replaced by an error, never released unbound."""
 import pytest
 import requests
 
-import harness
-from conftest import UPSTREAM_SECRETS
+from conftest import another_envoy, good_client
 
 
 @pytest.fixture(scope="module")
 def small_envoy(stack, tmp_path_factory):
     # A body limit that a token request fits in but the AS's token response does not.
     workdir = tmp_path_factory.mktemp("small")
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         workdir,
         {
             "max_body_bytes": 64,
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "clients": [good_client(stack)],
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="small-envoy",
+        name="small-envoy",
     )
     yield envoy
     envoy.stop()

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import harness
-from conftest import UPSTREAM_SECRETS, name, x5t_by_openssl
+from conftest import UPSTREAM_SECRETS, another_envoy, good_client, name, x5t_by_openssl
 
 FORM = {"grant_type": "client_credentials", "client_id": "good-client"}
 # What certbound must present upstream for good-client (RFC 6749 §2.3.1), computed here, not by certbound.
@@ -162,8 +162,7 @@ def shaped(stack, fake_as, tmp_path_factory):
     """certbound in front of the fake AS (jwt_authn verifies JWTs against the fake AS's keys)."""
     envoy = harness.Envoy(
         tmp_path_factory.mktemp("shaped"),
-        {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                              upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        {"clients": [good_client(stack)],
          "protected_routes": [{"path_prefix": "/api/", "thumbprint_header": "x-certbound-x5t"}],
          **({"jwt_claims": {}} if harness.ARTIFACT == "wasm" else {})},
         cert_dir=stack.pki.dir, as_port=fake_as.port, api_port=stack.api.port, name="shaped")
@@ -293,8 +292,7 @@ def terminators(stack, tmp_path_factory):
     }
     envoy = harness.Envoy(
         tmp_path_factory.mktemp("terminators"),
-        {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                              upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        {"clients": [good_client(stack)],
          "certificate_sources": {
              "connection_chain_verified": True,
              "prefer": "header",
@@ -432,13 +430,13 @@ ETCD_TIMEOUT_MS = 200
 @pytest.fixture(scope="module")
 def silent_etcd(stack, tmp_path_factory):
     hole = BlackHole()
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         tmp_path_factory.mktemp("silent-etcd"),
-        {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                              upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        {"clients": [good_client(stack)],
          "protected_routes": [{"path_prefix": "/api/"}],
          "store": {"backend": "etcd", "etcd": {"cluster": "etcd", "timeout_ms": ETCD_TIMEOUT_MS}}},
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="silent-etcd",
+        name="silent-etcd",
         extra_clusters=harness.static_cluster_yaml("etcd", hole.port))
     yield envoy
     harness.stop_all([hole, envoy])
@@ -481,16 +479,16 @@ def test_etcd_that_never_answers_fails_reads_closed(stack, silent_etcd):
 def fail_open(stack, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fail-open")
     etcd = harness.EtcdCluster(workdir, members=1)
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         workdir,
-        {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                              upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        {"clients": [good_client(stack)],
          "protected_routes": [{"path_prefix": "/api/"},
                               {"path_prefix": "/api/open/", "unbound_tokens": "allow", "missing_token": "pass"}],
          # No read cache, and no per-worker cache of hits: every lookup asks etcd.
          "store": {"backend": "etcd", "vm_cache_entries": 0,
                    "etcd": {"cluster": "etcd", "timeout_ms": 300, "cache_capacity": 0, "on_unavailable": "fail_open"}}},
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="fail-open",
+        name="fail-open",
         etcd_ports=etcd.client_ports)
     yield {"envoy": envoy, "etcd": etcd}
     harness.stop_all([etcd, envoy])

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import harness
-from conftest import THUMBPRINT_HEADER, UPSTREAM_SECRETS, Client
+from conftest import THUMBPRINT_HEADER, Client, good_client
 
 # The header the test-only builds look for; its name marks them (never in a shipped artifact).
 PANIC_HEADER = "x-certbound-test-panic"
@@ -49,8 +49,7 @@ def plugin_config(stack) -> dict:
     return {
         "token_path": "/oauth2/token",
         "introspection_path": "/oauth2/introspect",
-        "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                             upstream_secret=UPSTREAM_SECRETS["good-client"])],
+        "clients": [good_client(stack)],
         "protected_routes": [{"path_prefix": "/api/", "unbound_tokens": "require_binding", "missing_token": "reject",
                               "thumbprint_header": THUMBPRINT_HEADER}],
     }

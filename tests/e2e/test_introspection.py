@@ -2,7 +2,7 @@
 
 import requests
 
-from conftest import AS_ONLY_SECRET, UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import AS_ONLY_SECRET, UPSTREAM_SECRETS, another_envoy, x5t_by_openssl
 
 
 def token_for(client, stack, name="good", client_id="good-client"):
@@ -132,12 +132,13 @@ def test_wso2s_member_is_added_beside_the_rfc_one_when_configured(client, stack,
     import harness
 
     good = stack.clients["good"]
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         tmp_path,
         {"introspection": {"wso2_x5t_sha256": True},
          "clients": [harness.certbound_client("good-client", certificates=[good.pem],
                                               upstream_secret=UPSTREAM_SECRETS["good-client"])]},
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="wso2-member")
+        name="wso2-member")
     try:
         kw = {"verify": str(stack.pki.ca_path), "timeout": 15}
         t = requests.post(envoy.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "good-client"},

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import harness
-from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import UPSTREAM_SECRETS, another_envoy, x5t_by_openssl
 
 
 def jwk(cert: harness.Cert) -> dict:
@@ -63,7 +63,8 @@ def jwks_stack(stack, tmp_path_factory):
         "jwks": {"keys": [jwk(c["rsa"]), {"kty": "RSA", "n": "AQAB", "e": "AQAB"}]},
         "upstream": {"client_secret": UPSTREAM_SECRETS["rotating-client"]},
     }
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         tmp_path_factory.mktemp("jwks"),
         {
             "clients": [
@@ -74,7 +75,7 @@ def jwks_stack(stack, tmp_path_factory):
             ],
             "jwks_fetch": {"cluster": "client_jwks", "refresh_seconds": 1, "timeout_ms": 1000},
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="jwks-envoy",
+        name="jwks-envoy",
         extra_clusters=harness.static_cluster_yaml("client_jwks", server.port),
     )
     yield {"envoy": envoy, "server": server}

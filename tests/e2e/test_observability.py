@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 import harness
-from conftest import THUMBPRINT_HEADER, UPSTREAM_SECRETS, x5t_of
+from conftest import THUMBPRINT_HEADER, another_envoy, good_client, x5t_of
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -84,15 +84,15 @@ def test_the_access_log_never_carries_a_token(client, stack):
 def reporting(stack, tmp_path_factory):
     """certbound with /api/ in report-only mode: decisions are made, counted, logged and written; requests go on."""
     workdir = tmp_path_factory.mktemp("report-only")
-    envoy = harness.Envoy(
+    envoy = another_envoy(
+        stack,
         workdir,
         {
-            "clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                 upstream_secret=UPSTREAM_SECRETS["good-client"])],
+            "clients": [good_client(stack)],
             "protected_routes": [{"path_prefix": "/api/", "enforcement": "report",
                                   "thumbprint_header": THUMBPRINT_HEADER}],
         },
-        cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="report-only",
+        name="report-only",
     )
     yield envoy
     envoy.stop()

@@ -13,7 +13,7 @@ import requests
 import yaml
 
 import harness
-from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import another_envoy, x5t_by_openssl
 
 CLI = harness.ROOT / "target/release/certbound"
 ENVOY_DIR = harness.ROOT / "envoy"
@@ -50,8 +50,8 @@ MISSING_METADATA = "/.well-known/missing-metadata"
 def aliased(stack, tmp_path_factory):
     discovery = {"mtls_host": "mtls.certbound.test:9443",
                  "paths": ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", MISSING_METADATA]}
-    envoy = harness.Envoy(tmp_path_factory.mktemp("aliased"), {"discovery": discovery},
-                          cert_dir=stack.pki.dir, as_port=stack.auth_server.port, api_port=stack.api.port, name="aliased")
+    envoy = another_envoy(stack, tmp_path_factory.mktemp("aliased"), {"discovery": discovery},
+                          name="aliased")
     yield envoy
     envoy.stop()
 

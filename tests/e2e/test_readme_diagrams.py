@@ -602,16 +602,6 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize("what,good,bad,named", WRONG, ids=[w[0] for w in WRONG])
-def test_the_checks_catch(what, good, bad, named):
-    assert good in GOOD_SEQUENCE, f"the synthetic diagram lost {good!r}"
-    diagram = GOOD_SEQUENCE.replace(good, bad, 1)
-    if "Endpoint" in bad:
-        diagram = diagram.replace("Store", "Endpoint")
-    problems = check_diagram(diagram)
-    assert any(named in p for p in problems), f"{what}: not caught, or not named ({named!r}): {problems}"
-
-
 FLOWCHART_WRONG = [
     ("a missing deployment file", "envoy/behind-lb.yaml", "envoy/behind-lb.yml", "envoy/behind-lb.yml"),
     ("a node never labelled (a typo of an id)", "envoy & other -->", "envoy & othr -->", "'othr'"),
@@ -623,10 +613,17 @@ FLOWCHART_WRONG = [
 ]
 
 
-@pytest.mark.parametrize("what,good,bad,named", FLOWCHART_WRONG, ids=[w[0] for w in FLOWCHART_WRONG])
-def test_the_checks_catch_in_a_flowchart(what, good, bad, named):
-    assert good in GOOD_FLOWCHART, f"the synthetic diagram lost {good!r}"
-    problems = check_diagram(GOOD_FLOWCHART.replace(good, bad, 1))
+# Each mistake made once in a correct synthetic diagram of its kind.
+CATCH = [("sequence", GOOD_SEQUENCE, *w) for w in WRONG] + [("flowchart", GOOD_FLOWCHART, *w) for w in FLOWCHART_WRONG]
+
+
+@pytest.mark.parametrize("kind,diagram,what,good,bad,named", CATCH, ids=[f"{c[0]}: {c[2]}" for c in CATCH])
+def test_the_checks_catch(kind, diagram, what, good, bad, named):
+    assert good in diagram, f"the synthetic {kind} diagram lost {good!r}"
+    wrong = diagram.replace(good, bad, 1)
+    if "Endpoint" in bad:
+        wrong = wrong.replace("Store", "Endpoint")
+    problems = check_diagram(wrong)
     assert any(named in p for p in problems), f"{what}: not caught, or not named ({named!r}): {problems}"
 
 

@@ -12,7 +12,7 @@ import requests
 import yaml
 
 import harness
-from conftest import UPSTREAM_SECRETS, x5t_by_openssl
+from conftest import good_client, x5t_by_openssl
 
 
 def lds_update_count(admin_port):
@@ -25,8 +25,7 @@ def lds_update_count(admin_port):
 @pytest.fixture
 def lds_envoy(stack, tmp_path):
     """The demo template, with its listener served from a file (LDS) instead of static config."""
-    config = {"clients": [harness.certbound_client("good-client", certificates=[stack.clients["good"].pem],
-                                                   upstream_secret=UPSTREAM_SECRETS["good-client"])]}
+    config = {"clients": [good_client(stack)]}
     static = harness.Envoy(tmp_path, config, cert_dir=stack.pki.dir, as_port=stack.auth_server.port,
                            api_port=stack.api.port, wait=False, name="render-only")
     static.proc.stop()
