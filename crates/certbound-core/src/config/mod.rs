@@ -344,50 +344,50 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     })
 }
 
+/// A setting with two spellings: absent or the first gives the first value, the second the second;
+/// anything else is refused, naming the field.
+fn two_way<T>(
+    value: Option<&str>,
+    field: impl FnOnce() -> String,
+    (default, first): (&str, T),
+    (other, second): (&str, T),
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(first),
+        Some(v) if v == default => Ok(first),
+        Some(v) if v == other => Ok(second),
+        Some(o) => Err(ConfigError::new(field(), format!("{o:?}: expected \"{default}\" or \"{other}\""))),
+    }
+}
+
 fn compile_route(raw: RawRoute, field: &str) -> Result<ProtectedRoute, ConfigError> {
     if !raw.path_prefix.starts_with('/') {
         return Err(ConfigError::new(format!("{field}.path_prefix"), "must start with '/'"));
     }
-    let unbound_tokens = match raw.unbound_tokens.as_deref() {
-        None | Some("require_binding") => UnboundPolicy::RequireBinding,
-        Some("allow") => UnboundPolicy::Allow,
-        Some(o) => {
-            return Err(ConfigError::new(
-                format!("{field}.unbound_tokens"),
-                format!("{o:?}: expected \"require_binding\" or \"allow\""),
-            ))
-        }
-    };
-    let missing_token = match raw.missing_token.as_deref() {
-        None | Some("reject") => MissingTokenPolicy::Reject,
-        Some("pass") => MissingTokenPolicy::Pass,
-        Some(o) => {
-            return Err(ConfigError::new(
-                format!("{field}.missing_token"),
-                format!("{o:?}: expected \"reject\" or \"pass\""),
-            ))
-        }
-    };
-    let other_schemes = match raw.other_schemes.as_deref() {
-        None | Some("reject") => OtherSchemes::Reject,
-        Some("pass") => OtherSchemes::Pass,
-        Some(o) => {
-            return Err(ConfigError::new(
-                format!("{field}.other_schemes"),
-                format!("{o:?}: expected \"reject\" or \"pass\""),
-            ))
-        }
-    };
-    let enforcement = match raw.enforcement.as_deref() {
-        None | Some("enforce") => Enforcement::Enforce,
-        Some("report") => Enforcement::Report,
-        Some(o) => {
-            return Err(ConfigError::new(
-                format!("{field}.enforcement"),
-                format!("{o:?}: expected \"enforce\" or \"report\""),
-            ))
-        }
-    };
+    let unbound_tokens = two_way(
+        raw.unbound_tokens.as_deref(),
+        || format!("{field}.unbound_tokens"),
+        ("require_binding", UnboundPolicy::RequireBinding),
+        ("allow", UnboundPolicy::Allow),
+    )?;
+    let missing_token = two_way(
+        raw.missing_token.as_deref(),
+        || format!("{field}.missing_token"),
+        ("reject", MissingTokenPolicy::Reject),
+        ("pass", MissingTokenPolicy::Pass),
+    )?;
+    let other_schemes = two_way(
+        raw.other_schemes.as_deref(),
+        || format!("{field}.other_schemes"),
+        ("reject", OtherSchemes::Reject),
+        ("pass", OtherSchemes::Pass),
+    )?;
+    let enforcement = two_way(
+        raw.enforcement.as_deref(),
+        || format!("{field}.enforcement"),
+        ("enforce", Enforcement::Enforce),
+        ("report", Enforcement::Report),
+    )?;
     if let Some(h) = &raw.thumbprint_header {
         if !header::is_configurable(h) {
             return Err(ConfigError::new(format!("{field}.thumbprint_header"), header::refusal(h)));
