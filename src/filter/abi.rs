@@ -158,10 +158,19 @@ fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-fn deserialize_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+/// Text of a header name or value: bytes that are not UTF-8 become U+FFFD, so they never match anything
+/// certbound accepts. One copy for valid UTF-8 (every request's case), not a lossy view then a copy.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
     let u32_at = |i: usize| bytes.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
     let Some(n) = u32_at(0) else { return Vec::new() };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity((n as usize).min(bytes.len() / 8));
     let mut data = 4 + 8 * n as usize;
     for i in 0..n as usize {
         let (Some(kl), Some(vl)) = (u32_at(4 + 8 * i), u32_at(8 + 8 * i)) else { break };
@@ -169,7 +178,7 @@ fn deserialize_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         let (Some(k), Some(v)) = (bytes.get(data..data + kl), bytes.get(data + kl + 1..data + kl + 1 + vl)) else {
             break;
         };
-        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+        out.push((text(k), text(v)));
         data += kl + vl + 2;
     }
     out
@@ -188,8 +197,8 @@ pub fn set_tick_period_ms(ms: u32) -> Result<(), HostStatus> {
     result(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }
 
-/// Every header of a map (name, value bytes), repeats kept.
-pub fn header_pairs(map_type: u32) -> Result<Vec<(String, Vec<u8>)>, HostStatus> {
+/// Every header of a map (name, value), repeats kept.
+pub fn header_pairs(map_type: u32) -> Result<Vec<(String, String)>, HostStatus> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
     // SAFETY: as for shared data.
     result(unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) })?;
@@ -386,14 +395,10 @@ pub fn now() -> Option<i64> {
     now_nanos().ok().map(|n| (n / 1_000_000_000) as i64)
 }
 
-/// Every request header (name, value), repeated names kept.
+/// Every request header (name, value), repeated names kept. Values as bytes first: the SDK's
+/// get_map panics on a value that is not UTF-8.
 pub fn request_headers() -> Vec<(String, String)> {
-    // Values as bytes: the SDK's get_map panics on a value that is not UTF-8.
-    header_pairs(MapType::HttpRequestHeaders as u32)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect()
+    header_pairs(MapType::HttpRequestHeaders as u32).unwrap_or_default()
 }
 
 /// A string under `metadata.filter_metadata.certbound` of the matched Envoy route.

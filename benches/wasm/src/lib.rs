@@ -8,12 +8,16 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, Status};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { fill: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { fill: None, calls: vec![], metric: None }) });
 }}
 
 struct Root {
     /// `None`: no-op; `Some(slots)`: the filler of a table of that capacity.
     fill: Option<u64>,
+    /// {"mode": "calls", "calls": [...]}: on each request's headers, the listed host calls and nothing
+    /// else, so the bench can price each one in Envoy (what a Wasm filter pays per call).
+    calls: Vec<String>,
+    metric: Option<u32>,
 }
 
 impl Context for Root {}
@@ -28,10 +32,21 @@ impl RootContext for Root {
                 text.split("\"capacity\":").nth(1).and_then(|r| r.trim().trim_end_matches('}').trim().parse().ok())
             })
             .flatten();
+        self.calls = ["headers", "property", "set_property", "metric", "header_value", "clock", "shared_get"]
+            .into_iter()
+            .filter(|c| text.contains("\"calls\"") && text.contains(&format!("\"{c}\"")))
+            .map(String::from)
+            .collect();
+        if self.calls.iter().any(|c| c == "metric") {
+            self.metric = proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, "bench.calls").ok();
+        }
         true
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        if !self.calls.is_empty() {
+            return Some(Box::new(Calls { calls: self.calls.clone(), metric: self.metric }));
+        }
         Some(match self.fill {
             None => Box::new(Noop) as Box<dyn HttpContext>,
             Some(capacity) => Box::new(Fill { table: SlotTable::new(capacity) }),
@@ -46,6 +61,32 @@ impl RootContext for Root {
 struct Noop;
 impl Context for Noop {}
 impl HttpContext for Noop {}
+
+/// The host calls a filter like certbound makes on a protected route, each alone or together.
+struct Calls {
+    calls: Vec<String>,
+    metric: Option<u32>,
+}
+impl Context for Calls {}
+impl HttpContext for Calls {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        use proxy_wasm::hostcalls as h;
+        use proxy_wasm::types::MapType;
+        for c in &self.calls {
+            match c.as_str() {
+                "headers" => drop(h::get_map_bytes(MapType::HttpRequestHeaders)),
+                "property" => drop(h::get_property(vec!["connection", "sha256_peer_certificate_digest"])),
+                "set_property" => drop(h::set_property(vec!["certbound"], Some(b"{\"decision\":\"allowed\"}"))),
+                "metric" => drop(self.metric.map(|m| h::increment_metric(m, 1))),
+                "header_value" => drop(h::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization")),
+                "clock" => drop(h::get_current_time()),
+                "shared_get" => drop(h::get_shared_data("bench.key")),
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+}
 
 struct Fill {
     table: SlotTable,
