@@ -4,6 +4,7 @@
 //! request. The SDK stays for `dispatch_http_call` only: its dispatcher
 //! owns the callout registry that routes answers to their context.
 
+use crate::header;
 use proxy_wasm::types::{BufferType, MapType};
 
 #[link(wasm_import_module = "env")]
@@ -158,15 +159,6 @@ fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Text of a header name or value: bytes that are not UTF-8 become U+FFFD, so they never match anything
-/// certbound accepts. One copy for valid UTF-8 (every request's case), not a lossy view then a copy.
-fn text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
 fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
     let u32_at = |i: usize| bytes.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
     let Some(n) = u32_at(0) else { return Vec::new() };
@@ -178,7 +170,7 @@ fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
         let (Some(k), Some(v)) = (bytes.get(data..data + kl), bytes.get(data + kl + 1..data + kl + 1 + vl)) else {
             break;
         };
-        out.push((text(k), text(v)));
+        out.push((header::text(k), header::text(v)));
         data += kl + vl + 2;
     }
     out
@@ -348,7 +340,7 @@ pub fn header_value(map: MapType, name: &str) -> Option<String> {
     if status != STATUS_OK {
         return None;
     }
-    Some(String::from_utf8_lossy(&owned(data, size)).into_owned())
+    Some(header::text(&owned(data, size)))
 }
 
 pub fn request_header(name: &str) -> Option<String> {

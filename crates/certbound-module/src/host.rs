@@ -2,7 +2,7 @@
 //! mapped to a value or an error the core decides on (never a panic).
 
 use crate::abi::*;
-use crate::{copy, memory, module_buffer, FilterConfig};
+use crate::{copy, memory, module_buffer, text_of, FilterConfig};
 use certbound_core::config::EtcdConfig;
 use certbound_core::counter::{Counter, Metric};
 use certbound_core::decision::{Decision, NAMESPACE};
@@ -57,7 +57,7 @@ impl<'a> ModuleHost<'a> {
         if !found || out.ptr.is_null() || count == 0 {
             return None;
         }
-        Some(String::from_utf8_lossy(&copy(out)).into_owned())
+        Some(text_of(out))
     }
 
     fn set_header(
@@ -276,9 +276,9 @@ impl StreamHost for ModuleHost<'_> {
             }
             all.into_iter()
                 .map(|h| {
-                    let k = copy(envoy_dynamic_module_type_envoy_buffer { ptr: h.key_ptr, length: h.key_length });
-                    let v = copy(envoy_dynamic_module_type_envoy_buffer { ptr: h.value_ptr, length: h.value_length });
-                    (String::from_utf8_lossy(&k).into_owned(), String::from_utf8_lossy(&v).into_owned())
+                    let k = envoy_dynamic_module_type_envoy_buffer { ptr: h.key_ptr, length: h.key_length };
+                    let v = envoy_dynamic_module_type_envoy_buffer { ptr: h.value_ptr, length: h.value_length };
+                    (text_of(k), text_of(v))
                 })
                 .collect()
         }

@@ -208,6 +208,15 @@ fn copy(buffer: envoy_dynamic_module_type_envoy_buffer) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }.to_vec()
 }
 
+/// An Envoy-owned buffer as text, copied once (`certbound_core::header::text`).
+fn text_of(buffer: envoy_dynamic_module_type_envoy_buffer) -> String {
+    if buffer.ptr.is_null() || buffer.length == 0 {
+        return String::new();
+    }
+    // SAFETY: Envoy guarantees ptr..ptr+length is readable until the hook returns.
+    certbound_core::header::text(unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) })
+}
+
 // ------------------------------------------------------------------ logging
 
 /// `log` records to Envoy's `dynamic_modules` logger.
