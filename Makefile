@@ -77,6 +77,10 @@ lint: wasm-target
 	cargo clippy -p certbound-module --all-targets --features fault-injection -- -D warnings
 	# The fuzz targets must keep compiling (stable is enough to check them; make fuzz runs them on nightly).
 	cargo check --quiet --manifest-path fuzz/Cargo.toml
+	# So must make bench's own filters (the no-op and host-call Wasm filter, the no-op dynamic module).
+	cargo clippy --quiet --release --target wasm32-wasip1 --manifest-path benches/wasm/Cargo.toml \
+	  --target-dir target/bench-wasm -- -D warnings
+	cargo clippy --quiet --release --manifest-path benches/module/Cargo.toml --target-dir target/bench-module -- -D warnings
 
 unit:
 	cargo test --workspace

@@ -91,6 +91,8 @@ MODULE_SO = harness.MODULE
 MODULE_TEMPLATE = ROOT / "benches/load/module-filter.yaml.tmpl"
 BENCH_WASM_DIR = ROOT / "target/bench-wasm"
 BENCH_WASM = BENCH_WASM_DIR / "wasm32-wasip1/release/certbound_bench_wasm.wasm"
+BENCH_MODULE_DIR = ROOT / "target/bench-module"
+BENCH_MODULE = BENCH_MODULE_DIR / "release/libcertbound_bench_module.so"
 
 TLS = """    filter_chains:
     - transport_socket:
@@ -187,16 +189,17 @@ def wasm_filter(name, plugin, vm_id="certbound", code=None, root_id="certbound")
                        config=json.dumps(json.dumps(plugin)))
 
 
-def module_filter(name, plugin):
+def module_filter(name, plugin, so=None):
     """The filter block of certbound as an Envoy dynamic module (artifact `module`), or None.
 
     Slot for the module: benches/load/module-filter.yaml.tmpl (a string.Template with ${NAME}, ${CONFIG}
-    (the plugin configuration as a JSON string, already quoted for YAML) and ${MODULE_DIR}), indented as
-    the http_filters entries above (10 spaces). Used only when the module is built (make module)."""
+    (the plugin configuration as a JSON string, already quoted for YAML) and ${MODULE_FILE}), indented as
+    the http_filters entries above (10 spaces). Used only when the module is built (make module).
+    `so`: another module in the same slot (the bench-only no-op module, benches/module)."""
     if not (MODULE_SO.exists() and MODULE_TEMPLATE.exists()):
         return None
     return Template(MODULE_TEMPLATE.read_text()).substitute(
-        NAME=name, CONFIG=json.dumps(json.dumps(plugin)), MODULE_DIR=str(MODULE_SO.parent)).rstrip("\n") + "\n"
+        NAME=name, CONFIG=json.dumps(json.dumps(plugin)), MODULE_FILE=str(so or MODULE_SO)).rstrip("\n") + "\n"
 
 
 def listener(name, port, certs, plugin=None, headers_to_add="", filters=None, hcm_extra=""):
@@ -450,6 +453,16 @@ def version(cmd):
         return f"unknown ({e})"
 
 
+def build_bench_module():
+    """The bench-only no-op dynamic module (benches/module), the floor of any dynamic module; None
+    without the certbound module (its scenarios are not run then)."""
+    if not MODULE_SO.exists():
+        return None
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--manifest-path", str(ROOT / "benches/module/Cargo.toml"),
+                    "--target-dir", str(BENCH_MODULE_DIR)], cwd=ROOT, check=True)
+    return BENCH_MODULE
+
+
 def build_bench_wasm():
     """The bench-only module (no-op filter and slot-table filler), never part of certbound.wasm."""
     subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path",
@@ -598,6 +611,7 @@ def main():
         sys.exit("oha is missing: make bench installs it")
     OUT.mkdir(parents=True, exist_ok=True)
     bench_wasm = build_bench_wasm()
+    bench_module = build_bench_module()
     global METER
     load_start = [round(x, 2) for x in os.getloadavg()]
     all_cores = os.sched_getaffinity(0)
@@ -628,7 +642,7 @@ def main():
         ports = {k: harness.free_port() for k in (
             "baseline", "baseline_aa", "idle", "shared", "etcd_warm", "etcd_cold", "native", "admin", "noop", "ext_authz",
             "calls_one", "calls_four",
-            "upstream", "upstream_admin", "authorizer", "module", "module_etcd_warm", "module_etcd_cold",
+            "upstream", "upstream_admin", "authorizer", "module", "module_etcd_warm", "module_etcd_cold", "noop_module",
             *(f"scale_{n}" for n in SCALE_SIZES),
             *(f"fill_{n}" for n in SCALE_SIZES))}
         upstream_cfg = work / "upstream.yaml"
@@ -686,6 +700,9 @@ def main():
             listener("native_as", ports["native"], pki.dir, headers_to_add=header),
             listener("ext_authz", ports["ext_authz"], pki.dir, filters=EXT_AUTHZ, hcm_extra=XFCC_SET),
             *([listener("certbound_module", ports["module"], pki.dir, filters=module),
+               # A dynamic module that does nothing, on the same routes: the floor of any dynamic module.
+               listener("noop_module", ports["noop_module"], pki.dir,
+                        filters=module_filter("noop_module", {}, so=bench_module)),
                listener("certbound_module_etcd_warm", ports["module_etcd_warm"], pki.dir, filters=module_filter(
                    "certbound_module_etcd_warm", {"clients": clients, "protected_routes": routes,
                                                   "store": etcd_store(100000, 4096)})),
@@ -764,6 +781,10 @@ def main():
             scenarios += [
                 scenario("module_resource_shared_data", url("module", "/api/x"), url("baseline", "/api/x"), cert,
                          bearer(module_token), artifact="module"),
+                scenario("noop_module_floor", url("noop_module", "/api/x"), url("baseline", "/api/x"), cert,
+                         bearer(module_token), artifact="bench"),
+                scenario("module_resource_vs_noop_module", url("module", "/api/x"), url("noop_module", "/api/x"), cert,
+                         bearer(module_token), artifact="module", reference="noop_module"),
                 scenario("module_resource_proxied", url("module", "/up/x"), url("baseline", "/up/x"), cert,
                          bearer(module_token), artifact="module", reference="proxied"),
                 scenario("module_resource_vs_wasm", url("module", "/api/x"), url("shared", "/api/x"), cert,
