@@ -92,7 +92,7 @@ function changed(t) {
 }
 
 const env = {
-  proxy_log: (level, p, n) => { count("log"); if (level >= 3 || process.env.LOGS) console.error("wasm log", level, str(p, n)); return 0; },
+  proxy_log: (level, p, n) => { count("log"); if (level >= 4 || process.env.LOGS) console.error("wasm log", level, str(p, n)); return 0; },
   proxy_get_log_level: (ret) => { dv().setUint32(ret, 2, true); return 0; },
   proxy_get_current_time_nanoseconds: (ret) => { count("now"); dv().setBigUint64(ret, BigInt(Date.now()) * 1000000n, true); return 0; },
   proxy_set_tick_period_milliseconds: () => 0,
