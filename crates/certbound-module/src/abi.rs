@@ -931,3 +931,47 @@ extern "C" {
         scheduler_module_ptr: envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr,
     );
 }
+
+/// Checks at compile time that the crate's hooks (at its root, beside `mod abi`) have the
+/// signatures of the aliases above: every hook a certbound module defines. Used by
+/// certbound-module and by make bench's no-op module (benches/module), one list for both.
+#[macro_export]
+macro_rules! hook_signatures {
+    () => {
+        const _: $crate::abi::OnProgramInit = $crate::envoy_dynamic_module_on_program_init;
+        const _: $crate::abi::OnHttpFilterConfigNew = $crate::envoy_dynamic_module_on_http_filter_config_new;
+        const _: $crate::abi::OnHttpFilterConfigDestroy = $crate::envoy_dynamic_module_on_http_filter_config_destroy;
+        const _: $crate::abi::OnHttpFilterNew = $crate::envoy_dynamic_module_on_http_filter_new;
+        const _: $crate::abi::OnHttpFilterRequestHeaders = $crate::envoy_dynamic_module_on_http_filter_request_headers;
+        const _: $crate::abi::OnHttpFilterRequestBody = $crate::envoy_dynamic_module_on_http_filter_request_body;
+        const _: $crate::abi::OnHttpFilterRequestTrailers =
+            $crate::envoy_dynamic_module_on_http_filter_request_trailers;
+        const _: $crate::abi::OnHttpFilterResponseHeaders =
+            $crate::envoy_dynamic_module_on_http_filter_response_headers;
+        const _: $crate::abi::OnHttpFilterResponseBody = $crate::envoy_dynamic_module_on_http_filter_response_body;
+        const _: $crate::abi::OnHttpFilterResponseTrailers =
+            $crate::envoy_dynamic_module_on_http_filter_response_trailers;
+        const _: $crate::abi::OnHttpFilterStreamComplete = $crate::envoy_dynamic_module_on_http_filter_stream_complete;
+        const _: $crate::abi::OnHttpFilterDestroy = $crate::envoy_dynamic_module_on_http_filter_destroy;
+        const _: $crate::abi::OnHttpFilterHttpCalloutDone =
+            $crate::envoy_dynamic_module_on_http_filter_http_callout_done;
+        const _: $crate::abi::OnHttpFilterHttpStreamHeaders =
+            $crate::envoy_dynamic_module_on_http_filter_http_stream_headers;
+        const _: $crate::abi::OnHttpFilterHttpStreamData = $crate::envoy_dynamic_module_on_http_filter_http_stream_data;
+        const _: $crate::abi::OnHttpFilterHttpStreamTrailers =
+            $crate::envoy_dynamic_module_on_http_filter_http_stream_trailers;
+        const _: $crate::abi::OnHttpFilterHttpStreamComplete =
+            $crate::envoy_dynamic_module_on_http_filter_http_stream_complete;
+        const _: $crate::abi::OnHttpFilterHttpStreamReset =
+            $crate::envoy_dynamic_module_on_http_filter_http_stream_reset;
+        const _: $crate::abi::OnHttpFilterScheduled = $crate::envoy_dynamic_module_on_http_filter_scheduled;
+        const _: $crate::abi::OnHttpFilterDownstreamAboveWriteBufferHighWatermark =
+            $crate::envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark;
+        const _: $crate::abi::OnHttpFilterConfigScheduled =
+            $crate::envoy_dynamic_module_on_http_filter_config_scheduled;
+        const _: $crate::abi::OnHttpFilterConfigHttpCalloutDone =
+            $crate::envoy_dynamic_module_on_http_filter_config_http_callout_done;
+        const _: $crate::abi::OnHttpFilterDownstreamBelowWriteBufferLowWatermark =
+            $crate::envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
+    };
+}

@@ -1034,31 +1034,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_wr
 }
 
 // Each export has the signature Envoy 1.40 calls it with.
-const _: OnProgramInit = envoy_dynamic_module_on_program_init;
-const _: OnHttpFilterConfigNew = envoy_dynamic_module_on_http_filter_config_new;
-const _: OnHttpFilterConfigDestroy = envoy_dynamic_module_on_http_filter_config_destroy;
-const _: OnHttpFilterNew = envoy_dynamic_module_on_http_filter_new;
-const _: OnHttpFilterRequestHeaders = envoy_dynamic_module_on_http_filter_request_headers;
-const _: OnHttpFilterRequestBody = envoy_dynamic_module_on_http_filter_request_body;
-const _: OnHttpFilterRequestTrailers = envoy_dynamic_module_on_http_filter_request_trailers;
-const _: OnHttpFilterResponseHeaders = envoy_dynamic_module_on_http_filter_response_headers;
-const _: OnHttpFilterResponseBody = envoy_dynamic_module_on_http_filter_response_body;
-const _: OnHttpFilterResponseTrailers = envoy_dynamic_module_on_http_filter_response_trailers;
-const _: OnHttpFilterStreamComplete = envoy_dynamic_module_on_http_filter_stream_complete;
-const _: OnHttpFilterDestroy = envoy_dynamic_module_on_http_filter_destroy;
-const _: OnHttpFilterHttpCalloutDone = envoy_dynamic_module_on_http_filter_http_callout_done;
-const _: OnHttpFilterHttpStreamHeaders = envoy_dynamic_module_on_http_filter_http_stream_headers;
-const _: OnHttpFilterHttpStreamData = envoy_dynamic_module_on_http_filter_http_stream_data;
-const _: OnHttpFilterHttpStreamTrailers = envoy_dynamic_module_on_http_filter_http_stream_trailers;
-const _: OnHttpFilterHttpStreamComplete = envoy_dynamic_module_on_http_filter_http_stream_complete;
-const _: OnHttpFilterHttpStreamReset = envoy_dynamic_module_on_http_filter_http_stream_reset;
-const _: OnHttpFilterScheduled = envoy_dynamic_module_on_http_filter_scheduled;
-const _: OnHttpFilterDownstreamAboveWriteBufferHighWatermark =
-    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark;
-const _: OnHttpFilterConfigScheduled = envoy_dynamic_module_on_http_filter_config_scheduled;
-const _: OnHttpFilterConfigHttpCalloutDone = envoy_dynamic_module_on_http_filter_config_http_callout_done;
-const _: OnHttpFilterDownstreamBelowWriteBufferLowWatermark =
-    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
+crate::hook_signatures!();
 
 #[cfg(test)]
 mod tests {
