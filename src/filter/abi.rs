@@ -310,9 +310,9 @@ fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), HostS
     }
 }
 
-/// An Envoy attribute; any status but Ok is "no value" for the caller to handle.
-pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
-    let serialized = path.join("\0");
+/// An Envoy attribute by its path, segments joined by NUL; any status but Ok is "no value" for
+/// the caller to handle.
+pub fn property(serialized: &str) -> Result<Option<Vec<u8>>, HostStatus> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: as for header values; the host writes a buffer it allocated.
@@ -395,10 +395,6 @@ pub fn request_headers() -> Vec<(String, String)> {
 
 /// A string under `metadata.filter_metadata.certbound` of the matched Envoy route.
 pub fn route_metadata(key: &str) -> Option<String> {
-    string_property(vec!["xds", "route_metadata", "filter_metadata", "certbound", key])
-}
-
-fn string_property(path: Vec<&str>) -> Option<String> {
-    let raw = property(&path).ok().flatten()?;
+    let raw = property(&format!("xds\0route_metadata\0filter_metadata\0certbound\0{key}")).ok().flatten()?;
     String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }

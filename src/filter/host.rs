@@ -50,15 +50,8 @@ impl Host for WasmHost<'_> {
         now().ok_or(HostError(STATUS_INTERNAL_FAILURE))
     }
     fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
-        // proxy-wasm names every attribute by its path (exhaustive: a new one is named here).
-        let path = match attribute {
-            Attribute::PeerCertificateDigest
-            | Attribute::PeerSubject
-            | Attribute::PeerDnsSan
-            | Attribute::SourceAddress
-            | Attribute::JwtCnfX5t { .. } => attribute.path(),
-        };
-        property(&path).map_err(|s| HostError(s.0))
+        // proxy-wasm names every attribute by its path.
+        property(&attribute.path()).map_err(|s| HostError(s.0))
     }
     fn count(&mut self, counter: Counter) {
         self.metrics.count(counter);

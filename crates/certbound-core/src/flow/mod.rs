@@ -7,6 +7,7 @@
 //! [`crate::stream::Stream`] carries out their steps for every shell; store
 //! lookups and writes are steps it serves from shared data or etcd.
 
+use std::borrow::Cow;
 pub mod discovery;
 pub mod introspection;
 pub mod resource;
@@ -82,15 +83,16 @@ pub enum Attribute<'a> {
 }
 
 impl Attribute<'_> {
-    /// The attribute's path as proxy-wasm's `get_property` takes it.
-    pub fn path(&self) -> Vec<&str> {
+    /// The attribute's path as proxy-wasm's `get_property` takes it: its segments joined by NUL.
+    /// The fixed ones are constants, so the request path (one digest read per request) builds none.
+    pub fn path(&self) -> Cow<'static, str> {
         match self {
-            Attribute::PeerCertificateDigest => vec!["connection", "sha256_peer_certificate_digest"],
-            Attribute::PeerSubject => vec!["connection", "subject_peer_certificate"],
-            Attribute::PeerDnsSan => vec!["connection", "dns_san_peer_certificate"],
-            Attribute::SourceAddress => vec!["source", "address"],
+            Attribute::PeerCertificateDigest => Cow::Borrowed("connection\0sha256_peer_certificate_digest"),
+            Attribute::PeerSubject => Cow::Borrowed("connection\0subject_peer_certificate"),
+            Attribute::PeerDnsSan => Cow::Borrowed("connection\0dns_san_peer_certificate"),
+            Attribute::SourceAddress => Cow::Borrowed("source\0address"),
             Attribute::JwtCnfX5t { namespace, payload_key } => {
-                vec!["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"]
+                Cow::Owned(["metadata", "filter_metadata", namespace, payload_key, "cnf", "x5t#S256"].join("\0"))
             }
         }
     }
@@ -239,7 +241,7 @@ pub mod mock {
         }
         fn attribute(&mut self, attribute: Attribute<'_>) -> Result<Option<Vec<u8>>, HostError> {
             self.fail("attribute")?;
-            Ok(self.attributes.get(&attribute.path().join(".")).cloned())
+            Ok(self.attributes.get(&attribute.path().replace('\0', ".")).cloned())
         }
         fn count(&mut self, counter: Counter) {
             self.counted.push(counter);
