@@ -6,9 +6,10 @@ use certbound_core::keys::TABLE_USED;
 use certbound_core::store::{self, PutPlan, SlotTable, SLOT_PREFIX};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, Status};
+use std::rc::Rc;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { fill: None, calls: vec![], metric: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { fill: None, calls: Rc::from([]), metric: None }) });
 }}
 
 struct Root {
@@ -16,9 +17,29 @@ struct Root {
     fill: Option<u64>,
     /// {"mode": "calls", "calls": [...]}: on each request's headers, the listed host calls and nothing
     /// else, so the bench can price each one in Envoy (what a Wasm filter pays per call).
-    calls: Vec<String>,
+    calls: Rc<[Call]>,
     metric: Option<u32>,
 }
+
+/// A host call the `calls` mode makes, named as in its configuration.
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    /// The request's header map (certbound's one read of the request).
+    Headers,
+    /// `connection.sha256_peer_certificate_digest`.
+    Property,
+    /// A filter state value (certbound's decision record).
+    SetProperty,
+    /// A counter increment.
+    Metric,
+}
+
+const CALLS: [(&str, Call); 4] = [
+    ("headers", Call::Headers),
+    ("property", Call::Property),
+    ("set_property", Call::SetProperty),
+    ("metric", Call::Metric),
+];
 
 impl Context for Root {}
 
@@ -32,13 +53,15 @@ impl RootContext for Root {
                 text.split("\"capacity\":").nth(1).and_then(|r| r.trim().trim_end_matches('}').trim().parse().ok())
             })
             .flatten();
-        self.calls = ["headers", "property", "set_property", "metric", "header_value", "clock", "shared_get"]
-            .into_iter()
-            .filter(|c| text.contains("\"calls\"") && text.contains(&format!("\"{c}\"")))
-            .map(String::from)
+        // Read once here: a stream only walks the list (its cost is what is priced).
+        self.calls = CALLS
+            .iter()
+            .filter(|(name, _)| text.contains("\"calls\"") && text.contains(&format!("\"{name}\"")))
+            .map(|&(_, call)| call)
             .collect();
-        if self.calls.iter().any(|c| c == "metric") {
-            self.metric = proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, "bench.calls").ok();
+        if self.calls.contains(&Call::Metric) {
+            self.metric =
+                proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, "bench.calls").ok();
         }
         true
     }
@@ -64,7 +87,7 @@ impl HttpContext for Noop {}
 
 /// The host calls a filter like certbound makes on a protected route, each alone or together.
 struct Calls {
-    calls: Vec<String>,
+    calls: Rc<[Call]>,
     metric: Option<u32>,
 }
 impl Context for Calls {}
@@ -72,16 +95,12 @@ impl HttpContext for Calls {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         use proxy_wasm::hostcalls as h;
         use proxy_wasm::types::MapType;
-        for c in &self.calls {
-            match c.as_str() {
-                "headers" => drop(h::get_map_bytes(MapType::HttpRequestHeaders)),
-                "property" => drop(h::get_property(vec!["connection", "sha256_peer_certificate_digest"])),
-                "set_property" => drop(h::set_property(vec!["certbound"], Some(b"{\"decision\":\"allowed\"}"))),
-                "metric" => drop(self.metric.map(|m| h::increment_metric(m, 1))),
-                "header_value" => drop(h::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization")),
-                "clock" => drop(h::get_current_time()),
-                "shared_get" => drop(h::get_shared_data("bench.key")),
-                _ => {}
+        for c in self.calls.iter() {
+            match c {
+                Call::Headers => drop(h::get_map_bytes(MapType::HttpRequestHeaders)),
+                Call::Property => drop(h::get_property(vec!["connection", "sha256_peer_certificate_digest"])),
+                Call::SetProperty => drop(h::set_property(vec!["certbound"], Some(b"{\"decision\":\"allowed\"}"))),
+                Call::Metric => drop(self.metric.map(|m| h::increment_metric(m, 1))),
             }
         }
         Action::Continue
